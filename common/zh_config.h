@@ -1,0 +1,103 @@
+/*  zh_config.h — the broker's configuration: durations, flags,
+    environment and the ZPL config file.
+
+    Where it sits: zhost-broker's main() builds a zh_config_t with
+    zh_config_load and hands it to the broker; nothing else reads argv or
+    the environment. Precedence, highest first (DESIGN.md, Configuration):
+
+        command-line flags  >  ZHOST_* environment  >  --config FILE (ZPL)  >  defaults
+
+    Multi-valued settings (frontend, advertise, spawn): the highest source
+    that sets any value replaces the lower sources' values entirely.
+
+    Every option has one row in the table behind zh_config_help, which
+    prints each flag with its environment variable and default, so --help
+    can never drift from the code.
+*/
+#ifndef ZH_CONFIG_H
+#define ZH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "zh_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ZH_CONFIG_LIST_MAX 16   //  frontends, advertised endpoints, spawns
+
+//  Parse a duration: "30s", "500ms", "2m", "1h", "0" (bare 0 only; other
+//  bare numbers are refused as ambiguous). Result in milliseconds.
+//  Refuses negatives, overflow, empty text, unknown units. 0 or -1.
+int zh_duration_parse (const char *text, int64_t *ms, zh_error_t *err);
+
+//  Format ms as the shortest exact duration ("1s", "500ms", "2m", "0").
+const char *zh_duration_format (int64_t ms, char *buf, size_t size);
+
+//  Split a command line into words as a POSIX shell would (single and
+//  double quotes, backslash escapes; no expansion, no globbing, no shell).
+//  Returns a NULL-terminated malloc'd argv (free with zh_argv_free) and
+//  *argc, or NULL with err (unterminated quote, trailing backslash, empty).
+char **zh_shell_split (const char *command, int *argc, zh_error_t *err);
+void zh_argv_free (char ***argv_p);
+
+typedef struct {
+    char *name;     //  a label (checked by the broker: INVALID_NAME)
+    char *command;  //  the raw command text
+} zh_spawn_spec_t;
+
+typedef struct {
+    char *frontends[ZH_CONFIG_LIST_MAX];
+    size_t frontend_count;
+    char *advertise[ZH_CONFIG_LIST_MAX];
+    size_t advertise_count;
+    char *runtime_dir;
+    int64_t heartbeat_ms;          //  default 1s
+    int64_t liveness;              //  heartbeats of silence before a drop, default 3
+    int64_t delivery_timeout_ms;   //  default 30s
+    int64_t ready_timeout_ms;      //  default 30s (0 = forever)
+    int64_t terminate_timeout_ms;  //  default 10s
+    int64_t linger_ms;             //  shutdown linger, default 2s
+    int64_t max_in_flight;         //  default 16
+    int64_t max_msg_bytes;         //  default 16 MiB
+    int64_t hwm;                   //  default 10000
+    int64_t ttl;                   //  default 64
+    zh_spawn_spec_t spawns[ZH_CONFIG_LIST_MAX];
+    size_t spawn_count;
+    char *curve_secret;
+    char *curve_allow;
+    char *curve_admin;
+    char *config_file;
+    char *log_level;               //  default "info"
+    bool help;                     //  --help was given
+    bool version;                  //  --version was given
+} zh_config_t;
+
+//  A config with the defaults of DESIGN.md (runtime_dir from
+//  $XDG_RUNTIME_DIR/zhost or /tmp/zhost-<uid>).
+zh_config_t *zh_config_new (void);
+void zh_config_destroy (zh_config_t **self_p);
+
+//  Apply the config file named by --config / ZHOST_CONFIG (if any), then
+//  the environment (envp, NULL-terminated "KEY=VALUE" list; pass environ),
+//  then argv (argv[0] is the program). On a bad value: -1 with err whose
+//  reason names the flag (or variable, or file and line) and the value,
+//  e.g. "--heartbeat: '10x' is not a duration (unit must be ms, s, m or h)".
+int zh_config_load (zh_config_t *self, int argc, char **argv, char **envp, zh_error_t *err);
+
+//  Print the --help text: usage, then every flag with its environment
+//  variable and default.
+void zh_config_help (FILE *out, const char *program);
+
+//  Print the effective configuration as a ZPL file (for --help-config
+//  style dumps and tests of the round trip through zconfig).
+void zh_config_print (const zh_config_t *self, FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
