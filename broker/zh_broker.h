@@ -1,0 +1,41 @@
+/*  zh_broker.h — zhost-broker: the per-machine broker of ZHP/1.
+
+    Where it sits: main.c builds a zh_config_t, then zh_broker_new binds the
+    sockets (frontend, backend, control) and zh_broker_run serves until a
+    shutdown (SIGTERM, SIGINT, or zh_broker_stop). Programs that embed the
+    broker link libzhbroker and call the same three functions.
+
+    The caller must block SIGTERM, SIGINT, SIGHUP and SIGCHLD in every
+    thread before zh_broker_new (zh_broker_block_signals does it), so the
+    broker can read them from a signalfd in its loop.
+*/
+#ifndef ZH_BROKER_H
+#define ZH_BROKER_H
+
+#include <stdio.h>
+
+#include "zh_config.h"
+#include "zh_error.h"
+
+typedef struct _zh_broker_t zh_broker_t;
+
+//  Block the signals the broker reads from its signalfd. Call first in
+//  main(), before any thread starts. 0 or -1.
+int zh_broker_block_signals (void);
+
+//  Validate config, take the runtime dir, bind every socket. NULL with err
+//  (reason says what failed: the endpoint, the path, the errno text).
+zh_broker_t *zh_broker_new (const zh_config_t *config, zh_error_t *err);
+void zh_broker_destroy (zh_broker_t **self_p);
+
+//  Print the bound endpoints and "ready" (docs/broker.md, Start).
+void zh_broker_print_endpoints (zh_broker_t *self, FILE *out);
+
+//  Serve until shutdown. Returns the process exit code (0 after a clean
+//  shutdown).
+int zh_broker_run (zh_broker_t *self);
+
+//  Ask a running broker to shut down, as SIGTERM would. Thread-safe.
+void zh_broker_stop (zh_broker_t *self);
+
+#endif

@@ -1,0 +1,78 @@
+/*  zh_conn.c — one peer of one broker socket (see zh_conn.h). */
+#include "zh_conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+zh_conn_t *
+zh_conn_new (zh_sock_t sock, zh_conn_kind_t kind, const uint8_t *rid, size_t rid_len)
+{
+    if (rid_len > ZH_RID_MAX)
+        return NULL;
+    zh_conn_t *self = (zh_conn_t *) calloc (1, sizeof (zh_conn_t));
+    if (!self)
+        return NULL;
+    self->sock = sock;
+    self->kind = kind;
+    memcpy (self->rid, rid, rid_len);
+    self->rid_len = rid_len;
+    return self;
+}
+
+void
+zh_conn_destroy (zh_conn_t **self_p)
+{
+    if (self_p && *self_p) {
+        zh_conn_t *self = *self_p;
+        free (self->peer_endpoint);
+        free (self->bootstrap);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+zh_conn_set_proc_id (zh_conn_t *self, const char *proc_id)
+{
+    snprintf (self->proc_id, sizeof self->proc_id, "%s", proc_id);
+    self->proc_id_len = strlen (self->proc_id);
+}
+
+int
+zh_conn_set_peer_endpoint (zh_conn_t *self, const char *endpoint, size_t len)
+{
+    char *copy = (char *) malloc (len + 1);
+    if (!copy)
+        return -1;
+    memcpy (copy, endpoint, len);
+    copy[len] = 0;
+    free (self->peer_endpoint);
+    self->peer_endpoint = copy;
+    self->peer_endpoint_len = len;
+    return 0;
+}
+
+void
+zh_conn_set_bootstrap (zh_conn_t *self, uint8_t *body, size_t size)
+{
+    free (self->bootstrap);
+    self->bootstrap = body;
+    self->bootstrap_size = size;
+}
+
+const char *
+zh_conn_name (const zh_conn_t *self, char *buf, size_t size)
+{
+    if (self->proc_id_len)
+        snprintf (buf, size, "%s", self->proc_id);
+    else if (self->peer_endpoint)
+        snprintf (buf, size, "%s", self->peer_endpoint);
+    else {
+        size_t pos = 0;
+        buf[0] = 0;
+        for (size_t i = 0; i < self->rid_len && pos + 3 < size; i++)
+            pos += (size_t) snprintf (buf + pos, size - pos, "%02x", self->rid[i]);
+    }
+    return buf;
+}

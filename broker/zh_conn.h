@@ -1,0 +1,64 @@
+/*  zh_conn.h — one peer of one broker socket: an attached client, a peer
+    broker, a spawned proc, or a connection that has not finished its
+    handshake yet.
+
+    Where it sits: the broker looks a connection up by (socket, routing id)
+    for every message it receives, to know its principal (PROTOCOL.md §4
+    step 1) and to record liveness; the routing table points at the
+    connection of each attached or spawned proc, to know where to send.
+*/
+#ifndef ZH_CONN_H
+#define ZH_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "zh_addr.h"
+
+typedef enum { ZH_SOCK_FRONTEND = 0, ZH_SOCK_BACKEND, ZH_SOCK_CONTROL, ZH_SOCK_COUNT } zh_sock_t;
+
+typedef enum {
+    ZH_CONN_CLIENT = 1,  //  attached with ATTACH (frontend or control)
+    ZH_CONN_PEER,        //  another broker, HELLO'd on the frontend
+    ZH_CONN_PROC         //  a spawned proc on the backend
+} zh_conn_kind_t;
+
+#define ZH_RID_MAX 255
+
+typedef struct {
+    zh_sock_t sock;
+    zh_conn_kind_t kind;
+    uint8_t rid[ZH_RID_MAX];
+    size_t rid_len;
+    char proc_id[ZH_ID_MAX + 1];    //  CLIENT, PROC: principal proc id
+    size_t proc_id_len;
+    char *peer_endpoint;            //  PEER: principal endpoint
+    size_t peer_endpoint_len;
+    bool admin;                     //  may run admin ops (control socket)
+    uint8_t *bootstrap;             //  CLIENT: the BOOTSTRAP body, resent on re-ATTACH
+    size_t bootstrap_size;
+    int64_t last_recv;              //  ms, monotonic: last message from it
+    int64_t last_send;              //  ms, monotonic: last message to it
+    bool silent_logged;             //  PROC: silence already logged
+    uint64_t msgs_in;               //  SEND/RETURN received from it
+    uint64_t msgs_out;              //  SEND/RETURN delivered to it
+} zh_conn_t;
+
+zh_conn_t *zh_conn_new (zh_sock_t sock, zh_conn_kind_t kind, const uint8_t *rid, size_t rid_len);
+void zh_conn_destroy (zh_conn_t **self_p);
+
+//  Set the principal of a CLIENT or PROC (id text, NUL-terminated).
+void zh_conn_set_proc_id (zh_conn_t *self, const char *proc_id);
+
+//  Set the principal of a PEER. 0 or -1 on allocation failure.
+int zh_conn_set_peer_endpoint (zh_conn_t *self, const char *endpoint, size_t len);
+
+//  Keep the BOOTSTRAP body (takes ownership of body).
+void zh_conn_set_bootstrap (zh_conn_t *self, uint8_t *body, size_t size);
+
+//  Short printable name for logs: the proc id, the peer endpoint, or the
+//  routing id in hex.
+const char *zh_conn_name (const zh_conn_t *self, char *buf, size_t size);
+
+#endif
