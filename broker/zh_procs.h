@@ -1,0 +1,173 @@
+/*  zh_procs.h — the process manager: spawn, readiness, exit monitor,
+    stop/kill escalation and bulk stop of the procs of this machine.
+
+    Where it sits: inside the broker's loop, beside the sockets. The broker
+    asks it to spawn (host agent `spawn` op, --spawn at start), tells it
+    when a READY arrives on the backend, and calls zh_procs_tick each loop
+    turn; the manager calls back on every state change, and when a STOP
+    must be sent over the backend (the broker owns the sockets). It never
+    blocks the loop: child output is read from non-blocking pipes, exits
+    are learnt from SIGCHLD (the broker's signalfd) with waitpid(WNOHANG),
+    deadlines are checked in tick.
+
+    Lifecycle (DESIGN.md):  starting → ready → stopping → stopped{exit_code}
+                                                        | killed{signal, core}
+                                                        | failed{reason}
+    starting and ready may also go straight to a terminal state, and
+    starting to stopping. Every other transition is refused and logged
+    (PM-1). A terminal proc's name may be spawned again (PM-2).
+
+    Two launchers stand behind one interface:
+    - ZH_LAUNCH_PROCESS: fork/exec of a program, own process group,
+      PR_SET_PDEATHSIG(SIGKILL) with the check for a parent that already
+      changed, stdout/stderr on pipes (each line logged with the proc
+      name, the last 50 kept as its tail);
+    - ZH_LAUNCH_THREAD: an in-process proc, a function run on a thread
+      that connects to the broker's inproc backend; used by tests and by
+      programs that embed the broker. A thread cannot be signalled: its
+      stop escalation ends at STOP, and kill is refused (PM-3).
+
+    Stop escalation (PM-4): STOP to the proc → wait timeout → SIGTERM to
+    its process group → wait timeout → SIGKILL to the group. Idempotent:
+    stopping a stopping proc changes nothing (the caller just waits for the
+    same terminal state).
+*/
+#ifndef ZH_PROCS_H
+#define ZH_PROCS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "zh_addr.h"
+#include "zh_error.h"
+
+#define ZH_TAIL_LINES 50
+#define ZH_LINE_MAX 1024
+
+typedef enum {
+    ZH_PS_STARTING = 0,
+    ZH_PS_READY,
+    ZH_PS_STOPPING,
+    ZH_PS_STOPPED,   //  exited by itself: exit_code
+    ZH_PS_KILLED,    //  ended by a signal: signal, core_dumped
+    ZH_PS_FAILED     //  reason (READY_TIMEOUT, SPAWN_FAILED, …)
+} zh_pstate_t;
+
+//  "starting", "ready", …
+const char *zh_pstate_name (zh_pstate_t state);
+static inline bool
+zh_pstate_terminal (zh_pstate_t state)
+{
+    return state >= ZH_PS_STOPPED;
+}
+
+typedef enum { ZH_LAUNCH_PROCESS = 0, ZH_LAUNCH_THREAD } zh_launch_t;
+
+//  The function an in-process proc runs on its thread. proc_addr is its
+//  ZHOST_PROC, backend the inproc endpoint to connect to (with ROUTING_ID
+//  = its proc id), host the advertised frontend. It must send READY, and
+//  return when it gets STOP; its return value is its exit code.
+typedef int (zh_thread_main_fn) (const char *proc_addr, const char *backend, const char *host,
+                                 int64_t heartbeat_ms, void *arg);
+
+typedef struct _zh_proc_t zh_proc_t;
+struct _zh_proc_t {
+    char name[ZH_LABEL_MAX + 1];   //  a label; also the proc id and routing id
+    char proc_addr[ZH_ADDR_MAX + 1];
+    zh_launch_t launch;
+    pid_t pid;                     //  PROCESS: child pid (= its process group)
+    zh_pstate_t state;
+    int exit_code;                 //  STOPPED
+    int signal;                    //  KILLED
+    bool core_dumped;              //  KILLED
+    char reason[160];              //  FAILED: code word first, e.g. "READY_TIMEOUT"
+    bool reaped;                   //  exit status collected
+    int64_t started_ms;
+    int64_t ready_deadline;        //  0: none (ready, or timeout 0 = forever)
+    int stop_stage;                //  0 none, 1 STOP sent, 2 SIGTERM, 3 SIGKILL
+    int64_t stop_deadline;
+    int64_t stop_timeout_ms;
+    char *tail[ZH_TAIL_LINES];     //  ring of the last output lines
+    size_t tail_head, tail_count;
+    void *user;                    //  the broker's per-proc data (waiters)
+    //  private to zh_procs.c
+    int out_fd, err_fd;
+    char line[2][ZH_LINE_MAX];
+    size_t line_len[2];
+    void *thread;                  //  THREAD: its state
+};
+
+typedef struct {
+    //  Every state change, after the proc's fields were updated. On a
+    //  terminal state the proc's pipes are drained first, so the tail is
+    //  complete.
+    void (*on_state) (void *arg, zh_proc_t *proc, zh_pstate_t old_state);
+    //  Send STOP {reason, timeout_ms} to the proc over the backend.
+    void (*send_stop) (void *arg, zh_proc_t *proc, const char *reason, int64_t timeout_ms);
+    void *arg;
+} zh_procs_events_t;
+
+typedef struct _zh_procs_t zh_procs_t;
+
+//  backend_ipc goes to ZHOST_BACKEND for processes, backend_inproc to
+//  threads; host to ZHOST_HOST; heartbeat_ms to ZHOST_HEARTBEAT_MS.
+zh_procs_t *zh_procs_new (const char *backend_ipc, const char *backend_inproc, const char *host,
+                          int64_t heartbeat_ms, zh_procs_events_t events);
+//  Kills (SIGKILL to each group) and reaps every child still alive.
+void zh_procs_destroy (zh_procs_t **self_p);
+
+//  Spawn a process. argv is NULL-terminated; env is a NULL-terminated
+//  list of "KEY=VALUE" merged over the broker's environment, with the
+//  ZHOST_* variables set last. ready_timeout_ms 0 waits forever. Errors:
+//  INVALID_NAME (not a label, or `service`/`local`), PROC_EXISTS (a live
+//  proc has that name), SPAWN_FAILED (fork or exec failed: the errno
+//  text). The error's reason starts with that code word.
+zh_proc_t *zh_procs_spawn (zh_procs_t *self, const char *name, char *const argv[],
+                           char *const env[], int64_t ready_timeout_ms, int64_t now,
+                           zh_error_t *err);
+
+//  Spawn an in-process proc on a thread. Same errors as zh_procs_spawn.
+zh_proc_t *zh_procs_spawn_thread (zh_procs_t *self, const char *name, zh_thread_main_fn *fn,
+                                  void *arg, int64_t ready_timeout_ms, int64_t now,
+                                  zh_error_t *err);
+
+//  The proc of that name (live or terminal, the latest one), or NULL.
+zh_proc_t *zh_procs_lookup (zh_procs_t *self, const char *name, size_t len);
+
+//  READY arrived from the proc's routing id: starting → ready.
+//  -1 if the proc is not starting (the broker answers ERROR 403).
+int zh_procs_ready (zh_procs_t *self, zh_proc_t *proc, int64_t now);
+
+//  Begin (or join) the stop escalation. No-op on a terminal proc.
+void zh_procs_stop (zh_procs_t *self, zh_proc_t *proc, int64_t timeout_ms, const char *reason,
+                    int64_t now);
+
+//  SIGKILL the proc's group now. -1 for a thread (PM-3) or terminal proc.
+int zh_procs_kill (zh_procs_t *self, zh_proc_t *proc);
+
+//  Collect exited children (call on SIGCHLD, and harmless any time).
+void zh_procs_reap (zh_procs_t *self, int64_t now);
+
+//  Ready deadlines and stop escalation; returns ms until the next
+//  deadline (or -1 if none).
+int64_t zh_procs_tick (zh_procs_t *self, int64_t now);
+
+//  Output pipes to poll (fds[0..n)); read them with zh_procs_read_fd.
+size_t zh_procs_fds (zh_procs_t *self, int *fds, size_t max);
+void zh_procs_read_fd (zh_procs_t *self, int fd);
+
+//  Iterate all procs (live and terminal), in spawn order.
+zh_proc_t *zh_procs_first (zh_procs_t *self);
+zh_proc_t *zh_procs_next (zh_procs_t *self);
+size_t zh_procs_live_count (zh_procs_t *self);
+
+//  Drop terminal procs (keeps the table small); a name's latest terminal
+//  entry is kept until it is spawned again.
+void zh_procs_forget (zh_procs_t *self, zh_proc_t *proc);
+
+//  Copy the tail into buf as lines joined by '\n' (NUL-terminated).
+size_t zh_proc_tail (const zh_proc_t *proc, char *buf, size_t size);
+
+#endif
