@@ -69,8 +69,9 @@ typedef enum { ZH_LAUNCH_PROCESS = 0, ZH_LAUNCH_THREAD } zh_launch_t;
 //  ZHOST_PROC, backend the inproc endpoint to connect to (with ROUTING_ID
 //  = its proc id), host the advertised frontend. It must send READY, and
 //  return when it gets STOP; its return value is its exit code.
-typedef int (zh_thread_main_fn) (const char *proc_addr, const char *backend, const char *host,
-                                 int64_t heartbeat_ms, void *arg);
+//  zmq_ctx is the broker's context (inproc needs the same one).
+typedef int (zh_thread_main_fn) (void *zmq_ctx, const char *proc_addr, const char *backend,
+                                 const char *host, int64_t heartbeat_ms, void *arg);
 
 typedef struct _zh_proc_t zh_proc_t;
 struct _zh_proc_t {
@@ -106,15 +107,20 @@ typedef struct {
     void (*on_state) (void *arg, zh_proc_t *proc, zh_pstate_t old_state);
     //  Send STOP {reason, timeout_ms} to the proc over the backend.
     void (*send_stop) (void *arg, zh_proc_t *proc, const char *reason, int64_t timeout_ms);
+    //  A bulk stop (zh_procs_stop_all) finished: job is the caller's tag.
+    void (*on_stop_all_done) (void *arg, void *job, size_t attempted, size_t stopped,
+                              size_t failed);
     void *arg;
 } zh_procs_events_t;
 
 typedef struct _zh_procs_t zh_procs_t;
 
 //  backend_ipc goes to ZHOST_BACKEND for processes, backend_inproc to
-//  threads; host to ZHOST_HOST; heartbeat_ms to ZHOST_HEARTBEAT_MS.
-zh_procs_t *zh_procs_new (const char *backend_ipc, const char *backend_inproc, const char *host,
-                          int64_t heartbeat_ms, zh_procs_events_t events);
+//  threads; host (the advertised frontend) to ZHOST_HOST and into every
+//  proc address (name@host); heartbeat_ms to ZHOST_HEARTBEAT_MS. zmq_ctx
+//  is the broker's context, handed to thread procs.
+zh_procs_t *zh_procs_new (void *zmq_ctx, const char *backend_ipc, const char *backend_inproc,
+                          const char *host, int64_t heartbeat_ms, zh_procs_events_t events);
 //  Kills (SIGKILL to each group) and reaps every child still alive.
 void zh_procs_destroy (zh_procs_t **self_p);
 
@@ -143,6 +149,16 @@ int zh_procs_ready (zh_procs_t *self, zh_proc_t *proc, int64_t now);
 //  Begin (or join) the stop escalation. No-op on a terminal proc.
 void zh_procs_stop (zh_procs_t *self, zh_proc_t *proc, int64_t timeout_ms, const char *reason,
                     int64_t now);
+
+//  Stop every proc that is not terminal now, at most max_in_flight
+//  escalations of this job at once (PM-5); procs already stopping count
+//  as in flight and are waited for, not stopped twice. When the last one
+//  is terminal, events.on_stop_all_done (job, attempted, stopped, failed)
+//  is called once: attempted = procs not terminal when it began, stopped =
+//  those that ended stopped or killed, failed = the rest. With nothing to
+//  stop it is called before this returns.
+void zh_procs_stop_all (zh_procs_t *self, int64_t timeout_ms, int64_t max_in_flight,
+                        const char *reason, int64_t now, void *job);
 
 //  SIGKILL the proc's group now. -1 for a thread (PM-3) or terminal proc.
 int zh_procs_kill (zh_procs_t *self, zh_proc_t *proc);
