@@ -172,6 +172,20 @@ s_reject (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
     }
 }
 
+int
+zh_broker_send_body (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
+                     const zh_body_t *body)
+{
+    return s_send_body (self, sock, rid, rid_len, body);
+}
+
+void
+zh_broker_reject (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len, int code,
+                  const char *reason)
+{
+    s_reject (self, sock, rid, rid_len, code, reason, NULL);
+}
+
 //  Send frames[0..count) to a connection: [rid][frames…]. Never blocks.
 //  Returns 0, or -1 with errno EHOSTUNREACH (routing id gone) or EAGAIN
 //  (its queue is full); on failure no frame was sent or consumed.
@@ -235,6 +249,35 @@ s_conn_remove (zh_broker_t *self, zh_conn_t *conn, const char *why)
     zh_info ("detach", "socket=%s proc=%s reason=%s in=%llu out=%llu", sock_names[conn->sock], name,
              why, (unsigned long long) conn->msgs_in, (unsigned long long) conn->msgs_out);
     zh_conn_destroy (&conn);
+}
+
+zh_conn_t *
+zh_broker_add_proc_conn (zh_broker_t *self, const uint8_t *rid, size_t rid_len,
+                         const char *proc_id)
+{
+    zh_conn_t *old = (zh_conn_t *) zh_table_lookup (self->conns[ZH_SOCK_BACKEND], rid, rid_len);
+    if (old)
+        s_conn_remove (self, old, "replaced");
+    zh_conn_t *conn = zh_conn_new (ZH_SOCK_BACKEND, ZH_CONN_PROC, rid, rid_len);
+    if (!conn)
+        return NULL;
+    zh_conn_set_proc_id (conn, proc_id);
+    conn->last_recv = conn->last_send = self->now;
+    zh_table_insert (self->conns[ZH_SOCK_BACKEND], rid, rid_len, conn);
+    zh_table_insert (self->routes, conn->proc_id, conn->proc_id_len, conn);
+    s_gone_forget (self, conn->proc_id, conn->proc_id_len);
+    return conn;
+}
+
+void
+zh_broker_proc_gone (zh_broker_t *self, const char *proc_id)
+{
+    size_t len = strlen (proc_id);
+    zh_conn_t *conn = (zh_conn_t *) zh_table_lookup (self->routes, proc_id, len);
+    if (conn)
+        s_conn_remove (self, conn, "exited");
+    else
+        s_gone_remember (self, proc_id, len);
 }
 
 //  ---------------------------------------------------------------------
@@ -610,7 +653,7 @@ s_handle_control (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t 
     default:
         break;
     }
-    if (self->shutting_down) {
+    if ((self->shutting_down || self->stopping_children) && hdr->command != ZH_READY) {
         s_reject (self, sock, rid, rid_len, 503, "the broker is shutting down", NULL);
         return;
     }
@@ -625,8 +668,7 @@ s_handle_control (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t 
         if (sock != ZH_SOCK_BACKEND)
             s_reject (self, sock, rid, rid_len, 400, "READY is for the backend socket", NULL);
         else
-            s_reject (self, sock, rid, rid_len, 403, "no proc is being spawned under this id",
-                      NULL);
+            zh_lifecycle_ready (self, rid, rid_len, &body);
         break;
     default: {
         char reason[64];
@@ -747,14 +789,42 @@ s_tick (zh_broker_t *self)
 //  ---------------------------------------------------------------------
 //  Shutdown
 
+//  Phase 1: stop accepting connections, stop every child (at most
+//  max_in_flight at once); its end starts phase 2 (zh_broker_begin_drain).
 static void
 s_begin_shutdown (zh_broker_t *self, const char *why)
 {
+    if (self->stopping_children || self->shutting_down)
+        return;
+    self->stopping_children = true;
+    zh_info ("shutdown", "reason=%s live_procs=%zu", why, zh_procs_live_count (self->procs));
+    for (size_t i = 0; i < self->bound_count; i++)
+        zmq_unbind (self->socks[ZH_SOCK_FRONTEND], self->bound[i]);
+    if (self->stop_all_pending)
+        return;   //  a shutdown op's bulk stop is already running
+    zh_job_t *job = (zh_job_t *) calloc (1, sizeof (zh_job_t));
+    if (!job) {
+        zh_broker_begin_drain (self, why);
+        return;
+    }
+    job->shutdown = true;
+    self->stop_all_pending = true;
+    zh_procs_stop_all (self->procs, self->config->terminate_timeout_ms, self->config->max_in_flight,
+                       "broker shutdown", self->now, job);
+}
+
+//  Phase 2: BYE to every connection; SENDs from now on are returned
+//  SHUTDOWN; the loop ends at the linger deadline or when all is quiet.
+void
+zh_broker_begin_drain (zh_broker_t *self, const char *why)
+{
     if (self->shutting_down)
         return;
+    self->stopping_children = true;
     self->shutting_down = true;
     self->shutdown_deadline = self->now + self->config->linger_ms;
-    zh_info ("shutdown", "reason=%s linger_ms=%lld", why, (long long) self->config->linger_ms);
+    self->last_activity = self->now;
+    zh_info ("drain", "reason=%s linger_ms=%lld", why, (long long) self->config->linger_ms);
     for (size_t i = 0; i < self->bound_count; i++)
         zmq_unbind (self->socks[ZH_SOCK_FRONTEND], self->bound[i]);
     for (int s = 0; s < ZH_SOCK_COUNT; s++)
@@ -772,24 +842,27 @@ s_handle_signals (zh_broker_t *self)
             s_begin_shutdown (self, info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
         else if (info.ssi_signo == SIGHUP)
             zh_info ("signal", "signal=SIGHUP action=ignored");
+        else if (info.ssi_signo == SIGCHLD)
+            zh_procs_reap (self->procs, self->now);
     }
 }
 
 //  ---------------------------------------------------------------------
 //  The loop
 
+#define ZH_POLL_MAX (ZH_SOCK_COUNT + 1 + 512)
+
 int
 zh_broker_run (zh_broker_t *self)
 {
-    zmq_pollitem_t items[ZH_SOCK_COUNT + 1];
-    for (int s = 0; s < ZH_SOCK_COUNT; s++)
-        items[s] = (zmq_pollitem_t) {self->socks[s], 0, ZMQ_POLLIN, 0};
-    items[ZH_SOCK_COUNT] = (zmq_pollitem_t) {NULL, self->signal_fd, ZMQ_POLLIN, 0};
+    zmq_pollitem_t items[ZH_POLL_MAX];
+    int fds[ZH_POLL_MAX];
     int64_t tick_ms = self->config->heartbeat_ms / 4;
     if (tick_ms < 5)
         tick_ms = 5;
     self->now = s_now_ms ();
     self->next_tick = self->now + tick_ms;
+    zh_procs_reap (self->procs, self->now);   //  a --spawn child may have died already
 
     while (true) {
         self->now = s_now_ms ();
@@ -797,8 +870,8 @@ zh_broker_run (zh_broker_t *self)
             s_begin_shutdown (self, "stop");
         if (self->shutting_down) {
             //  Done at the deadline, or once the connections went quiet.
-            bool quiet = self->now - self->last_activity >= 50
-                         && self->now - self->shutdown_deadline + self->config->linger_ms >= 50;
+            int64_t since = self->now - (self->shutdown_deadline - self->config->linger_ms);
+            bool quiet = self->now - self->last_activity >= 50 && since >= 50;
             if (self->now >= self->shutdown_deadline || quiet)
                 break;
         }
@@ -807,11 +880,25 @@ zh_broker_run (zh_broker_t *self)
             self->next_tick = self->now + tick_ms;
         }
         int64_t timeout = self->next_tick - self->now;
+        int64_t procs_due = zh_procs_tick (self->procs, self->now);
+        if (procs_due >= 0 && procs_due < timeout)
+            timeout = procs_due;
         if (self->shutting_down && timeout > 10)
             timeout = 10;
-        if (self->stop_requested == 0 && timeout > 100)
-            timeout = 100;  //  zh_broker_stop from another thread is seen within 100 ms
-        int rc = zmq_poll (items, ZH_SOCK_COUNT + 1, (long) timeout);
+        if (timeout > 100)
+            timeout = 100;   //  zh_broker_stop from another thread is seen within 100 ms
+        if (timeout < 0)
+            timeout = 0;
+
+        size_t n = 0;
+        for (int s = 0; s < ZH_SOCK_COUNT; s++)
+            items[n++] = (zmq_pollitem_t) {self->socks[s], 0, ZMQ_POLLIN, 0};
+        items[n++] = (zmq_pollitem_t) {NULL, self->signal_fd, ZMQ_POLLIN, 0};
+        size_t n_fds = zh_procs_fds (self->procs, fds, ZH_POLL_MAX - n);
+        for (size_t i = 0; i < n_fds; i++)
+            items[n++] = (zmq_pollitem_t) {NULL, fds[i], ZMQ_POLLIN, 0};
+
+        int rc = zmq_poll (items, (int) n, (long) timeout);
         if (rc == -1) {
             if (errno == EINTR)
                 continue;
@@ -824,6 +911,9 @@ zh_broker_run (zh_broker_t *self)
                 s_drain_socket (self, (zh_sock_t) s);
         if (items[ZH_SOCK_COUNT].revents & ZMQ_POLLIN)
             s_handle_signals (self);
+        for (size_t i = 0; i < n_fds; i++)
+            if (items[ZH_SOCK_COUNT + 1 + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+                zh_procs_read_fd (self->procs, fds[i]);
     }
     zh_info ("exit", "routed=%llu code=0", (unsigned long long) self->stats.routed);
     return 0;
@@ -1037,11 +1127,6 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
         zh_error_set (err, 2, 0, "--frontend: at least one endpoint is needed");
         goto fail;
     }
-    if (config->spawn_count) {
-        zh_error_set (err, 2, 0, "--spawn %s: spawning procs is not implemented yet",
-                      config->spawns[0].name);
-        goto fail;
-    }
     if (s_take_runtime_dir (self, err) != 0)
         goto fail;
     self->ctx = zmq_ctx_new ();
@@ -1062,11 +1147,22 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
     sigaddset (&set, SIGTERM);
     sigaddset (&set, SIGINT);
     sigaddset (&set, SIGHUP);
+    sigaddset (&set, SIGCHLD);
     self->signal_fd = signalfd (-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (self->signal_fd < 0) {
         zh_error_set (err, 1, 0, "signalfd: %s", strerror (errno));
         goto fail;
     }
+    self->procs = zh_procs_new (self->ctx, self->backend_ipc, self->backend_inproc,
+                                self->advertised[0], config->heartbeat_ms,
+                                zh_lifecycle_events (self));
+    if (!self->procs) {
+        zh_error_set (err, 1, 0, "cannot create the process manager");
+        goto fail;
+    }
+    self->now = s_now_ms ();
+    if (zh_lifecycle_spawn_config (self, err) != 0)
+        goto fail;
     if (!config->curve_secret)
         zh_warn ("security", "curve=off note=\"the frontend is open to anyone who can reach it: "
                              "use it on a trusted network only\"");
@@ -1116,6 +1212,8 @@ zh_broker_destroy (zh_broker_t **self_p)
     if (!self_p || !*self_p)
         return;
     zh_broker_t *self = *self_p;
+    //  Children first: no child outlives the broker.
+    zh_procs_destroy (&self->procs);
     //  Queued outbound messages (BYEs, last deliveries) get the linger.
     int linger = (int) self->config->linger_ms;
     for (int s = 0; s < ZH_SOCK_COUNT; s++)

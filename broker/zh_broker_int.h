@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <msgpack.h>
 #include <zmq.h>
 
 #include "zh_addr.h"
@@ -17,6 +18,7 @@
 #include "zh_config.h"
 #include "zh_conn.h"
 #include "zh_error.h"
+#include "zh_procs.h"
 #include "zh_proto.h"
 #include "zh_table.h"
 
@@ -38,6 +40,20 @@ typedef struct {
     uint64_t agent_requests;          //  requests the host agent served
     uint64_t agent_unanswerable;      //  agent requests with no usable reply
 } zh_stats_t;
+
+//  An agent request waiting for a proc to change state: its reply port.
+typedef enum { ZH_WAIT_SPAWN = 1, ZH_WAIT_END } zh_wait_kind_t;
+typedef struct _zh_waiter_t {
+    zh_wait_kind_t kind;
+    char *reply;
+    struct _zh_waiter_t *next;
+} zh_waiter_t;
+
+//  A stop_all or shutdown request waiting for its bulk stop.
+typedef struct {
+    char *reply;       //  NULL for the broker's own shutdown
+    bool shutdown;     //  shut the broker down once answered
+} zh_job_t;
 
 struct _zh_broker_t {
     const zh_config_t *config;
@@ -65,6 +81,10 @@ struct _zh_broker_t {
     char service_addr[ZH_ADDR_MAX + 1]; //  service@<adv0>: src of RETURNs
     uint64_t incarnation;
 
+    zh_procs_t *procs;                //  the process manager
+    bool stopping_children;           //  shutdown phase 1: children first
+    bool stop_all_pending;            //  the broker's own bulk stop is running
+
     int64_t now;                      //  ms, monotonic, once per loop turn
     int64_t next_tick;
     bool shutting_down;
@@ -88,11 +108,52 @@ void zh_broker_route_internal (zh_broker_t *self, zmq_msg_t *frames, size_t coun
 void zh_broker_bounce (zh_broker_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t count,
                        const zh_head_t *head, zh_rc_t rc, const char *reason);
 
+//  Send a control command with a body to one peer of a socket.
+int zh_broker_send_body (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
+                         const zh_body_t *body);
+
+//  Refuse a message with an ERROR (counted).
+void zh_broker_reject (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
+                       int code, const char *reason);
+
+//  Add a connection for a proc that became ready and route to it.
+zh_conn_t *zh_broker_add_proc_conn (zh_broker_t *self, const uint8_t *rid, size_t rid_len,
+                                    const char *proc_id);
+
+//  A proc ended: its route goes (if any) and its id is remembered as gone.
+void zh_broker_proc_gone (zh_broker_t *self, const char *proc_id);
+
+//  Phase 2 of shutdown: BYE to every connection, drain for the linger.
+void zh_broker_begin_drain (zh_broker_t *self, const char *why);
+
+//  --- zh_lifecycle.c: procs as the broker sees them ----------------------
+
+//  The callbacks the process manager calls.
+zh_procs_events_t zh_lifecycle_events (zh_broker_t *self);
+
+//  READY on the backend from (rid): accepted only from a starting proc
+//  whose name is rid (else ERROR 403).
+void zh_lifecycle_ready (zh_broker_t *self, const uint8_t *rid, size_t rid_len,
+                         const zh_body_t *body);
+
+//  A proc op of the host agent (spawn, stop, kill, status, list, stop_all,
+//  shutdown). Packs the answer into pk and returns true, or returns false
+//  when the answer will be sent later to reply (a waiter was stored).
+bool zh_lifecycle_op (zh_broker_t *self, const char *op, const msgpack_object *request,
+                      const char *reply, msgpack_packer *pk);
+
+//  Spawn the --spawn procs of the config. 0, or -1 with err.
+int zh_lifecycle_spawn_config (zh_broker_t *self, zh_error_t *err);
+
 //  --- zh_agent.c ------------------------------------------------------
 
 //  A SEND or RETURN for the service proc: host_agent port 1 is served,
 //  anything else is returned NO_SUCH_ACTOR / NO_SUCH_PORT.
 void zh_agent_deliver (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count,
                        const zh_head_t *head, const zh_addr_t *dest);
+
+//  Send an answer (msgpack bytes) from the host agent to a reply port.
+void zh_agent_reply (zh_broker_t *self, const char *reply, size_t reply_len, const char *answer,
+                     size_t answer_size);
 
 #endif
