@@ -919,6 +919,16 @@ zh_broker_run (zh_broker_t *self)
     return 0;
 }
 
+int
+zh_broker_spawn_thread (zh_broker_t *self, const char *name, zh_thread_main_fn *fn, void *arg,
+                        int64_t ready_timeout_ms, zh_error_t *err)
+{
+    self->now = s_now_ms ();
+    return zh_procs_spawn_thread (self->procs, name, fn, arg, ready_timeout_ms, self->now, err)
+               ? 0
+               : -1;
+}
+
 void
 zh_broker_stop (zh_broker_t *self)
 {

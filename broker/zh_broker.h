@@ -16,6 +16,7 @@
 
 #include "zh_config.h"
 #include "zh_error.h"
+#include "zh_procs.h"
 
 typedef struct _zh_broker_t zh_broker_t;
 
@@ -34,6 +35,13 @@ void zh_broker_print_endpoints (zh_broker_t *self, FILE *out);
 //  Serve until shutdown. Returns the process exit code (0 after a clean
 //  shutdown).
 int zh_broker_run (zh_broker_t *self);
+
+//  Spawn an in-process proc: fn runs on a thread of its own and connects
+//  to the broker's inproc backend (see zh_thread_main_fn in zh_procs.h).
+//  Call before zh_broker_run or from the broker's own thread. 0, or -1
+//  with err (INVALID_NAME, PROC_EXISTS, SPAWN_FAILED).
+int zh_broker_spawn_thread (zh_broker_t *self, const char *name, zh_thread_main_fn *fn,
+                            void *arg, int64_t ready_timeout_ms, zh_error_t *err);
 
 //  Ask a running broker to shut down, as SIGTERM would. Thread-safe.
 void zh_broker_stop (zh_broker_t *self);
