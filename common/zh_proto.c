@@ -930,9 +930,10 @@ zh_return_meta_decode (zh_return_meta_t *rm, const uint8_t *data, size_t size, z
             return zh_error_set (err, ZH_ERR_MALFORMED, cur.off, "RETURN meta: non-string key");
         size_t value_at = cur.off;
         int rc;
-        if (s_span_is (key, "failures"))
-            rc = s_failures_read (&cur, rm, err), seen |= 1;
-        else if (s_span_is (key, "dest"))
+        if (s_span_is (key, "failures")) {
+            if (s_failures_read (&cur, rm, err)) return -1; //  err says which failure is wrong
+            rc = 0, seen |= 1;
+        } else if (s_span_is (key, "dest"))
             rc = mp_read_str (&cur, &rm->dest), seen |= 2;
         else if (s_span_is (key, "meta")) {
             rc = zh_msgpack_is_map (data[value_at]) ? mp_skip_one (&cur) : -1;
