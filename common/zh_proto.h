@@ -174,7 +174,8 @@ typedef struct {
 } zh_body_t;
 
 //  Decode the body of a control command. data may be NULL / size 0 (the
-//  empty map). Unknown keys are ignored; a known key with the wrong type,
+//  empty map). Unknown keys (including another command's fields) are
+//  ignored; a known key given twice, a known key with the wrong type,
 //  a string over ZH_STRING_MAX, a body that is not one map with string
 //  keys, trailing bytes, or a missing required field (BOOTSTRAP: all;
 //  READY: proc; HELLO/WELCOME: endpoint, incarnation; ERROR: code,
@@ -213,7 +214,9 @@ typedef struct {
 //  Encode RETURN meta for one new failure on top of prior failures (the
 //  RETURN of a message that already carried failures keeps them, root
 //  first: pass them as prior, prior_count). orig_meta is the original
-//  SEND's raw meta (NULL/0 means the empty map). Returns malloc'd bytes
+//  SEND's raw meta (NULL/0 means the empty map; bytes that are not
+//  exactly one valid msgpack map are written as {} too, so the RETURN
+//  meta always decodes). Returns malloc'd bytes
 //  and *size, or NULL on allocation failure.
 uint8_t *zh_return_meta_encode (const zh_failure_t *prior, size_t prior_count, const char *code,
                                 const char *reason, const char *at, const char *orig_dest,
@@ -247,10 +250,12 @@ typedef struct {
 
 //  Check and decode a whole message: header, layout (a control command
 //  has at most one body frame, a SEND at most ZH_MAX_FRAMES payload
-//  frames), head or body. Addresses in a head are parsed too: a dest that
-//  is not a port address or a src that is not an actor or proc address is
-//  400. Size limits (413 / TOO_LARGE) are the caller's: they come after
-//  the principal check in §3's order. Returns 0 or -1 with err.
+//  frames), head or body. Addresses in a head are parsed too: a SEND dest
+//  that is not a port address, a RETURN dest that is not an actor or proc
+//  address (it is the original src, §5) or a src that is not an actor or
+//  proc address is 400. Size limits (413 / TOO_LARGE) are the caller's:
+//  they come after the principal check in §3's order. Returns 0 or -1
+//  with err.
 int zh_msg_decode (zh_msg_t *msg, const zh_frame_view_t *frames, size_t count, zh_error_t *err);
 
 #ifdef __cplusplus
