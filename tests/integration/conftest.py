@@ -169,7 +169,8 @@ class Broker(object):
         return rss_kib(self.pid)
 
     def stderr_text(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         try:
             with open(self.log_path, "rb") as f:
                 return f.read().decode("utf-8", "replace")

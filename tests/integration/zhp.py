@@ -372,8 +372,11 @@ class Client(object):
         self.sock.connect(endpoint)
         self.name = name or endpoint
         self.inbox = collections.deque()
-        self.auto_pong = True
+        self.auto_pong = True   # a live client: answers PINGs, PINGs when silent (§7)
         self.pings = 0
+        self.heartbeat = None   # seconds, from BOOTSTRAP
+        self.last_sent = time.monotonic()
+        self._own_pings = 0
         self.bootstrap = None
         self.proc = None
         self.actor = None
@@ -392,6 +395,7 @@ class Client(object):
         while True:
             try:
                 self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=True)
+                self.last_sent = time.monotonic()
                 return
             except zmq.Again:
                 left = deadline - time.monotonic()
@@ -403,6 +407,7 @@ class Client(object):
         """Send without waiting; False when the socket's queue is full."""
         try:
             self.sock.send_multipart(list(frames), flags=zmq.NOBLOCK, copy=True)
+            self.last_sent = time.monotonic()
             return True
         except zmq.Again:
             return False
@@ -415,6 +420,13 @@ class Client(object):
 
     # messages
 
+    def _heartbeat(self, auto_pong):
+        """A live client that has sent nothing for heartbeat_ms sends PING."""
+        if auto_pong and self.heartbeat and \
+                time.monotonic() - self.last_sent >= self.heartbeat:
+            if self.try_send_frames(control(PING)):
+                self._own_pings += 1
+
     def _handle(self, frames, auto_pong):
         msg = Msg(frames)
         if msg.cmd == PING:
@@ -422,6 +434,9 @@ class Client(object):
             if auto_pong:
                 self.send_frames(control(PONG))
                 return None
+        elif msg.cmd == PONG and self._own_pings > 0:
+            self._own_pings -= 1  # the answer to our own heartbeat
+            return None
         return msg
 
     def try_recv(self, timeout=0.0, auto_pong=None, keepalive=()):
@@ -436,8 +451,9 @@ class Client(object):
         while True:
             for other in keepalive:
                 other.pump()
+            self._heartbeat(auto_pong)
             left = deadline - time.monotonic()
-            step = min(left, 0.05) if keepalive else left
+            step = min(left, 0.05) if (keepalive or self.heartbeat) else left
             frames = self.recv_frames(max(0.0, step))
             if frames is not None:
                 msg = self._handle(frames, auto_pong)
@@ -488,6 +504,7 @@ class Client(object):
 
     def pump(self):
         """Read whatever is there without waiting: answer PINGs, keep the rest."""
+        self._heartbeat(self.auto_pong)
         while True:
             frames = self.recv_frames(0)
             if frames is None:
@@ -521,6 +538,8 @@ class Client(object):
         msg = self.recv(timeout)
         assert msg.cmd == BOOTSTRAP, "%s: ATTACH answered with %r" % (self.name, msg)
         self.bootstrap = msg.body
+        hb = msg.body.get("heartbeat_ms")
+        self.heartbeat = hb / 1000.0 if isinstance(hb, int) and hb > 0 else None
         self.proc = msg.body["proc"]
         self.host = msg.body["host"]
         self.agent = msg.body["agent"]
@@ -577,3 +596,28 @@ class Client(object):
     def close(self):
         if not self.sock.closed:
             self.sock.close(0)
+
+
+# --- assertions shared by the tests -----------------------------------------
+
+def check_return(msg, code, sent_frames, ep, ttl=DEFAULT_TTL):
+    """Assert msg is the broker's RETURN (§5) of the SEND `sent_frames`,
+    root cause `code`, bounced by the broker advertised at ep."""
+    orig = Msg(sent_frames)
+    assert msg.cmd == RETURN, "expected RETURN %s, got %r" % (code, msg)
+    failures = msg.meta.get("failures")
+    assert isinstance(failures, list) and failures, msg.meta
+    root = failures[0]
+    assert root.get("code") == code, "root cause %r, expected %s (%r)" % (
+        root.get("code"), code, msg.meta)
+    assert isinstance(root.get("reason"), str), root
+    assert root.get("at") == ep, "at=%r, expected the broker endpoint %r" % (root.get("at"), ep)
+    assert msg.dest == orig.src, "RETURN goes to the original src"
+    assert msg.src == "service@" + ep, "RETURN src %r" % msg.src
+    assert msg.ttl == ttl, "RETURN ttl %d" % msg.ttl
+    assert msg.flags == orig.flags & F_INLINE, "flags %#x from %#x" % (msg.flags, orig.flags)
+    assert msg.meta.get("dest") == orig.dest, msg.meta
+    assert msg.meta.get("meta") == orig.meta, (msg.meta.get("meta"), orig.meta)
+    assert len(msg.frames) == len(sent_frames), "payload frames returned as they were"
+    assert msg.parts == orig.parts, "payload parts returned unchanged"
+    return root

@@ -1,0 +1,100 @@
+"""SIGTERM / SIGINT (docs/broker.md "Liveness and close", DESIGN.md
+"Shutdown"): BYE {"reason": "shutdown"} to every connection, frontends
+unbound, exit 0 within --linger plus a margin."""
+
+import os
+import signal
+import time
+
+import pytest
+
+import zhp
+
+LINGER = 0.5
+MARGIN = 3.0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_sends_bye_shutdown_and_exits_0(broker, client, sig):
+    b = broker("--linger", "500ms")
+    clients = [client(b, label="front1"), client(b, label="front2"),
+               client(b, via="control", label="ctl")]
+    t0 = time.monotonic()
+    b.signal(sig)
+    for c in clients:
+        bye = c.wait_for(lambda m: m.cmd == zhp.BYE, timeout=LINGER + MARGIN)
+        assert bye.body.get("reason") == "shutdown", (c.name, bye)
+    rc = b.wait(LINGER + MARGIN)
+    b.expect_exit = rc
+    elapsed = time.monotonic() - t0
+    assert rc == 0, "exit %r after %s" % (rc, signal.Signals(sig).name)
+    assert elapsed < LINGER + MARGIN
+
+
+def test_nothing_new_after_sigterm(broker, client, zctx):
+    b = broker("--linger", "1s")
+    c = client(b, via="control")
+    b.signal(signal.SIGTERM)
+    c.wait_for(lambda m: m.cmd == zhp.BYE, timeout=LINGER + MARGIN)
+    # the frontend is unbound: a new client is not attached
+    late = zhp.Client(zctx, b.frontend[0], name="late")
+    try:
+        late.send_frames(zhp.control(zhp.ATTACH))
+        msg = late.try_recv(0.3)
+        assert msg is None or (msg.cmd == zhp.ERROR and msg.body["code"] == 503), msg
+    finally:
+        late.close()
+    # a control command while lingering is refused with 503 (if the broker
+    # is still there to answer at all)
+    c.send_frames(zhp.control(zhp.PING))
+    msg = c.try_recv(0.3)
+    assert msg is None or (msg.cmd == zhp.ERROR and msg.body["code"] == 503), msg
+    b.expect_exit = b.wait(LINGER + MARGIN)
+    assert b.expect_exit == 0
+
+
+def test_sigterm_with_idle_broker_exits_promptly(broker):
+    b = broker("--linger", "500ms")
+    t0 = time.monotonic()
+    b.signal(signal.SIGTERM)
+    b.expect_exit = b.wait(LINGER + MARGIN)
+    assert b.expect_exit == 0
+    assert time.monotonic() - t0 < LINGER + MARGIN
+
+
+def test_runtime_dir_reusable_after_clean_exit(broker, client, tmp_path):
+    b = broker("--linger", "200ms")
+    b.signal(signal.SIGTERM)
+    b.expect_exit = b.wait(5.0)
+    assert b.expect_exit == 0
+    again = broker(runtime_dir=tmp_path / "rt")
+    assert client(again, via="control").request("ping")["ok"] is True
+
+
+def test_messages_before_sigterm_are_delivered(broker, client):
+    """No message the broker accepted is lost: a burst sent before SIGTERM
+    reaches the receiver (or comes back), then BYE."""
+    b = broker("--linger", "2s", "--hwm", "100000")
+    a = client(b, via="control")
+    r = client(b, rcvhwm=0)
+    n = 2000
+    for i in range(n):
+        a.send(r.port(), [b"x"], meta={"seq": i})
+    # let the broker take the burst in, then stop it
+    assert a.request("ping", timeout=5.0)["ok"] is True
+    b.signal(signal.SIGTERM)
+    got = set()
+    bye = None
+    deadline = time.monotonic() + 2.0 + MARGIN
+    while bye is None and time.monotonic() < deadline:
+        msg = r.try_recv(0.1)
+        if msg is None:
+            continue
+        if msg.cmd == zhp.SEND:
+            got.add(msg.meta["seq"])
+        elif msg.cmd == zhp.BYE:
+            bye = msg
+    assert len(got) == n, "%d of %d delivered before BYE" % (len(got), n)
+    assert bye is not None and bye.body.get("reason") == "shutdown"
+    b.expect_exit = b.wait(2.0 + MARGIN)
+    assert b.expect_exit == 0
