@@ -1,0 +1,1751 @@
+/*  zhost-bench — how fast is zhost-broker, beside a classic raw-libzmq forwarder?
+
+    Where it sits: a stand-alone benchmark program (not a timed test). It
+    starts each server as a child process, attaches its own clients over tcp
+    on 127.0.0.1 and measures, in one invocation:
+
+      - throughput client → server → client, 64 B and 1 KiB payloads, 1→1 and
+        4→4 (four senders, each to its own receiver, at once). A zhost message
+        is one SEND frame carrying the payload as its inline part (INLINE);
+      - round-trip latency p50/p99: ping-pong between two clients;
+      - with --callgrind: instructions per forwarded 64 B message, the server
+        run under valgrind --tool=callgrind (start-up included).
+
+    Each figure is printed beside the same figure for two baselines:
+
+      classic  a ROUTER in its own process; a DEALER sends [dest-id][payload];
+               the ROUTER receives [sender-id][dest-id][payload] and sends
+               [dest-id][sender-id][payload]. Nothing else.
+      bare     a ROUTER that receives [sender-id][frame], frame =
+               [id length][dest-id][payload], and sends [dest-id][frame].
+
+    Fairness: every server is its own process (fork+exec), the same transport,
+    message counts and high-water marks (--hwm on every socket and on the
+    broker). Every run is bounded: receivers give up after --timeout of
+    silence and report what was lost; senders give up when blocked as long.
+    The same program is the forwarder: zhost-bench --forwarder|--bare ENDPOINT.
+
+    The ZHP/1 head (PROTOCOL.md §4) is written by hand here: it is a few
+    bytes, and the bench then depends on nothing but libzmq and msgpack-c.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <msgpack.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "zh_proto.h"
+
+#define ID_LEN     16                      //  routing id of every client
+#define PREFIX_MAX (14 + 2 * ZH_FIELD_MAX) //  a head without its inline part
+#define FRAMES_MAX 4                       //  frames a client keeps per message
+#define SLICE_MS   100                     //  socket timeouts: how often loops look up
+#define MAX_PAIRS  4
+#define MAX_REPEAT 15
+#define STOP_BYTE  'Q' //  a 1-byte payload that ends an echo
+
+typedef enum { SYS_ZHOST, SYS_CLASSIC, SYS_BARE, SYS_COUNT } sys_t;
+static const char *sys_names[SYS_COUNT] = {"zhost", "classic", "bare"};
+
+//  ---------------------------------------------------------------------
+//  Options
+
+typedef struct {
+    const char *self;   //  this executable (runs the forwarders)
+    const char *broker; //  zhost-broker, NULL when not found
+    size_t count;       //  messages per sender per throughput run
+    size_t rtt_count;   //  round trips per latency run
+    size_t warmup;      //  round trips not counted
+    int repeat;         //  runs per figure; the median is reported
+    int hwm;            //  every socket's SNDHWM/RCVHWM and the broker's --hwm
+    int timeout_ms;     //  silence after which a receiver gives up
+    int time_limit_ms;  //  bound on one run
+    int io_threads;     //  of the clients' zmq context
+    size_t cg_count;    //  messages in a --callgrind run
+    const char *cg_dir; //  keep callgrind outputs here
+    bool callgrind;
+    bool json;
+    bool enabled[SYS_COUNT];
+} opts_t;
+
+static opts_t opts = {
+    .count = 200000,
+    .rtt_count = 20000,
+    .warmup = 1000,
+    .repeat = 3,
+    .hwm = 1000000,
+    .timeout_ms = 5000,
+    .time_limit_ms = 120000,
+    .io_threads = 1,
+    .cg_count = 100000,
+    .enabled = {true, true, true},
+};
+
+static int64_t
+now_ns (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+msleep (int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep (&ts, NULL);
+}
+
+//  ---------------------------------------------------------------------
+//  ZHP/1 by hand: a SEND head prefix, the payload of a received head, and
+//  control bodies (msgpack maps).
+
+static void
+put_be16 (uint8_t *p, size_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static size_t
+get_be16 (const uint8_t *p)
+{
+    return (size_t)p[0] << 8 | p[1];
+}
+
+static size_t
+get_be32 (const uint8_t *p)
+{
+    return (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+}
+
+//  Write a SEND head up to its inline part: header (ttl 64, INLINE),
+//  dest, src, empty meta. The payload is appended after it. 0 if too long.
+static size_t
+head_prefix_write (uint8_t *buf, size_t cap, const char *dest, const char *src)
+{
+    size_t d = strlen (dest), s = strlen (src);
+    if (d < 1 || d > ZH_FIELD_MAX || s < 1 || s > ZH_FIELD_MAX || 14 + d + s > cap) return 0;
+    uint8_t *p = buf;
+    *p++ = ZH_MAGIC0;
+    *p++ = ZH_MAGIC1;
+    *p++ = ZH_VERSION;
+    *p++ = ZH_SEND;
+    *p++ = ZH_TTL_DEFAULT;
+    *p++ = ZH_FLAG_INLINE;
+    put_be16 (p, d);
+    memcpy (p + 2, dest, d);
+    p += 2 + d;
+    put_be16 (p, s);
+    memcpy (p + 2, src, s);
+    p += 2 + s;
+    memset (p, 0, 4); //  M = 0: the empty map
+    return (size_t)(p + 4 - buf);
+}
+
+//  Find the inline part of a SEND/RETURN head. -1 when a length runs past
+//  the frame; 0 with *len 0 and *part NULL when INLINE is clear.
+static int
+head_inline_part (const uint8_t *f, size_t n, const uint8_t **part, size_t *len)
+{
+    if (n < 8) return -1;
+    size_t off = 8 + get_be16 (f + 6);
+    if (off + 2 > n) return -1;
+    off += 2 + get_be16 (f + off);
+    if (off + 4 > n) return -1;
+    off += 4 + get_be32 (f + off);
+    if (off > n) return -1;
+    *part = (f[5] & ZH_FLAG_INLINE) ? f + off : NULL;
+    *len = (f[5] & ZH_FLAG_INLINE) ? n - off : 0;
+    return 0;
+}
+
+//  The fields of a control body the bench cares about.
+typedef struct {
+    char proc[128];
+    char host[256];
+    char reason[256];
+    int64_t heartbeat_ms;
+    int64_t code;
+} body_t;
+
+static bool
+key_is (const msgpack_object *k, const char *name)
+{
+    size_t n = strlen (name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp (k->via.str.ptr, name, n) == 0;
+}
+
+static void
+copy_str (char *dst, size_t cap, const msgpack_object *o)
+{
+    if (o->type != MSGPACK_OBJECT_STR) return;
+    size_t n = o->via.str.size < cap - 1 ? o->via.str.size : cap - 1;
+    memcpy (dst, o->via.str.ptr, n);
+    dst[n] = 0;
+}
+
+static int64_t
+obj_int (const msgpack_object *o)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return (int64_t)o->via.u64;
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) return o->via.i64;
+    return 0;
+}
+
+static void
+body_field (body_t *b, const msgpack_object_kv *kv)
+{
+    if (key_is (&kv->key, "proc")) copy_str (b->proc, sizeof b->proc, &kv->val);
+    if (key_is (&kv->key, "host")) copy_str (b->host, sizeof b->host, &kv->val);
+    if (key_is (&kv->key, "reason")) copy_str (b->reason, sizeof b->reason, &kv->val);
+    if (key_is (&kv->key, "heartbeat_ms")) b->heartbeat_ms = obj_int (&kv->val);
+    if (key_is (&kv->key, "code")) b->code = obj_int (&kv->val);
+}
+
+//  Decode a control body (an empty one is the empty map). 0 or -1.
+static int
+body_parse (const uint8_t *data, size_t size, body_t *b)
+{
+    memset (b, 0, sizeof *b);
+    if (size == 0) return 0;
+    msgpack_unpacked u;
+    msgpack_unpacked_init (&u);
+    size_t off = 0;
+    int rc = -1;
+    if (msgpack_unpack_next (&u, (const char *)data, size, &off) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < u.data.via.map.size; i++)
+            body_field (b, &u.data.via.map.ptr[i]);
+        rc = 0;
+    }
+    msgpack_unpacked_destroy (&u);
+    return rc;
+}
+
+static void
+pack_str (msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen (s);
+    msgpack_pack_str (pk, n);
+    msgpack_pack_str_body (pk, s, n);
+}
+
+//  ---------------------------------------------------------------------
+//  A client: one DEALER, speaking zhost, classic or bare. Not thread-safe;
+//  it may move to another thread at a pthread_create.
+
+typedef struct {
+    sys_t sys;
+    void *sock;
+    uint8_t id[ID_LEN];
+    char proc[128];             //  zhost: the assigned proc id
+    char host[256];             //  zhost: the advertised endpoint
+    int64_t hb_ns;              //  zhost: heartbeat interval from BOOTSTRAP
+    int64_t last_ping_ns;       //  zhost: when we last sent PING
+    uint8_t prefix[PREFIX_MAX]; //  zhost: head before the payload; bare: [len][dest-id]
+    size_t prefix_len;
+    uint8_t peer_id[ID_LEN];      //  classic: the dest routing id
+    zmq_msg_t frames[FRAMES_MAX]; //  the last message received
+    int nf;
+    atomic_int *abort; //  set by any thread of a run to stop it
+    int64_t idle_ns;   //  give up after this long blocked
+    bool got_bye;
+    size_t returned; //  zhost: RETURNs received
+    char error[256]; //  the first failure, "" if none
+} client_t;
+
+static int
+client_fail (client_t *c, const char *fmt, ...)
+{
+    if (c->error[0] == 0) {
+        va_list ap;
+        va_start (ap, fmt);
+        vsnprintf (c->error, sizeof c->error, fmt, ap);
+        va_end (ap);
+    }
+    if (c->abort) atomic_store (c->abort, 1);
+    return -1;
+}
+
+static bool
+client_aborted (const client_t *c)
+{
+    return c->abort && atomic_load (c->abort);
+}
+
+static void
+client_release (client_t *c)
+{
+    for (int i = 0; i < c->nf; i++)
+        zmq_msg_close (&c->frames[i]);
+    c->nf = 0;
+}
+
+static void
+set_int_opt (void *sock, int option, int value)
+{
+    zmq_setsockopt (sock, option, &value, sizeof value);
+}
+
+static client_t *
+client_open (void *ctx, sys_t sys, const char *endpoint)
+{
+    client_t *c = calloc (1, sizeof *c);
+    if (!c) return NULL;
+    c->sys = sys;
+    c->hb_ns = 1000000000;
+    c->idle_ns = (int64_t)opts.timeout_ms * 1000000;
+    if (getrandom (c->id, ID_LEN, 0) != ID_LEN) srand48 (now_ns ());
+    if (c->id[0] == 0) c->id[0] = 1;
+    c->sock = zmq_socket (ctx, ZMQ_DEALER);
+    zmq_setsockopt (c->sock, ZMQ_ROUTING_ID, c->id, ID_LEN);
+    set_int_opt (c->sock, ZMQ_SNDHWM, opts.hwm);
+    set_int_opt (c->sock, ZMQ_RCVHWM, opts.hwm);
+    set_int_opt (c->sock, ZMQ_LINGER, 1000);
+    set_int_opt (c->sock, ZMQ_RCVTIMEO, SLICE_MS);
+    set_int_opt (c->sock, ZMQ_SNDTIMEO, SLICE_MS);
+    if (zmq_connect (c->sock, endpoint) < 0) {
+        fprintf (stderr, "zhost-bench: connect %s: %s\n", endpoint, zmq_strerror (errno));
+        zmq_close (c->sock);
+        free (c);
+        return NULL;
+    }
+    return c;
+}
+
+//  Receive one whole message into c->frames (frames beyond FRAMES_MAX are
+//  dropped). 1 got one, 0 nothing arrived (timeout), -1 error.
+static int
+client_recv_msg (client_t *c, int flags)
+{
+    client_release (c);
+    for (;;) {
+        zmq_msg_t spare, *f = c->nf < FRAMES_MAX ? &c->frames[c->nf] : &spare;
+        zmq_msg_init (f);
+        if (zmq_msg_recv (f, c->sock, flags) < 0) {
+            int err = errno;
+            zmq_msg_close (f);
+            if (c->nf == 0 && (err == EAGAIN || err == EINTR)) return 0;
+            return client_fail (c, "recv: %s", zmq_strerror (err));
+        }
+        bool more = zmq_msg_more (f);
+        if (f == &spare)
+            zmq_msg_close (f);
+        else
+            c->nf++;
+        if (!more) return 1;
+        flags &= ~ZMQ_DONTWAIT; //  the rest of a message is already here
+    }
+}
+
+static const uint8_t *
+frame_data (client_t *c, int i)
+{
+    return zmq_msg_data (&c->frames[i]);
+}
+
+static size_t
+frame_size (client_t *c, int i)
+{
+    return zmq_msg_size (&c->frames[i]);
+}
+
+static int
+send_control (client_t *c, uint8_t command, const void *body, size_t body_len)
+{
+    uint8_t hdr[ZH_HEADER_SIZE] = {ZH_MAGIC0, ZH_MAGIC1, ZH_VERSION, command, 0, 0};
+    if (zmq_send (c->sock, hdr, sizeof hdr, body_len ? ZMQ_SNDMORE : 0) < 0 ||
+        (body_len && zmq_send (c->sock, body, body_len, 0) < 0))
+        return client_fail (c, "send command 0x%02x: %s", command, zmq_strerror (errno));
+    return 0;
+}
+
+//  Note an ERROR from the broker as the client's failure.
+static int
+client_on_error (client_t *c)
+{
+    body_t b;
+    if (c->nf < 2 || body_parse (frame_data (c, 1), frame_size (c, 1), &b) < 0)
+        return client_fail (c, "ERROR from the broker (unreadable body)");
+    return client_fail (c, "ERROR %" PRId64 " from the broker: %s", b.code, b.reason);
+}
+
+//  A zhost control command arrived. 0 to go on, -1 when the client is done.
+static int
+zhost_on_control (client_t *c, uint8_t command)
+{
+    switch (command) {
+    case ZH_PING:
+        return send_control (c, ZH_PONG, NULL, 0);
+    case ZH_ERROR:
+        return client_on_error (c);
+    case ZH_BYE:
+        c->got_bye = true;
+        return client_fail (c, "BYE from the broker");
+    case ZH_RETURN:
+        c->returned++;
+        return 0;
+    default: //  PONG, a repeated BOOTSTRAP
+        return 0;
+    }
+}
+
+//  The payload of the received message. 1 a payload, 0 a control command
+//  (handled), -1 a failure.
+static int
+client_take_payload (client_t *c, const uint8_t **p, size_t *len)
+{
+    const uint8_t *d = frame_data (c, 0);
+    size_t n = frame_size (c, 0);
+    switch (c->sys) {
+    case SYS_CLASSIC:
+        if (c->nf != 2) return client_fail (c, "classic: %d frames, not 2", c->nf);
+        *p = frame_data (c, 1);
+        *len = frame_size (c, 1);
+        return 1;
+    case SYS_BARE:
+        if (c->nf != 1 || n < 1 || n < 1u + d[0]) return client_fail (c, "bare: bad frame");
+        *p = d + 1 + d[0];
+        *len = n - 1 - d[0];
+        return 1;
+    default:
+        if (n < ZH_HEADER_SIZE || d[0] != ZH_MAGIC0 || d[1] != ZH_MAGIC1)
+            return client_fail (c, "zhost: not a ZHP/1 frame (%zu bytes)", n);
+        if (d[3] != ZH_SEND) return zhost_on_control (c, d[3]);
+        if (head_inline_part (d, n, p, len) < 0) return client_fail (c, "zhost: bad head");
+        if (!*p && c->nf > 1) {
+            *p = frame_data (c, 1);
+            *len = frame_size (c, 1);
+        }
+        return 1;
+    }
+}
+
+//  Wait one slice (or not at all with ZMQ_DONTWAIT) for a payload.
+//  1 a payload (valid until the next receive), 0 none, -1 a failure.
+static int
+client_recv_payload (client_t *c, const uint8_t **p, size_t *len, int flags)
+{
+    for (;;) {
+        int rc = client_recv_msg (c, flags);
+        if (rc <= 0) return rc;
+        rc = client_take_payload (c, p, len);
+        if (rc != 0) return rc;
+    }
+}
+
+//  Answer what is waiting without blocking (a sender's PINGs and ERRORs).
+static int
+client_service (client_t *c)
+{
+    const uint8_t *p;
+    size_t len;
+    int rc;
+    while ((rc = client_recv_payload (c, &p, &len, ZMQ_DONTWAIT)) == 1)
+        ;
+    return rc;
+}
+
+//  A zhost receiver sends nothing else: PING so the broker keeps it.
+static int
+client_keepalive (client_t *c, int64_t now)
+{
+    if (c->sys != SYS_ZHOST || now - c->last_ping_ns < c->hb_ns / 2) return 0;
+    c->last_ping_ns = now;
+    return send_control (c, ZH_PING, NULL, 0);
+}
+
+//  Send, retrying while the socket is full; gives up after idle_ns.
+static int
+send_retry (client_t *c, zmq_msg_t *m, int flags)
+{
+    int64_t blocked_since = 0;
+    while (zmq_msg_send (m, c->sock, flags) < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            return client_fail (c, "send: %s", zmq_strerror (errno));
+        int64_t now = now_ns ();
+        if (!blocked_since) blocked_since = now;
+        if (client_aborted (c)) return -1;
+        if (now - blocked_since > c->idle_ns)
+            return client_fail (c, "send blocked for %d ms", opts.timeout_ms);
+        if (c->sys == SYS_ZHOST && client_service (c) < 0) return -1;
+    }
+    return 0;
+}
+
+static int
+send_copy (client_t *c, const void *a, size_t alen, const void *b, size_t blen, int flags)
+{
+    zmq_msg_t m;
+    zmq_msg_init_size (&m, alen + blen);
+    uint8_t *d = zmq_msg_data (&m);
+    if (alen) memcpy (d, a, alen);
+    if (blen) memcpy (d + alen, b, blen);
+    int rc = send_retry (c, &m, flags);
+    if (rc < 0) zmq_msg_close (&m);
+    return rc;
+}
+
+//  Send one payload to the peer set with client_set_peer.
+static int
+client_send_payload (client_t *c, const uint8_t *p, size_t len)
+{
+    if (c->sys == SYS_CLASSIC) {
+        if (send_copy (c, c->peer_id, ID_LEN, NULL, 0, ZMQ_SNDMORE) < 0) return -1;
+        return send_copy (c, p, len, NULL, 0, 0);
+    }
+    return send_copy (c, c->prefix, c->prefix_len, p, len, 0);
+}
+
+//  Address the messages c sends to peer (which may be c itself).
+static int
+client_set_peer (client_t *c, const client_t *peer)
+{
+    char dest[600], src[600];
+    switch (c->sys) {
+    case SYS_CLASSIC:
+        memcpy (c->peer_id, peer->id, ID_LEN);
+        return 0;
+    case SYS_BARE:
+        c->prefix[0] = ID_LEN;
+        memcpy (c->prefix + 1, peer->id, ID_LEN);
+        c->prefix_len = 1 + ID_LEN;
+        return 0;
+    default:
+        snprintf (dest, sizeof dest, "b.%s:1@%s", peer->proc, peer->host);
+        snprintf (src, sizeof src, "a.%s@%s", c->proc, c->host);
+        c->prefix_len = head_prefix_write (c->prefix, sizeof c->prefix, dest, src);
+        return c->prefix_len ? 0 : client_fail (c, "head too long");
+    }
+}
+
+//  Wait up to timeout_ms for a payload. 1, or -1 on failure or timeout.
+static int
+client_wait_payload (client_t *c, const uint8_t **p, size_t *len, int timeout_ms)
+{
+    int64_t deadline = now_ns () + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        int rc = client_recv_payload (c, p, len, 0);
+        if (rc != 0) return rc;
+        if (client_aborted (c)) return -1;
+        if (now_ns () > deadline) return client_fail (c, "nothing for %d ms", timeout_ms);
+    }
+}
+
+static int
+zhost_send_attach (client_t *c)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 3);
+    pack_str (&pk, "label");
+    pack_str (&pk, "bench");
+    pack_str (&pk, "lang");
+    pack_str (&pk, "c");
+    pack_str (&pk, "pid");
+    msgpack_pack_int64 (&pk, getpid ());
+    int rc = send_control (c, ZH_ATTACH, sb.data, sb.size);
+    msgpack_sbuffer_destroy (&sb);
+    return rc;
+}
+
+static int
+zhost_on_bootstrap (client_t *c)
+{
+    body_t b;
+    if (c->nf < 2 || body_parse (frame_data (c, 1), frame_size (c, 1), &b) < 0 || !b.proc[0] ||
+        !b.host[0])
+        return client_fail (c, "BOOTSTRAP without proc and host");
+    snprintf (c->proc, sizeof c->proc, "%s", b.proc);
+    snprintf (c->host, sizeof c->host, "%s", b.host);
+    if (b.heartbeat_ms > 0) c->hb_ns = b.heartbeat_ms * 1000000;
+    c->last_ping_ns = now_ns ();
+    return 0;
+}
+
+//  ATTACH → BOOTSTRAP: learn our proc id and the advertised endpoint.
+static int
+zhost_attach (client_t *c)
+{
+    if (zhost_send_attach (c) < 0) return -1;
+    int64_t deadline = now_ns () + (int64_t)opts.timeout_ms * 1000000;
+    while (now_ns () < deadline) {
+        int rc = client_recv_msg (c, 0);
+        if (rc < 0) return -1;
+        if (rc == 0 || frame_size (c, 0) < ZH_HEADER_SIZE) continue;
+        uint8_t command = frame_data (c, 0)[3];
+        if (command == ZH_BOOTSTRAP) return zhost_on_bootstrap (c);
+        if (zhost_on_control (c, command) < 0) return -1;
+    }
+    return client_fail (c, "no BOOTSTRAP within %d ms", opts.timeout_ms);
+}
+
+//  Make the server know us. zhost: attach. classic and bare: a message to
+//  ourselves; once it is back, the forwarder has our routing id.
+static int
+client_register (client_t *c)
+{
+    if (c->sys == SYS_ZHOST) return zhost_attach (c);
+    static const uint8_t empty[1];
+    const uint8_t *p;
+    size_t len;
+    client_set_peer (c, c);
+    if (client_send_payload (c, empty, 0) < 0) return -1;
+    return client_wait_payload (c, &p, &len, opts.timeout_ms) == 1 ? 0 : -1;
+}
+
+//  zhost: BYE, then wait for the broker's BYE (bounded by 3 heartbeats).
+static void
+zhost_bye (client_t *c)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 1);
+    pack_str (&pk, "reason");
+    pack_str (&pk, "bench done");
+    int rc = send_control (c, ZH_BYE, sb.data, sb.size);
+    msgpack_sbuffer_destroy (&sb);
+    int64_t deadline = now_ns () + 3 * c->hb_ns;
+    while (rc == 0 && !c->got_bye && now_ns () < deadline) {
+        rc = client_recv_msg (c, 0);
+        if (rc <= 0 || frame_size (c, 0) < ZH_HEADER_SIZE) continue;
+        uint8_t command = frame_data (c, 0)[3];
+        if (command == ZH_BYE)
+            c->got_bye = true;
+        else if (command == ZH_PING)
+            rc = send_control (c, ZH_PONG, NULL, 0);
+    }
+    if (!c->got_bye) fprintf (stderr, "zhost-bench: %s: no BYE from the broker\n", c->proc);
+}
+
+static void
+client_close (client_t **c_p)
+{
+    client_t *c = *c_p;
+    if (!c) return;
+    if (c->sys == SYS_ZHOST && c->proc[0] && !c->got_bye) zhost_bye (c);
+    client_release (c);
+    zmq_close (c->sock);
+    free (c);
+    *c_p = NULL;
+}
+
+//  ---------------------------------------------------------------------
+//  Servers: the broker or a forwarder, a child process that prints
+//  "frontend ENDPOINT" and "ready" on stdout.
+
+typedef struct {
+    sys_t sys;
+    pid_t pid;
+    int out_fd;
+    pthread_t drainer;
+    bool running;
+    bool valgrind;
+    char endpoint[512];
+    char runtime_dir[64];
+} server_t;
+
+static void *
+drain_main (void *arg)
+{
+    server_t *s = arg;
+    char buf[4096];
+    while (read (s->out_fd, buf, sizeof buf) > 0)
+        ;
+    return NULL;
+}
+
+//  One line of the child's stdout: note the first frontend; 1 at "ready".
+static int
+server_line (server_t *s, const char *line)
+{
+    if (strncmp (line, "frontend ", 9) == 0 && !s->endpoint[0])
+        snprintf (s->endpoint, sizeof s->endpoint, "%.500s", line + 9);
+    return strcmp (line, "ready") == 0;
+}
+
+//  Read the child's stdout until "ready". 0 or -1.
+static int
+server_wait_ready (server_t *s, int timeout_ms)
+{
+    char buf[4096];
+    size_t used = 0;
+    int64_t deadline = now_ns () + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        int left = (int)((deadline - now_ns ()) / 1000000);
+        struct pollfd pfd = {s->out_fd, POLLIN, 0};
+        if (left <= 0 || poll (&pfd, 1, left) <= 0) return -1;
+        ssize_t n = read (s->out_fd, buf + used, sizeof buf - 1 - used);
+        if (n <= 0) return -1;
+        used += (size_t)n;
+        buf[used] = 0;
+        char *nl;
+        while ((nl = strchr (buf, '\n'))) {
+            *nl = 0;
+            if (server_line (s, buf)) return s->endpoint[0] ? 0 : -1;
+            used -= (size_t)(nl + 1 - buf);
+            memmove (buf, nl + 1, used + 1);
+        }
+        if (used == sizeof buf - 1) used = 0; //  an absurd line: forget it
+    }
+}
+
+static void
+server_argv (server_t *s, const char *cg_out, char *hwm, char *cg_arg, const char **argv)
+{
+    int n = 0;
+    if (cg_out) {
+        argv[n++] = "valgrind";
+        argv[n++] = "--tool=callgrind";
+        argv[n++] = "-q";
+        argv[n++] = "--dump-instr=no";
+        argv[n++] = cg_arg;
+    }
+    if (s->sys == SYS_ZHOST) {
+        argv[n++] = opts.broker;
+        argv[n++] = "--frontend";
+        argv[n++] = "tcp://127.0.0.1:0";
+        argv[n++] = "--runtime-dir";
+        argv[n++] = s->runtime_dir;
+        argv[n++] = "--log-level";
+        argv[n++] = "warn";
+    } else {
+        argv[n++] = opts.self;
+        argv[n++] = s->sys == SYS_BARE ? "--bare" : "--forwarder";
+        argv[n++] = "tcp://127.0.0.1:0";
+    }
+    argv[n++] = "--hwm";
+    argv[n++] = hwm;
+    argv[n] = NULL;
+}
+
+static pid_t
+spawn_child (const char **argv, int out_fd, int close_fd)
+{
+    pid_t pid = fork ();
+    if (pid == 0) {
+        dup2 (out_fd, STDOUT_FILENO);
+        close (out_fd);
+        close (close_fd);
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
+        execvp (argv[0], (char *const *)argv);
+        _exit (127);
+    }
+    return pid;
+}
+
+static int remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw);
+
+//  Start a server (under callgrind when cg_out is set) and wait for ready.
+static int
+server_start (server_t *s, sys_t sys, const char *cg_out)
+{
+    memset (s, 0, sizeof *s);
+    s->sys = sys;
+    s->valgrind = cg_out != NULL;
+    snprintf (s->runtime_dir, sizeof s->runtime_dir, "/tmp/zhost-bench-XXXXXX");
+    if (sys == SYS_ZHOST && !mkdtemp (s->runtime_dir)) return -1;
+    char hwm[32], cg_arg[PATH_MAX + 32];
+    const char *argv[24];
+    snprintf (hwm, sizeof hwm, "%d", opts.hwm);
+    snprintf (cg_arg, sizeof cg_arg, "--callgrind-out-file=%s", cg_out ? cg_out : "");
+    server_argv (s, cg_out, hwm, cg_arg, argv);
+    int fds[2];
+    if (pipe2 (fds, O_CLOEXEC) < 0) return -1;
+    s->pid = spawn_child (argv, fds[1], fds[0]);
+    close (fds[1]);
+    s->out_fd = fds[0];
+    if (s->pid < 0 || server_wait_ready (s, cg_out ? 120000 : 20000) < 0) {
+        fprintf (stderr, "zhost-bench: %s did not print ready\n", argv[cg_out ? 5 : 0]);
+        if (s->pid > 0) kill (s->pid, SIGKILL), waitpid (s->pid, NULL, 0);
+        close (s->out_fd);
+        return -1;
+    }
+    s->running = pthread_create (&s->drainer, NULL, drain_main, s) == 0;
+    return 0;
+}
+
+//  SIGTERM, wait (SIGKILL after timeout_ms), clean up. The exit status.
+static int
+server_stop (server_t *s, int timeout_ms)
+{
+    int status = -1;
+    kill (s->pid, SIGTERM);
+    int64_t deadline = now_ns () + (int64_t)timeout_ms * 1000000;
+    while (waitpid (s->pid, &status, WNOHANG) == 0) {
+        if (now_ns () > deadline) {
+            fprintf (stderr, "zhost-bench: %s ignored SIGTERM; killed\n", sys_names[s->sys]);
+            kill (s->pid, SIGKILL);
+            waitpid (s->pid, &status, 0);
+            break;
+        }
+        msleep (10);
+    }
+    if (s->running) pthread_join (s->drainer, NULL);
+    close (s->out_fd);
+    if (s->sys == SYS_ZHOST) nftw (s->runtime_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+        fprintf (stderr, "zhost-bench: %s ended with status 0x%x\n", sys_names[s->sys], status);
+    return status;
+}
+
+static int
+remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove (path);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Throughput: `pairs` senders, each sending `count` payloads to its own
+//  receiver, all at once. Timed from the start signal to the last arrival.
+
+typedef struct {
+    size_t size;
+    size_t count;
+    int64_t deadline_ns;
+    pthread_barrier_t start;
+    atomic_int abort;
+    uint8_t *payload;
+} run_t;
+
+typedef struct {
+    run_t *run;
+    client_t *client;
+    size_t done;     //  sent or received
+    int64_t last_ns; //  receiver: when the last payload arrived
+} role_t;
+
+typedef struct {
+    size_t expected;
+    size_t received;
+    double seconds;
+    double rate; //  received per second
+    char error[300];
+} tp_result_t;
+
+static void *
+sender_main (void *arg)
+{
+    role_t *r = arg;
+    run_t *run = r->run;
+    client_t *c = r->client;
+    pthread_barrier_wait (&run->start);
+    size_t i;
+    for (i = 0; i < run->count; i++) {
+        if ((i & 1023) == 0) {
+            if (atomic_load (&run->abort) || now_ns () > run->deadline_ns) break;
+            if (c->sys == SYS_ZHOST && client_service (c) < 0) break;
+        }
+        if (client_send_payload (c, run->payload, run->size) < 0) break;
+    }
+    r->done = i;
+    return NULL;
+}
+
+//  The receiver gives up after the idle timeout, the run's deadline or an abort.
+static bool
+receiver_gives_up (role_t *r, size_t *seen, int64_t *progress_ns)
+{
+    client_t *c = r->client;
+    int64_t now = now_ns ();
+    if (client_keepalive (c, now) < 0 || client_aborted (c)) return true;
+    if (r->done != *seen) {
+        *seen = r->done;
+        *progress_ns = now;
+    }
+    if (now - *progress_ns > c->idle_ns)
+        return client_fail (c, "silent for %d ms", opts.timeout_ms), true;
+    return now > r->run->deadline_ns && client_fail (c, "time limit");
+}
+
+static void *
+receiver_main (void *arg)
+{
+    role_t *r = arg;
+    client_t *c = r->client;
+    const uint8_t *p;
+    size_t len, seen = 0, bad = 0;
+    pthread_barrier_wait (&r->run->start);
+    int64_t progress_ns = now_ns ();
+    while (r->done < r->run->count) {
+        int rc = client_recv_payload (c, &p, &len, 0);
+        if (rc < 0) break;
+        if (rc == 1) {
+            r->done++;
+            bad += len != r->run->size;
+            if ((r->done & 255) == 0) client_keepalive (c, now_ns ());
+        } else if (receiver_gives_up (r, &seen, &progress_ns))
+            break;
+    }
+    r->last_ns = now_ns ();
+    if (bad) client_fail (c, "%zu payloads of the wrong size", bad);
+    return NULL;
+}
+
+static void
+close_clients (client_t **cs, int n)
+{
+    for (int i = 0; i < n; i++)
+        client_close (&cs[i]);
+}
+
+//  Open and register receivers, then senders addressed to them.
+static int
+open_pairs (void *ctx, const server_t *srv, run_t *run, int pairs, client_t **tx, client_t **rx)
+{
+    for (int i = 0; i < pairs; i++) {
+        rx[i] = client_open (ctx, srv->sys, srv->endpoint);
+        if (!rx[i]) return -1;
+        rx[i]->abort = &run->abort;
+        if (client_register (rx[i]) < 0) return -1;
+    }
+    for (int i = 0; i < pairs; i++) {
+        tx[i] = client_open (ctx, srv->sys, srv->endpoint);
+        if (!tx[i]) return -1;
+        tx[i]->abort = &run->abort;
+        if (client_register (tx[i]) < 0 || client_set_peer (tx[i], rx[i]) < 0) return -1;
+    }
+    return 0;
+}
+
+//  The first failure of any client, for the report.
+static void
+first_error (client_t **cs, int n, char *out, size_t cap)
+{
+    for (int i = 0; i < n && !out[0]; i++)
+        if (cs[i] && cs[i]->error[0])
+            snprintf (out, cap, "%s %d: %s", i < n / 2 ? "receiver" : "sender", i % (n / 2),
+                      cs[i]->error);
+}
+
+static void
+tp_collect (run_t *run, role_t *rxr, int pairs, int64_t t0, tp_result_t *res)
+{
+    int64_t last = t0;
+    for (int i = 0; i < pairs; i++) {
+        res->received += rxr[i].done;
+        if (rxr[i].last_ns > last) last = rxr[i].last_ns;
+    }
+    res->seconds = (double)(last - t0) / 1e9;
+    res->rate = res->seconds > 0 ? (double)res->received / res->seconds : 0;
+    (void)run;
+}
+
+static int
+throughput_run (void *ctx, const server_t *srv, int pairs, size_t size, size_t count,
+                tp_result_t *res)
+{
+    run_t run = {.size = size, .count = count};
+    client_t *cs[2 * MAX_PAIRS] = {0}; //  receivers, then senders
+    role_t roles[2 * MAX_PAIRS] = {0};
+    pthread_t threads[2 * MAX_PAIRS];
+    memset (res, 0, sizeof *res);
+    res->expected = (size_t)pairs * count;
+    run.payload = malloc (size ? size : 1);
+    memset (run.payload, 0xA5, size);
+    if (open_pairs (ctx, srv, &run, pairs, cs + pairs, cs) < 0) {
+        first_error (cs, 2 * pairs, res->error, sizeof res->error);
+        if (!res->error[0]) snprintf (res->error, sizeof res->error, "could not connect");
+        close_clients (cs, 2 * pairs);
+        free (run.payload);
+        return -1;
+    }
+    pthread_barrier_init (&run.start, NULL, (unsigned)(2 * pairs + 1));
+    run.deadline_ns = now_ns () + (int64_t)opts.time_limit_ms * 1000000;
+    for (int i = 0; i < 2 * pairs; i++) {
+        roles[i] = (role_t){.run = &run, .client = cs[i]};
+        pthread_create (&threads[i], NULL, i < pairs ? receiver_main : sender_main, &roles[i]);
+    }
+    pthread_barrier_wait (&run.start);
+    int64_t t0 = now_ns ();
+    for (int i = 0; i < 2 * pairs; i++)
+        pthread_join (threads[i], NULL);
+    tp_collect (&run, roles, pairs, t0, res);
+    first_error (cs, 2 * pairs, res->error, sizeof res->error);
+    close_clients (cs, 2 * pairs);
+    pthread_barrier_destroy (&run.start);
+    free (run.payload);
+    return res->received == res->expected ? 0 : -1;
+}
+
+//  ---------------------------------------------------------------------
+//  Latency: A sends a 64 B payload to B, B sends it back; A times each
+//  round trip. The first `warmup` are not counted.
+
+typedef struct {
+    size_t expected;
+    size_t done;
+    double p50_us;
+    double p99_us;
+    double mean_us;
+    char error[300];
+} rtt_result_t;
+
+static void *
+echo_main (void *arg)
+{
+    role_t *r = arg;
+    client_t *c = r->client;
+    const uint8_t *p;
+    size_t len;
+    int64_t progress_ns = now_ns ();
+    for (;;) {
+        int rc = client_recv_payload (c, &p, &len, 0);
+        if (rc < 0) break;
+        if (rc == 0) {
+            if (client_aborted (c)) break;
+            if (now_ns () - progress_ns > c->idle_ns) {
+                client_fail (c, "echo: silent for %d ms", opts.timeout_ms);
+                break;
+            }
+            continue;
+        }
+        if (len == 1 && p[0] == STOP_BYTE) break;
+        if (client_send_payload (c, p, len) < 0) break;
+        progress_ns = now_ns ();
+    }
+    return NULL;
+}
+
+//  One round trip of payload (carrying seq). Its time in ns, or -1.
+static int64_t
+round_trip (client_t *a, uint8_t *payload, size_t size, uint64_t seq)
+{
+    const uint8_t *p;
+    size_t len;
+    memcpy (payload, &seq, sizeof seq);
+    int64_t t0 = now_ns ();
+    if (client_send_payload (a, payload, size) < 0) return -1;
+    for (;;) {
+        if (client_wait_payload (a, &p, &len, opts.timeout_ms) < 0) return -1;
+        if (len == size && memcmp (p, &seq, sizeof seq) == 0) return now_ns () - t0;
+    }
+}
+
+static int
+cmp_i64 (const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void
+rtt_stats (int64_t *rtt, size_t n, rtt_result_t *res)
+{
+    if (n == 0) return;
+    qsort (rtt, n, sizeof *rtt, cmp_i64);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += (double)rtt[i];
+    res->p50_us = (double)rtt[n / 2] / 1e3;
+    res->p99_us = (double)rtt[n * 99 / 100] / 1e3;
+    res->mean_us = sum / (double)n / 1e3;
+}
+
+static int
+latency_run (void *ctx, const server_t *srv, size_t size, rtt_result_t *res)
+{
+    run_t run = {.size = size};
+    client_t *cs[2] = {0}; //  B (echo), A
+    role_t echo = {.run = &run};
+    pthread_t thread;
+    uint8_t payload[1024 + sizeof (uint64_t)] = {0}, stop = STOP_BYTE;
+    memset (res, 0, sizeof *res);
+    res->expected = opts.rtt_count;
+    if (size < sizeof (uint64_t) || size > sizeof payload) return -1;
+    if (open_pairs (ctx, srv, &run, 1, &cs[1], &cs[0]) < 0 || client_set_peer (cs[0], cs[1]) < 0) {
+        first_error (cs, 2, res->error, sizeof res->error);
+        close_clients (cs, 2);
+        return -1;
+    }
+    echo.client = cs[0];
+    int64_t *rtt = calloc (opts.rtt_count + 1, sizeof *rtt);
+    pthread_create (&thread, NULL, echo_main, &echo);
+    for (size_t i = 0; i < opts.warmup + opts.rtt_count; i++) {
+        int64_t t = round_trip (cs[1], payload, size, i + 1);
+        if (t < 0) break;
+        if (i >= opts.warmup) rtt[res->done++] = t;
+    }
+    if (client_send_payload (cs[1], &stop, 1) < 0) atomic_store (&run.abort, 1);
+    pthread_join (thread, NULL);
+    rtt_stats (rtt, res->done, res);
+    free (rtt);
+    first_error (cs, 2, res->error, sizeof res->error);
+    close_clients (cs, 2);
+    return res->done == res->expected ? 0 : -1;
+}
+
+//  ---------------------------------------------------------------------
+//  The forwarders (child mode). SIGTERM ends them cleanly, so that
+//  callgrind writes its output.
+
+static volatile sig_atomic_t forwarder_stop;
+
+static void
+on_term (int sig)
+{
+    (void)sig;
+    forwarder_stop = 1;
+}
+
+static void
+drain_rest (void *router, zmq_msg_t *m)
+{
+    while (zmq_msg_more (m))
+        zmq_msg_recv (m, router, 0);
+}
+
+//  [sender][dest][payload] in, [dest][sender][payload] out. Nothing else.
+static void
+classic_loop (void *router)
+{
+    zmq_msg_t sender, dest, payload;
+    zmq_msg_init (&sender);
+    zmq_msg_init (&dest);
+    zmq_msg_init (&payload);
+    while (!forwarder_stop) {
+        if (zmq_msg_recv (&sender, router, 0) < 0) continue;
+        if (!zmq_msg_more (&sender) || zmq_msg_recv (&dest, router, 0) < 0) continue;
+        if (!zmq_msg_more (&dest) || zmq_msg_recv (&payload, router, 0) < 0) continue;
+        if (zmq_msg_more (&payload)) {
+            drain_rest (router, &payload);
+            continue;
+        }
+        zmq_msg_send (&dest, router, ZMQ_SNDMORE);
+        zmq_msg_send (&sender, router, ZMQ_SNDMORE);
+        zmq_msg_send (&payload, router, 0);
+    }
+    zmq_msg_close (&sender);
+    zmq_msg_close (&dest);
+    zmq_msg_close (&payload);
+}
+
+//  [sender][frame = len dest payload] in, [dest][frame] out.
+static void
+bare_loop (void *router)
+{
+    zmq_msg_t sender, frame;
+    zmq_msg_init (&sender);
+    zmq_msg_init (&frame);
+    while (!forwarder_stop) {
+        if (zmq_msg_recv (&sender, router, 0) < 0) continue;
+        if (!zmq_msg_more (&sender) || zmq_msg_recv (&frame, router, 0) < 0) continue;
+        if (zmq_msg_more (&frame)) {
+            drain_rest (router, &frame);
+            continue;
+        }
+        const uint8_t *d = zmq_msg_data (&frame);
+        size_t n = zmq_msg_size (&frame);
+        if (n < 1 || n < 1u + d[0]) continue;
+        zmq_send (router, d + 1, d[0], ZMQ_SNDMORE);
+        zmq_msg_send (&frame, router, 0);
+    }
+    zmq_msg_close (&sender);
+    zmq_msg_close (&frame);
+}
+
+static int
+forwarder_main (sys_t sys, const char *endpoint)
+{
+    struct sigaction sa = {.sa_handler = on_term}; //  no SA_RESTART: recv returns EINTR
+    sigaction (SIGTERM, &sa, NULL);
+    sigaction (SIGINT, &sa, NULL);
+    void *ctx = zmq_ctx_new ();
+    void *router = zmq_socket (ctx, ZMQ_ROUTER);
+    set_int_opt (router, ZMQ_SNDHWM, opts.hwm);
+    set_int_opt (router, ZMQ_RCVHWM, opts.hwm);
+    set_int_opt (router, ZMQ_LINGER, 0);
+    char bound[512];
+    size_t bound_len = sizeof bound;
+    if (zmq_bind (router, endpoint) < 0) {
+        fprintf (stderr, "zhost-bench: bind %s: %s\n", endpoint, zmq_strerror (errno));
+        return 1;
+    }
+    zmq_getsockopt (router, ZMQ_LAST_ENDPOINT, bound, &bound_len);
+    printf ("frontend %s\nready\n", bound);
+    fflush (stdout);
+    if (sys == SYS_BARE)
+        bare_loop (router);
+    else
+        classic_loop (router);
+    zmq_close (router);
+    zmq_ctx_term (ctx);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  The report: one row per figure, the median of the runs of each system.
+
+typedef struct {
+    const char *key;
+    const char *label;
+    const char *unit;
+    bool higher_better;
+    double target; //  ratio zhost/classic to meet; 0 none
+    double samples[SYS_COUNT][MAX_REPEAT];
+    int n[SYS_COUNT];
+    size_t lost[SYS_COUNT];  //  messages or round trips missing, all runs
+    double value[SYS_COUNT]; //  the median, NAN when none
+} row_t;
+
+enum { ROW_TP64_1, ROW_TP64_4, ROW_TP1K_1, ROW_TP1K_4, ROW_P50, ROW_P99, ROW_COUNT };
+
+static row_t rows[ROW_COUNT] = {
+    {.key = "throughput_64B_1to1",
+     .label = "throughput 64 B 1->1",
+     .unit = "msg/s",
+     .higher_better = true,
+     .target = 1.3},
+    {.key = "throughput_64B_4to4",
+     .label = "throughput 64 B 4->4",
+     .unit = "msg/s",
+     .higher_better = true,
+     .target = 1.3},
+    {.key = "throughput_1KiB_1to1",
+     .label = "throughput 1 KiB 1->1",
+     .unit = "msg/s",
+     .higher_better = true,
+     .target = 0},
+    {.key = "throughput_1KiB_4to4",
+     .label = "throughput 1 KiB 4->4",
+     .unit = "msg/s",
+     .higher_better = true,
+     .target = 0},
+    {.key = "rtt_64B_p50",
+     .label = "rtt 64 B p50",
+     .unit = "us",
+     .higher_better = false,
+     .target = 1.1},
+    {.key = "rtt_64B_p99",
+     .label = "rtt 64 B p99",
+     .unit = "us",
+     .higher_better = false,
+     .target = 0},
+};
+
+typedef struct {
+    bool run;
+    double total_ir;
+    size_t messages;
+    double per_msg;
+    char error[300];
+} cg_result_t;
+
+static cg_result_t cg[SYS_COUNT];
+
+static int
+cmp_double (const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void
+row_finish (row_t *row)
+{
+    for (int s = 0; s < SYS_COUNT; s++) {
+        row->value[s] = NAN;
+        if (row->n[s] == 0) continue;
+        qsort (row->samples[s], (size_t)row->n[s], sizeof (double), cmp_double);
+        row->value[s] = row->samples[s][row->n[s] / 2];
+    }
+}
+
+static double
+row_ratio (const row_t *row)
+{
+    return row->value[SYS_ZHOST] / row->value[SYS_CLASSIC];
+}
+
+static const char *
+row_verdict (const row_t *row)
+{
+    double r = row_ratio (row);
+    if (row->target == 0) return "";
+    if (isnan (r)) return "n/a";
+    return (row->higher_better ? r >= row->target : r <= row->target) ? "met" : "MISSED";
+}
+
+//  1234567.8 → "1,234,568"; small values keep one decimal.
+static const char *
+fmt_value (char *buf, size_t cap, double v)
+{
+    if (isnan (v)) return snprintf (buf, cap, "-"), buf;
+    if (v < 10000) return snprintf (buf, cap, "%.1f", v), buf;
+    char digits[32];
+    snprintf (digits, sizeof digits, "%.0f", v);
+    size_t n = strlen (digits), o = 0;
+    for (size_t i = 0; i < n && o + 2 < cap; i++) {
+        if (i && (n - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+static void
+cpu_model (char *buf, size_t cap)
+{
+    snprintf (buf, cap, "unknown");
+    FILE *f = fopen ("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets (line, sizeof line, f)) {
+        char *colon = strchr (line, ':');
+        if (strncmp (line, "model name", 10) == 0 && colon) {
+            snprintf (buf, cap, "%s", colon + 2);
+            buf[strcspn (buf, "\n")] = 0;
+            break;
+        }
+    }
+    if (f) fclose (f);
+}
+
+static void
+print_table (void)
+{
+    char cpu[256], a[32], b[32], c[32], ratio[32];
+    cpu_model (cpu, sizeof cpu);
+    printf ("zhost-bench: tcp on 127.0.0.1, %zu msgs per sender, %zu round trips, hwm %d, "
+            "median of %d runs\nmachine: %ld cpus, %s\n\n",
+            opts.count, opts.rtt_count, opts.hwm, opts.repeat, sysconf (_SC_NPROCESSORS_ONLN), cpu);
+    printf ("%-24s %-6s %12s %12s %14s %-9s %-7s %12s\n", "measurement", "unit", "zhost", "classic",
+            "zhost/classic", "target", "", "bare");
+    for (int i = 0; i < ROW_COUNT; i++) {
+        row_t *r = &rows[i];
+        char target[16] = "";
+        if (r->target)
+            snprintf (target, sizeof target, "%s %.2f", r->higher_better ? ">=" : "<=", r->target);
+        snprintf (ratio, sizeof ratio, isnan (row_ratio (r)) ? "-" : "%.2f", row_ratio (r));
+        printf ("%-24s %-6s %12s %12s %14s %-9s %-7s %12s\n", r->label, r->unit,
+                fmt_value (a, sizeof a, r->value[SYS_ZHOST]),
+                fmt_value (b, sizeof b, r->value[SYS_CLASSIC]), ratio, target, row_verdict (r),
+                fmt_value (c, sizeof c, r->value[SYS_BARE]));
+    }
+    for (int i = 0; i < ROW_COUNT; i++)
+        for (int s = 0; s < SYS_COUNT; s++)
+            if (rows[i].lost[s])
+                printf ("LOSS: %s %s: %zu missing over all runs\n", sys_names[s], rows[i].label,
+                        rows[i].lost[s]);
+}
+
+static void
+print_callgrind (void)
+{
+    char a[32], b[32];
+    printf ("instructions per forwarded 64 B message (callgrind, %zu msgs 1->1, start-up "
+            "included)\n\n%-8s %16s %10s %12s %s\n",
+            opts.cg_count, "server", "total Ir", "Ir/msg", "vs classic", "target");
+    for (int s = 0; s < SYS_COUNT; s++) {
+        if (!cg[s].run) continue;
+        double vs = cg[s].per_msg / cg[SYS_CLASSIC].per_msg;
+        char ratio[32];
+        snprintf (ratio, sizeof ratio, cg[SYS_CLASSIC].run && cg[s].per_msg ? "%.2f" : "-", vs);
+        printf (
+            "%-8s %16s %10s %12s %s%s%s\n", sys_names[s], fmt_value (a, sizeof a, cg[s].total_ir),
+            fmt_value (b, sizeof b, cg[s].per_msg), ratio,
+            s == SYS_ZHOST
+                ? (cg[s].per_msg <= 3600 && cg[s].per_msg > 0 ? "<= 3,600 met" : "<= 3,600 MISSED")
+                : "",
+            cg[s].error[0] ? "  ERROR: " : "", cg[s].error);
+    }
+}
+
+static void
+json_number (const char *key, double v, bool comma)
+{
+    if (isnan (v))
+        printf ("\"%s\": null%s", key, comma ? ", " : "");
+    else
+        printf ("\"%s\": %.3f%s", key, v, comma ? ", " : "");
+}
+
+static void
+print_json (void)
+{
+    char cpu[256];
+    cpu_model (cpu, sizeof cpu);
+    printf ("{\"config\": {\"count\": %zu, \"rtt_count\": %zu, \"hwm\": %d, \"repeat\": %d, "
+            "\"nproc\": %ld, \"cpu\": \"%s\"},\n \"results\": [",
+            opts.count, opts.rtt_count, opts.hwm, opts.repeat, sysconf (_SC_NPROCESSORS_ONLN), cpu);
+    for (int i = 0; i < ROW_COUNT && !opts.callgrind; i++) {
+        row_t *r = &rows[i];
+        printf ("%s\n  {\"name\": \"%s\", \"unit\": \"%s\", ", i ? "," : "", r->key, r->unit);
+        for (int s = 0; s < SYS_COUNT; s++)
+            json_number (sys_names[s], r->value[s], true);
+        json_number ("ratio", row_ratio (r), true);
+        json_number ("target", r->target ? r->target : NAN, true);
+        printf ("\"lost\": {\"zhost\": %zu, \"classic\": %zu, \"bare\": %zu}}", r->lost[SYS_ZHOST],
+                r->lost[SYS_CLASSIC], r->lost[SYS_BARE]);
+    }
+    printf ("],\n \"callgrind\": {");
+    bool first = true;
+    for (int s = 0; s < SYS_COUNT; s++) {
+        if (!cg[s].run) continue;
+        printf ("%s\"%s\": {\"messages\": %zu, ", first ? "" : ", ", sys_names[s], cg[s].messages);
+        json_number ("total_ir", cg[s].total_ir, true);
+        json_number ("ir_per_msg", cg[s].per_msg, false);
+        printf ("}");
+        first = false;
+    }
+    printf ("}}\n");
+}
+
+//  ---------------------------------------------------------------------
+//  The measurements.
+
+static void
+record_tp (row_t *row, sys_t s, const tp_result_t *res, int run)
+{
+    char v[32];
+    row->lost[s] += res->expected - res->received;
+    if (res->received == res->expected && row->n[s] < MAX_REPEAT)
+        row->samples[s][row->n[s]++] = res->rate;
+    fprintf (stderr, "%-22s %-8s run %d: %s msg/s (%zu/%zu in %.3f s)%s%s\n", row->label,
+             sys_names[s], run + 1, fmt_value (v, sizeof v, res->rate), res->received,
+             res->expected, res->seconds, res->error[0] ? "  " : "", res->error);
+}
+
+static void
+record_rtt (sys_t s, const rtt_result_t *res, int run)
+{
+    rows[ROW_P50].lost[s] += res->expected - res->done;
+    if (res->done == res->expected && rows[ROW_P50].n[s] < MAX_REPEAT) {
+        rows[ROW_P50].samples[s][rows[ROW_P50].n[s]++] = res->p50_us;
+        rows[ROW_P99].samples[s][rows[ROW_P99].n[s]++] = res->p99_us;
+    }
+    fprintf (stderr, "%-22s %-8s run %d: p50 %.1f us, p99 %.1f us, mean %.1f us (%zu/%zu)%s%s\n",
+             "rtt 64 B", sys_names[s], run + 1, res->p50_us, res->p99_us, res->mean_us, res->done,
+             res->expected, res->error[0] ? "  " : "", res->error);
+}
+
+static void
+measure_throughput (void *ctx, server_t *srv, int row, size_t size, int pairs)
+{
+    tp_result_t res;
+    for (int r = 0; r < opts.repeat; r++)
+        for (int s = 0; s < SYS_COUNT; s++) {
+            if (!opts.enabled[s]) continue;
+            throughput_run (ctx, &srv[s], pairs, size, opts.count, &res);
+            record_tp (&rows[row], (sys_t)s, &res, r);
+        }
+}
+
+static void
+measure_latency (void *ctx, server_t *srv)
+{
+    rtt_result_t res;
+    for (int r = 0; r < opts.repeat; r++)
+        for (int s = 0; s < SYS_COUNT; s++) {
+            if (!opts.enabled[s]) continue;
+            latency_run (ctx, &srv[s], 64, &res);
+            record_rtt ((sys_t)s, &res, r);
+        }
+}
+
+static int
+measure_all (void *ctx)
+{
+    server_t srv[SYS_COUNT];
+    for (int s = 0; s < SYS_COUNT; s++)
+        if (opts.enabled[s] && server_start (&srv[s], (sys_t)s, NULL) < 0) {
+            for (int k = 0; k < s; k++)
+                if (opts.enabled[k]) server_stop (&srv[k], 10000);
+            return -1;
+        }
+    measure_throughput (ctx, srv, ROW_TP64_1, 64, 1);
+    measure_throughput (ctx, srv, ROW_TP64_4, 64, 4);
+    measure_throughput (ctx, srv, ROW_TP1K_1, 1024, 1);
+    measure_throughput (ctx, srv, ROW_TP1K_4, 1024, 4);
+    measure_latency (ctx, srv);
+    for (int s = 0; s < SYS_COUNT; s++)
+        if (opts.enabled[s]) server_stop (&srv[s], 10000);
+    for (int i = 0; i < ROW_COUNT; i++)
+        row_finish (&rows[i]);
+    return 0;
+}
+
+//  The "totals:" (or else "summary:") line of a callgrind output file.
+static double
+callgrind_total (const char *path)
+{
+    FILE *f = fopen (path, "r");
+    char line[512];
+    double totals = NAN, summary = NAN;
+    while (f && fgets (line, sizeof line, f)) {
+        if (strncmp (line, "totals:", 7) == 0) totals = strtod (line + 7, NULL);
+        if (strncmp (line, "summary:", 8) == 0) summary = strtod (line + 8, NULL);
+    }
+    if (f) fclose (f);
+    return isnan (totals) ? summary : totals;
+}
+
+//  One server under callgrind: a 1→1 64 B run, SIGTERM, read the totals.
+static void
+callgrind_one (void *ctx, sys_t s, const char *dir)
+{
+    char path[PATH_MAX];
+    server_t srv;
+    tp_result_t res;
+    cg_result_t *out = &cg[s];
+    snprintf (path, sizeof path, "%s/callgrind.%s.out", dir, sys_names[s]);
+    out->run = true;
+    if (server_start (&srv, s, path) < 0) {
+        snprintf (out->error, sizeof out->error, "did not start under valgrind");
+        return;
+    }
+    throughput_run (ctx, &srv, 1, 64, opts.cg_count, &res);
+    fprintf (stderr, "callgrind %-8s: %zu/%zu messages in %.1f s%s%s\n", sys_names[s], res.received,
+             res.expected, res.seconds, res.error[0] ? "  " : "", res.error);
+    server_stop (&srv, 120000);
+    out->messages = res.received;
+    out->total_ir = callgrind_total (path);
+    out->per_msg = res.received ? out->total_ir / (double)res.received : NAN;
+    if (res.received != res.expected)
+        snprintf (out->error, sizeof out->error, "%zu of %zu arrived", res.received, res.expected);
+    if (isnan (out->total_ir))
+        snprintf (out->error, sizeof out->error, "no totals in %.200s", path);
+    if (!opts.cg_dir) remove (path);
+}
+
+static int
+measure_callgrind (void *ctx)
+{
+    char tmp[] = "/tmp/zhost-bench-cg-XXXXXX";
+    const char *dir = opts.cg_dir;
+    if (!dir && !(dir = mkdtemp (tmp))) return -1;
+    if (opts.cg_dir) mkdir (dir, 0755);
+    int saved = opts.timeout_ms;
+    opts.timeout_ms = saved > 120000 ? saved : 120000; //  valgrind is ~50x slower
+    opts.time_limit_ms = opts.time_limit_ms > 1800000 ? opts.time_limit_ms : 1800000;
+    for (int s = 0; s < SYS_COUNT; s++)
+        if (opts.enabled[s]) callgrind_one (ctx, (sys_t)s, dir);
+    opts.timeout_ms = saved;
+    if (!opts.cg_dir) rmdir (dir);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Command line
+
+static void
+usage (FILE *f)
+{
+    fprintf (f, "usage: zhost-bench [options]             throughput and latency, all systems\n"
+                "       zhost-bench --callgrind [options] instructions per forwarded message\n"
+                "       zhost-bench --forwarder ENDPOINT  run the classic forwarder (child mode)\n"
+                "       zhost-bench --bare ENDPOINT       run the bare forwarder (child mode)\n"
+                "options:\n"
+                "  --broker PATH        zhost-broker (default: $ZHOST_BROKER, next to this\n"
+                "                       program, or ../build-broker/zhost-broker)\n"
+                "  --systems LIST       comma list of zhost,classic,bare (default all)\n"
+                "  --count N            messages per sender per throughput run (200000)\n"
+                "  --rtt-count N        round trips per latency run (20000)\n"
+                "  --warmup N           uncounted round trips first (1000)\n"
+                "  --repeat N           runs per figure, median reported (3, max 15)\n"
+                "  --hwm N              high-water mark on every socket and the broker (1000000)\n"
+                "  --timeout MS         silence after which a run gives up (5000)\n"
+                "  --time-limit MS      bound on one run (120000)\n"
+                "  --io-threads N       io threads of the clients' context (1)\n"
+                "  --callgrind-count N  messages in a --callgrind run (100000)\n"
+                "  --callgrind-dir DIR  keep callgrind.<system>.out files there\n"
+                "  --json               print JSON instead of the table\n");
+}
+
+static bool
+file_exists (const char *path)
+{
+    return access (path, X_OK) == 0;
+}
+
+static const char *
+find_broker (const char *self)
+{
+    static char path[PATH_MAX];
+    const char *env = getenv ("ZHOST_BROKER");
+    if (env && *env) return env;
+    char dir[PATH_MAX];
+    snprintf (dir, sizeof dir, "%s", self);
+    char *slash = strrchr (dir, '/');
+    if (slash) *slash = 0;
+    if (snprintf (path, sizeof path, "%s/zhost-broker", dir) < (int)sizeof path &&
+        file_exists (path))
+        return path;
+    if (snprintf (path, sizeof path, "%s/../build-broker/zhost-broker", dir) < (int)sizeof path &&
+        file_exists (path))
+        return path;
+    return NULL;
+}
+
+static int
+parse_systems (const char *list)
+{
+    for (int s = 0; s < SYS_COUNT; s++)
+        opts.enabled[s] = strstr (list, sys_names[s]) != NULL;
+    return opts.enabled[SYS_ZHOST] || opts.enabled[SYS_CLASSIC] || opts.enabled[SYS_BARE] ? 0 : -1;
+}
+
+static long
+parse_num (const char *flag, const char *text, long min, long max)
+{
+    char *end;
+    long v = strtol (text, &end, 10);
+    if (*end || end == text || v < min || v > max) {
+        fprintf (stderr, "zhost-bench: %s: bad value '%s' (%ld..%ld)\n", flag, text, min, max);
+        exit (2);
+    }
+    return v;
+}
+
+//  The numeric options: flag, where, bounds.
+typedef struct {
+    const char *flag;
+    size_t *size;
+    int *num;
+    long min, max;
+} num_opt_t;
+
+static const num_opt_t num_opts[] = {
+    {"--count", &opts.count, NULL, 1, 100000000},
+    {"--rtt-count", &opts.rtt_count, NULL, 1, 10000000},
+    {"--warmup", &opts.warmup, NULL, 0, 10000000},
+    {"--callgrind-count", &opts.cg_count, NULL, 1, 100000000},
+    {"--repeat", NULL, &opts.repeat, 1, MAX_REPEAT},
+    {"--hwm", NULL, &opts.hwm, 0, INT_MAX},
+    {"--timeout", NULL, &opts.timeout_ms, 100, 3600000},
+    {"--time-limit", NULL, &opts.time_limit_ms, 100, 86400000},
+    {"--io-threads", NULL, &opts.io_threads, 1, 16},
+};
+
+//  A numeric option: set it and return true; false if a is not one.
+static bool
+parse_num_opt (const char *a, const char *v)
+{
+    for (size_t k = 0; k < sizeof num_opts / sizeof num_opts[0]; k++) {
+        const num_opt_t *o = &num_opts[k];
+        if (strcmp (a, o->flag) != 0) continue;
+        long n = parse_num (a, v, o->min, o->max);
+        if (o->size)
+            *o->size = (size_t)n;
+        else
+            *o->num = (int)n;
+        return true;
+    }
+    return false;
+}
+
+//  An option with a string value: set it and return true.
+static bool
+parse_str_opt (const char *a, const char *v, const char **broker, const char **endpoint,
+               sys_t *child)
+{
+    if (!strcmp (a, "--forwarder") || !strcmp (a, "--bare")) {
+        *child = a[2] == 'b' ? SYS_BARE : SYS_CLASSIC;
+        *endpoint = v;
+    } else if (!strcmp (a, "--broker"))
+        *broker = v;
+    else if (!strcmp (a, "--callgrind-dir"))
+        opts.cg_dir = v;
+    else if (!strcmp (a, "--systems")) {
+        if (parse_systems (v) < 0) fprintf (stderr, "zhost-bench: --systems %s\n", v), exit (2);
+    } else
+        return false;
+    return true;
+}
+
+//  A flag without a value: set it and return true.
+static bool
+parse_flag (const char *a)
+{
+    if (!strcmp (a, "--callgrind"))
+        opts.callgrind = true;
+    else if (!strcmp (a, "--json"))
+        opts.json = true;
+    else if (!strcmp (a, "--help") || !strcmp (a, "-h"))
+        usage (stdout), exit (0);
+    else
+        return false;
+    return true;
+}
+
+//  Parse argv into opts. Returns the forwarder to run (SYS_COUNT: none).
+static sys_t
+parse_args (int argc, char **argv, const char **endpoint)
+{
+    const char *broker = NULL;
+    sys_t child = SYS_COUNT;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (parse_flag (a)) continue;
+        if (i + 1 == argc) {
+            fprintf (stderr, "zhost-bench: unknown option or missing value: %s\n", a);
+            usage (stderr);
+            exit (2);
+        }
+        const char *v = argv[++i];
+        if (!parse_num_opt (a, v) && !parse_str_opt (a, v, &broker, endpoint, &child)) {
+            fprintf (stderr, "zhost-bench: unknown option %s\n", a);
+            usage (stderr);
+            exit (2);
+        }
+    }
+    opts.broker = broker ? broker : find_broker (opts.self);
+    return child;
+}
+
+int
+main (int argc, char **argv)
+{
+    static char self[PATH_MAX];
+    ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = 0;
+    opts.self = self;
+    const char *endpoint = NULL;
+    sys_t child = parse_args (argc, argv, &endpoint);
+    if (child != SYS_COUNT) return forwarder_main (child, endpoint);
+    if (opts.enabled[SYS_ZHOST] && (!opts.broker || !file_exists (opts.broker))) {
+        fprintf (stderr, "zhost-bench: no zhost-broker found (--broker PATH); measuring the "
+                         "baselines only\n");
+        opts.enabled[SYS_ZHOST] = false;
+        if (!opts.enabled[SYS_CLASSIC] && !opts.enabled[SYS_BARE]) return 1;
+    }
+    void *ctx = zmq_ctx_new ();
+    zmq_ctx_set (ctx, ZMQ_IO_THREADS, opts.io_threads);
+    int rc = opts.callgrind ? measure_callgrind (ctx) : measure_all (ctx);
+    zmq_ctx_term (ctx);
+    if (rc < 0) return 1;
+    if (opts.json)
+        print_json ();
+    else if (opts.callgrind)
+        print_callgrind ();
+    else
+        print_table ();
+    return 0;
+}
