@@ -340,102 +340,67 @@ typedef struct {
     uint64_t values; //  child values (array: n, map: 2n)
 } mp_shape_t;
 
+//  The markers 0xc0..0xdf: how many length bytes follow the marker, how
+//  many payload bytes a fixed-size value has, and what the length counts.
+typedef enum { MP_FIXED, MP_BYTES, MP_EXT, MP_ARRAY, MP_MAP, MP_UNUSED } mp_kind_t;
+
+typedef struct {
+    uint8_t length_bytes;
+    uint8_t fixed_bytes;
+    uint8_t kind;
+} mp_marker_t;
+
+#define MARKER(b) [(b)-0xc0]
+static const mp_marker_t s_markers[32] = {
+    MARKER (0xc0) = {0, 0, MP_FIXED},  MARKER (0xc1) = {0, 0, MP_UNUSED}, //  nil, never used
+    MARKER (0xc2) = {0, 0, MP_FIXED},  MARKER (0xc3) = {0, 0, MP_FIXED},  //  false, true
+    MARKER (0xc4) = {1, 0, MP_BYTES},  MARKER (0xc5) = {2, 0, MP_BYTES},  //  bin 8/16/32
+    MARKER (0xc6) = {4, 0, MP_BYTES},  MARKER (0xc7) = {1, 0, MP_EXT},    //  ext 8/16/32
+    MARKER (0xc8) = {2, 0, MP_EXT},    MARKER (0xc9) = {4, 0, MP_EXT},    //
+    MARKER (0xca) = {0, 4, MP_FIXED},  MARKER (0xcb) = {0, 8, MP_FIXED},  //  float 32/64
+    MARKER (0xcc) = {0, 1, MP_FIXED},  MARKER (0xcd) = {0, 2, MP_FIXED},  //  uint 8..64
+    MARKER (0xce) = {0, 4, MP_FIXED},  MARKER (0xcf) = {0, 8, MP_FIXED},  //
+    MARKER (0xd0) = {0, 1, MP_FIXED},  MARKER (0xd1) = {0, 2, MP_FIXED},  //  int 8..64
+    MARKER (0xd2) = {0, 4, MP_FIXED},  MARKER (0xd3) = {0, 8, MP_FIXED},  //
+    MARKER (0xd4) = {0, 2, MP_FIXED},  MARKER (0xd5) = {0, 3, MP_FIXED},  //  fixext 1..16
+    MARKER (0xd6) = {0, 5, MP_FIXED},  MARKER (0xd7) = {0, 9, MP_FIXED},  //  (type byte
+    MARKER (0xd8) = {0, 17, MP_FIXED}, MARKER (0xd9) = {1, 0, MP_BYTES},  //  + data); str 8
+    MARKER (0xda) = {2, 0, MP_BYTES},  MARKER (0xdb) = {4, 0, MP_BYTES},  //  str 16/32
+    MARKER (0xdc) = {2, 0, MP_ARRAY},  MARKER (0xdd) = {4, 0, MP_ARRAY},  //  array 16/32
+    MARKER (0xde) = {2, 0, MP_MAP},    MARKER (0xdf) = {4, 0, MP_MAP},    //  map 16/32
+};
+
 static int
 mp_shape (const mp_cursor_t *cur, mp_shape_t *shape)
 {
     if (mp_left (cur) < 1) return -1;
     uint8_t b = cur->data[cur->off];
-    uint64_t n = 0;
     memset (shape, 0, sizeof *shape);
     shape->head = 1;
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return 0;
-    if (b >= 0x80 && b <= 0x8f) {
-        shape->values = 2 * (uint64_t)(b & 0x0f);
+    if (b <= 0x7f || b >= 0xe0) //  positive and negative fixint
         return 0;
+    if (b <= 0x8f)
+        shape->values = 2 * (uint64_t)(b & 0x0f); //  fixmap
+    else if (b <= 0x9f)
+        shape->values = b & 0x0f; //  fixarray
+    else if (b <= 0xbf)
+        shape->bytes = b & 0x1f; //  fixstr
+    else {
+        const mp_marker_t *marker = &s_markers[b - 0xc0];
+        uint64_t n = 0;
+        if (marker->kind == MP_UNUSED) return -1;
+        if (marker->length_bytes && mp_read_be (cur, marker->length_bytes, &n)) return -1;
+        shape->head = 1 + (size_t)marker->length_bytes;
+        shape->bytes = marker->fixed_bytes;
+        if (marker->kind == MP_BYTES)
+            shape->bytes = n;
+        else if (marker->kind == MP_EXT)
+            shape->bytes = n + 1; //  the type byte follows the length
+        else if (marker->kind == MP_ARRAY)
+            shape->values = n;
+        else if (marker->kind == MP_MAP)
+            shape->values = 2 * n;
     }
-    if (b >= 0x90 && b <= 0x9f) {
-        shape->values = b & 0x0f;
-        return 0;
-    }
-    if (b >= 0xa0 && b <= 0xbf) {
-        shape->bytes = b & 0x1f;
-        return 0;
-    }
-    switch (b) {
-    case 0xcc:
-    case 0xd0:
-        shape->bytes = 1;
-        return 0;
-    case 0xcd:
-    case 0xd1:
-        shape->bytes = 2;
-        return 0;
-    case 0xca:
-    case 0xce:
-    case 0xd2:
-        shape->bytes = 4;
-        return 0;
-    case 0xcb:
-    case 0xcf:
-    case 0xd3:
-        shape->bytes = 8;
-        return 0;
-    case 0xd4:
-        shape->bytes = 2;
-        return 0; //  fixext 1: type + 1
-    case 0xd5:
-        shape->bytes = 3;
-        return 0;
-    case 0xd6:
-        shape->bytes = 5;
-        return 0;
-    case 0xd7:
-        shape->bytes = 9;
-        return 0;
-    case 0xd8:
-        shape->bytes = 17;
-        return 0;
-    case 0xc4:
-    case 0xd9:
-        shape->head = 2;
-        break; //  bin8, str8
-    case 0xc5:
-    case 0xda:
-        shape->head = 3;
-        break; //  bin16, str16
-    case 0xc6:
-    case 0xdb:
-        shape->head = 5;
-        break; //  bin32, str32
-    case 0xc7:
-        shape->head = 2;
-        break; //  ext8
-    case 0xc8:
-        shape->head = 3;
-        break; //  ext16
-    case 0xc9:
-        shape->head = 5;
-        break; //  ext32
-    case 0xdc:
-    case 0xde:
-        shape->head = 3;
-        break; //  array16, map16
-    case 0xdd:
-    case 0xdf:
-        shape->head = 5;
-        break; //  array32, map32
-    default:
-        return -1; //  0xc1: never used
-    }
-    if (mp_read_be (cur, shape->head - 1, &n)) return -1;
-    if (b == 0xc7 || b == 0xc8 || b == 0xc9)
-        shape->bytes = n + 1; //  ext: the type byte follows the length
-    else if (b == 0xdc || b == 0xdd)
-        shape->values = n;
-    else if (b == 0xde || b == 0xdf)
-        shape->values = 2 * n;
-    else
-        shape->bytes = n;
     return 0;
 }
 
