@@ -1391,7 +1391,7 @@ s_keygen (const options_t *o)
     const char *dir = o->out_dir ? o->out_dir : ".";
     char public_path[PATH_MAX], secret_path[PATH_MAX + 16];
     snprintf (public_path, sizeof public_path, "%s/%s.key", dir, o->name);
-    snprintf (secret_path, sizeof secret_path, "%s.key_secret", public_path);
+    snprintf (secret_path, sizeof secret_path, "%s_secret", public_path);
     struct stat st;
     if (stat (dir, &st) != 0 || !S_ISDIR (st.st_mode)) {
         fprintf (stderr, PROGRAM ": keygen: '%s' is not a directory\n", dir);
@@ -1420,7 +1420,9 @@ s_keygen (const options_t *o)
         s_json_string (stdout, public_path, strlen (public_path));
         printf (", \"secret\": ");
         s_json_string (stdout, secret_path, strlen (secret_path));
-        printf (", \"public_key\": \"%s\"}\n", zcert_public_txt (cert));
+        printf (", \"public_key\": ");
+        s_json_string (stdout, zcert_public_txt (cert), strlen (zcert_public_txt (cert)));
+        printf ("}\n");
     } else
         printf ("public key  %s\nsecret key  %s\n(public key %s)\n", public_path, secret_path,
                 zcert_public_txt (cert));
