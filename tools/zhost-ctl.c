@@ -844,8 +844,11 @@ s_report_answer_error (const options_t *o, const msgpack_object *answer)
     char code[128], message[4096];
     TEXT (s_get (error, "code"), code);
     TEXT (s_get (error, "message"), message);
-    fprintf (stderr, PROGRAM ": %s failed: %s: %s\n", o->cmd->word, code[0] ? code : "ERROR",
-             message);
+    const char *text = message;
+    size_t n = strlen (code);
+    if (n && strncmp (text, code, n) == 0 && text[n] == ':')
+        text += n + 1 + (text[n + 1] == ' '); //  the broker repeated the code word
+    fprintf (stderr, PROGRAM ": %s failed: %s: %s\n", o->cmd->word, code[0] ? code : "ERROR", text);
     s_hint (o, code);
 }
 
