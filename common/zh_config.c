@@ -52,13 +52,14 @@
 //  error, as docs/broker.md asks ("a bad flag value: ... exit 2").
 #define ZH_CONFIG_USAGE 2
 
-#define MS_PER_S     1000LL
-#define MS_PER_M     (60 * MS_PER_S)
-#define MS_PER_H     (60 * MS_PER_M)
-#define KIB          1024LL
-#define MIB          (1024 * KIB)
-#define GIB          (1024 * MIB)
-#define ZPL_LINE_MAX 1024 //  zconfig cuts longer lines
+#define MS_PER_S        1000LL
+#define MS_PER_M        (60 * MS_PER_S)
+#define MS_PER_H        (60 * MS_PER_M)
+#define KIB             1024LL
+#define MIB             (1024 * KIB)
+#define GIB             (1024 * MIB)
+#define ZPL_LINE_MAX    1024 //  zconfig cuts longer lines
+#define CONFIG_FILE_MAX (1024 * 1024)
 
 //  Enough of a value to recognise it in a message: quoted, cut at 48 bytes
 #define EXCERPT_MAX 64
@@ -397,8 +398,7 @@ static const option_t s_options[] = {
      .from = FROM_ALL,
      .defval = "tcp://127.0.0.1:7100",
      LIST (frontends, frontend_count),
-     .help = "Bind the public frontend here; repeat for several (the variable takes a "
-             "comma-separated list)."},
+     .help = "Bind the public frontend here; repeat for several (env: comma-separated)."},
     {.name = "advertise",
      .env = "ZHOST_ADVERTISE",
      .arg = "ENDPOINT",
@@ -520,8 +520,8 @@ static const option_t s_options[] = {
      .kind = KIND_SPAWNS,
      .from = FROM_FLAG | FROM_FILE,
      LIST (spawns, spawn_count),
-     .help = "Start a proc with the broker; COMMAND is split into words as a shell would, "
-             "but no shell runs. Repeat for several."},
+     .help = "Start a proc with the broker; COMMAND is split as a shell would, but no "
+             "shell runs. Repeatable."},
     {.name = "curve-secret",
      .env = "ZHOST_CURVE_SECRET",
      .arg = "FILE",
@@ -784,6 +784,7 @@ zh_config_new (void)
         if (opt->defval) {
             int rc = s_option_set (self, opt, opt->defval, "default", &touched[i], NULL);
             assert (rc == 0);
+            (void)rc;
         }
     }
     const char *xdg = getenv ("XDG_RUNTIME_DIR");
@@ -850,7 +851,17 @@ s_apply_file (zh_config_t *self, const char *path, zh_error_t *err)
     if (S_ISDIR (info.st_mode))
         return zh_error_set (err, ZH_CONFIG_USAGE, 0, "config file '%.100s': is a directory", path);
     if (info.st_size == 0) return 0; //  zconfig refuses an empty file; it sets nothing
-    zconfig_t *root = zconfig_load (path);
+    //  zconfig_load leaks its zfile_t when the text is not valid ZPL
+    //  (czmq 4.2), so read the file ourselves and parse the chunk.
+    zchunk_t *text = zchunk_slurp (path, CONFIG_FILE_MAX + 1);
+    if (!text || zchunk_size (text) > CONFIG_FILE_MAX) {
+        zchunk_destroy (&text);
+        return zh_error_set (err, ZH_CONFIG_USAGE, 0,
+                             "config file '%.100s': cannot read it whole (over %d bytes?)", path,
+                             CONFIG_FILE_MAX);
+    }
+    zconfig_t *root = zconfig_chunk_load (text);
+    zchunk_destroy (&text);
     if (!root)
         return zh_error_set (err, ZH_CONFIG_USAGE, 0,
                              "config file '%.100s': not valid ZPL (zconfig logs the line)", path);
