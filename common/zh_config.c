@@ -785,7 +785,6 @@ zh_config_new (void)
             int rc = s_option_set (self, opt, opt->defval, "default", &touched[i], NULL);
             assert (rc == 0);   //  the defaults are ours: a failure is a bug
             (void) rc;
-            (void)rc;
         }
     }
     const char *xdg = getenv ("XDG_RUNTIME_DIR");
