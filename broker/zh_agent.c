@@ -23,7 +23,7 @@
 #include "zh_pack.h"
 
 #define AGENT_ACTOR "host_agent"
-#define AGENT_PORT 1
+#define AGENT_PORT  1
 
 static const char *admin_ops[] = {"spawn", "stop", "kill", "stop_all", "shutdown"};
 
@@ -48,16 +48,14 @@ s_pack_proc_counts (zh_broker_t *self, msgpack_packer *pk)
 {
     size_t n = 0;
     for (int s = 0; s < ZH_SOCK_COUNT; s++)
-        for (zh_conn_t *c = (zh_conn_t *) zh_table_first (self->conns[s]); c;
-             c = (zh_conn_t *) zh_table_next (self->conns[s]))
-            if (c->proc_id_len || c->peer_endpoint)
-                n++;
+        for (zh_conn_t *c = (zh_conn_t *)zh_table_first (self->conns[s]); c;
+             c = (zh_conn_t *)zh_table_next (self->conns[s]))
+            if (c->proc_id_len || c->peer_endpoint) n++;
     msgpack_pack_map (pk, n);
     for (int s = 0; s < ZH_SOCK_COUNT; s++)
-        for (zh_conn_t *c = (zh_conn_t *) zh_table_first (self->conns[s]); c;
-             c = (zh_conn_t *) zh_table_next (self->conns[s])) {
-            if (!c->proc_id_len && !c->peer_endpoint)
-                continue;
+        for (zh_conn_t *c = (zh_conn_t *)zh_table_first (self->conns[s]); c;
+             c = (zh_conn_t *)zh_table_next (self->conns[s])) {
+            if (!c->proc_id_len && !c->peer_endpoint) continue;
             zh_pack_str (pk, c->proc_id_len ? c->proc_id : c->peer_endpoint);
             msgpack_pack_map (pk, 2);
             zh_pack_str (pk, "in");
@@ -82,7 +80,7 @@ s_op_stats (zh_broker_t *self, msgpack_packer *pk)
     zh_pack_str (pk, "returned");
     msgpack_pack_map (pk, ZH_RC_COUNT);
     for (int rc = 0; rc < ZH_RC_COUNT; rc++) {
-        zh_pack_str (pk, zh_rc_name ((zh_rc_t) rc));
+        zh_pack_str (pk, zh_rc_name ((zh_rc_t)rc));
         msgpack_pack_uint64 (pk, st->returned[rc]);
     }
     zh_pack_str (pk, "abandoned");
@@ -112,8 +110,8 @@ static const char *proc_ops[] = {"list", "status"};
 //  Answer one decoded request into pk; false when the answer comes later
 //  (a proc op that waits for a state change).
 static bool
-s_serve (zh_broker_t *self, const zh_conn_t *from, const msgpack_object *request,
-         const char *reply, msgpack_packer *pk, char *op_name, size_t op_size)
+s_serve (zh_broker_t *self, const zh_conn_t *from, const msgpack_object *request, const char *reply,
+         msgpack_packer *pk, char *op_name, size_t op_size)
 {
     const msgpack_object *op = zh_map_get (request, "op");
     if (!op || op->type != MSGPACK_OBJECT_STR) {
@@ -121,7 +119,7 @@ s_serve (zh_broker_t *self, const zh_conn_t *from, const msgpack_object *request
         zh_pack_error (pk, "BAD_REQUEST", "the request must be a map with a string `op`");
         return true;
     }
-    snprintf (op_name, op_size, "%.*s", (int) (op->via.str.size > 31 ? 31 : op->via.str.size),
+    snprintf (op_name, op_size, "%.*s", (int)(op->via.str.size > 31 ? 31 : op->via.str.size),
               op->via.str.ptr);
     for (size_t i = 0; i < sizeof admin_ops / sizeof admin_ops[0]; i++)
         if (strcmp (op_name, admin_ops[i]) == 0) {
@@ -160,10 +158,9 @@ zh_agent_reply (zh_broker_t *self, const char *reply, size_t reply_len, const ch
     size_t size = zh_head_size (reply_len, src_len, 0, answer_size);
     zmq_msg_t msg;
     zmq_msg_init_size (&msg, size);
-    long written = zh_head_write ((uint8_t *) zmq_msg_data (&msg), size, ZH_SEND,
-                                  (uint8_t) self->config->ttl, ZH_FLAG_INLINE, reply,
-                                  reply_len, self->agent_addr, src_len, NULL, 0,
-                                  (const uint8_t *) answer, answer_size);
+    long written = zh_head_write (
+        (uint8_t *)zmq_msg_data (&msg), size, ZH_SEND, (uint8_t)self->config->ttl, ZH_FLAG_INLINE,
+        reply, reply_len, self->agent_addr, src_len, NULL, 0, (const uint8_t *)answer, answer_size);
     if (written < 0) {
         zmq_msg_close (&msg);
         self->stats.agent_unanswerable++;
@@ -196,8 +193,8 @@ zh_agent_deliver (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t 
     self->stats.agent_requests++;
     zh_span_t reply;
     zh_addr_t reply_addr;
-    if (head->meta_len == 0 || zh_meta_find_reply (head->meta, head->meta_len, &reply) != 0
-        || zh_addr_parse_kind (&reply_addr, ZH_ADDR_PORT, reply.ptr, reply.len, NULL) != 0) {
+    if (head->meta_len == 0 || zh_meta_find_reply (head->meta, head->meta_len, &reply) != 0 ||
+        zh_addr_parse_kind (&reply_addr, ZH_ADDR_PORT, reply.ptr, reply.len, NULL) != 0) {
         self->stats.agent_unanswerable++;
         zh_info ("agent", "note=\"request without a valid reply port in meta: not answered\"");
         return;
@@ -206,11 +203,10 @@ zh_agent_deliver (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t 
     const char *part = NULL;
     size_t part_len = 0;
     if (head->hdr.flags & ZH_FLAG_INLINE) {
-        part = (const char *) head->inline_part;
+        part = (const char *)head->inline_part;
         part_len = head->inline_len;
-    }
-    else if (count > 1) {
-        part = (const char *) zmq_msg_data (&frames[1]);
+    } else if (count > 1) {
+        part = (const char *)zmq_msg_data (&frames[1]);
         part_len = zmq_msg_size (&frames[1]);
     }
     msgpack_sbuffer buffer;
@@ -221,17 +217,17 @@ zh_agent_deliver (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t 
     msgpack_unpacked_init (&unpacked);
     char op_name[32] = "-";
     char reply_text[ZH_ADDR_MAX + 1];
-    snprintf (reply_text, sizeof reply_text, "%.*s", (int) reply.len, reply.ptr);
+    snprintf (reply_text, sizeof reply_text, "%.*s", (int)reply.len, reply.ptr);
     size_t offset = 0;
     bool answered = true;
-    if (!part || msgpack_unpack_next (&unpacked, part, part_len, &offset) != MSGPACK_UNPACK_SUCCESS
-        || unpacked.data.type != MSGPACK_OBJECT_MAP)
+    if (!part ||
+        msgpack_unpack_next (&unpacked, part, part_len, &offset) != MSGPACK_UNPACK_SUCCESS ||
+        unpacked.data.type != MSGPACK_OBJECT_MAP)
         zh_pack_error (&pk, "BAD_REQUEST", "the first payload part must be a msgpack map");
     else
         answered = s_serve (self, from, &unpacked.data, reply_text, &pk, op_name, sizeof op_name);
     msgpack_unpacked_destroy (&unpacked);
     zh_debug ("agent", "op=%s from=%s", op_name, from ? from->proc_id : "-");
-    if (answered)
-        zh_agent_reply (self, reply.ptr, reply.len, buffer.data, buffer.size);
+    if (answered) zh_agent_reply (self, reply.ptr, reply.len, buffer.data, buffer.size);
     msgpack_sbuffer_destroy (&buffer);
 }

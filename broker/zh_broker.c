@@ -54,22 +54,22 @@ s_now_ms (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static uint64_t
 s_random_u64 (void)
 {
     uint64_t value = 0;
-    if (getrandom (&value, sizeof value, 0) != (ssize_t) sizeof value)
-        value = ((uint64_t) rand () << 32) ^ (uint64_t) rand () ^ (uint64_t) s_now_ms ();
+    if (getrandom (&value, sizeof value, 0) != (ssize_t)sizeof value)
+        value = ((uint64_t)rand () << 32) ^ (uint64_t)rand () ^ (uint64_t)s_now_ms ();
     return value;
 }
 
 static char *
 s_strndup (const void *data, size_t len)
 {
-    char *copy = (char *) malloc (len + 1);
+    char *copy = (char *)malloc (len + 1);
     if (copy) {
         memcpy (copy, data, len);
         copy[len] = 0;
@@ -91,8 +91,7 @@ static bool
 s_is_self (zh_broker_t *self, const char *ep, size_t len)
 {
     for (size_t i = 0; i < self->self_count; i++)
-        if (self->self_ep_lens[i] == len && memcmp (self->self_eps[i], ep, len) == 0)
-            return true;
+        if (self->self_ep_lens[i] == len && memcmp (self->self_eps[i], ep, len) == 0) return true;
     return false;
 }
 
@@ -109,13 +108,11 @@ s_send_command (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t ri
     void *socket = self->socks[sock];
     uint8_t header[ZH_HEADER_SIZE];
     zh_header_write (header, command, 0, 0);
-    if (zmq_send (socket, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
-        return -1;
+    if (zmq_send (socket, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) return -1;
     if (body && body_size) {
         zmq_send (socket, header, sizeof header, ZMQ_SNDMORE | ZMQ_DONTWAIT);
         zmq_send (socket, body, body_size, ZMQ_DONTWAIT);
-    }
-    else
+    } else
         zmq_send (socket, header, sizeof header, ZMQ_DONTWAIT);
     return 0;
 }
@@ -127,8 +124,7 @@ s_send_body (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_l
 {
     size_t size = 0;
     uint8_t *bytes = zh_body_encode (body, &size);
-    if (!bytes)
-        return -1;
+    if (!bytes) return -1;
     int rc = s_send_command (self, sock, rid, rid_len, body->command, bytes, size);
     free (bytes);
     return rc;
@@ -153,7 +149,7 @@ s_reject (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
     body.reason = zh_span_of (reason);
     if (head && head->dest) {
         body.present |= ZH_F_DEST;
-        body.dest.ptr = (const char *) head->dest;
+        body.dest.ptr = (const char *)head->dest;
         body.dest.len = head->dest_len;
         int64_t seq;
         if (head->meta_len && zh_meta_find_seq (head->meta, head->meta_len, &seq) == 0) {
@@ -193,8 +189,7 @@ static int
 s_send_frames (zh_broker_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t count)
 {
     void *socket = self->socks[to->sock];
-    if (zmq_send (socket, to->rid, to->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
-        return -1;
+    if (zmq_send (socket, to->rid, to->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) return -1;
     for (size_t i = 0; i < count; i++)
         zmq_msg_send (&frames[i], socket, (i + 1 < count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
     to->last_send = self->now;
@@ -207,8 +202,7 @@ s_send_frames (zh_broker_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t count
 static void
 s_gone_remember (zh_broker_t *self, const char *proc_id, size_t len)
 {
-    if (zh_table_lookup (self->gone, proc_id, len))
-        return;
+    if (zh_table_lookup (self->gone, proc_id, len)) return;
     if (self->gone_count == ZH_GONE_MAX) {
         char *oldest = self->gone_ring[self->gone_head];
         zh_table_delete (self->gone, oldest, strlen (oldest));
@@ -218,12 +212,11 @@ s_gone_remember (zh_broker_t *self, const char *proc_id, size_t len)
         self->gone_count--;
     }
     char *copy = s_strndup (proc_id, len);
-    if (!copy)
-        return;
+    if (!copy) return;
     size_t slot = (self->gone_head + self->gone_count) % ZH_GONE_MAX;
     self->gone_ring[slot] = copy;
     self->gone_count++;
-    zh_table_insert (self->gone, proc_id, len, (void *) 1);
+    zh_table_insert (self->gone, proc_id, len, (void *)1);
 }
 
 static void
@@ -247,20 +240,17 @@ s_conn_remove (zh_broker_t *self, zh_conn_t *conn, const char *why)
     }
     zh_table_delete (self->conns[conn->sock], conn->rid, conn->rid_len);
     zh_info ("detach", "socket=%s proc=%s reason=%s in=%llu out=%llu", sock_names[conn->sock], name,
-             why, (unsigned long long) conn->msgs_in, (unsigned long long) conn->msgs_out);
+             why, (unsigned long long)conn->msgs_in, (unsigned long long)conn->msgs_out);
     zh_conn_destroy (&conn);
 }
 
 zh_conn_t *
-zh_broker_add_proc_conn (zh_broker_t *self, const uint8_t *rid, size_t rid_len,
-                         const char *proc_id)
+zh_broker_add_proc_conn (zh_broker_t *self, const uint8_t *rid, size_t rid_len, const char *proc_id)
 {
-    zh_conn_t *old = (zh_conn_t *) zh_table_lookup (self->conns[ZH_SOCK_BACKEND], rid, rid_len);
-    if (old)
-        s_conn_remove (self, old, "replaced");
+    zh_conn_t *old = (zh_conn_t *)zh_table_lookup (self->conns[ZH_SOCK_BACKEND], rid, rid_len);
+    if (old) s_conn_remove (self, old, "replaced");
     zh_conn_t *conn = zh_conn_new (ZH_SOCK_BACKEND, ZH_CONN_PROC, rid, rid_len);
-    if (!conn)
-        return NULL;
+    if (!conn) return NULL;
     zh_conn_set_proc_id (conn, proc_id);
     conn->last_recv = conn->last_send = self->now;
     zh_table_insert (self->conns[ZH_SOCK_BACKEND], rid, rid_len, conn);
@@ -273,7 +263,7 @@ void
 zh_broker_proc_gone (zh_broker_t *self, const char *proc_id)
 {
     size_t len = strlen (proc_id);
-    zh_conn_t *conn = (zh_conn_t *) zh_table_lookup (self->routes, proc_id, len);
+    zh_conn_t *conn = (zh_conn_t *)zh_table_lookup (self->routes, proc_id, len);
     if (conn)
         s_conn_remove (self, conn, "exited");
     else
@@ -288,7 +278,7 @@ zh_broker_bounce (zh_broker_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t co
                   const zh_head_t *head, zh_rc_t rc, const char *reason)
 {
     char dest[ZH_ADDR_MAX + 1], q[240];
-    snprintf (dest, sizeof dest, "%.*s", (int) head->dest_len, (const char *) head->dest);
+    snprintf (dest, sizeof dest, "%.*s", (int)head->dest_len, (const char *)head->dest);
     if (head->hdr.command == ZH_RETURN) {
         //  BR-2: never bounce a bounce.
         self->stats.abandoned++;
@@ -304,9 +294,9 @@ zh_broker_bounce (zh_broker_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t co
     }
     size_t meta_size = 0;
     const char *at = self->advertised[0];
-    uint8_t *meta = zh_return_meta_encode (NULL, 0, zh_rc_name (rc), reason, at,
-                                           (const char *) head->dest, head->dest_len, head->meta,
-                                           head->meta_len, &meta_size);
+    uint8_t *meta =
+        zh_return_meta_encode (NULL, 0, zh_rc_name (rc), reason, at, (const char *)head->dest,
+                               head->dest_len, head->meta, head->meta_len, &meta_size);
     if (!meta) {
         self->stats.abandoned++;
         return;
@@ -317,10 +307,10 @@ zh_broker_bounce (zh_broker_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t co
     size_t size = zh_head_size (head->src_len, src_len, meta_size, inline_len);
     zmq_msg_t ret;
     zmq_msg_init_size (&ret, size);
-    long written = zh_head_write ((uint8_t *) zmq_msg_data (&ret), size, ZH_RETURN,
-                                  (uint8_t) self->config->ttl, flags, (const char *) head->src,
-                                  head->src_len, self->service_addr, src_len, meta, meta_size,
-                                  head->inline_part, inline_len);
+    long written =
+        zh_head_write ((uint8_t *)zmq_msg_data (&ret), size, ZH_RETURN, (uint8_t)self->config->ttl,
+                       flags, (const char *)head->src, head->src_len, self->service_addr, src_len,
+                       meta, meta_size, head->inline_part, inline_len);
     free (meta);
     if (written < 0) {
         zmq_msg_close (&ret);
@@ -335,8 +325,7 @@ zh_broker_bounce (zh_broker_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t co
     if (s_send_frames (self, to, frames, count) == 0) {
         self->stats.returned[rc]++;
         zh_debug ("returned", "dest=%s code=%s to=%s", dest, zh_rc_name (rc), to->proc_id);
-    }
-    else {
+    } else {
         self->stats.abandoned++;
         zh_info ("abandoned", "dest=%s code=%s reason=%s", dest, zh_rc_name (rc),
                  errno == EAGAIN ? "sender-queue-full" : "sender-gone");
@@ -349,8 +338,8 @@ zh_broker_bounce (zh_broker_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t co
 //  Deliver a message whose head passed every check. `from` is NULL for a
 //  message the broker made itself.
 static void
-s_route (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count,
-         const zh_head_t *head, const zh_addr_t *dest)
+s_route (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count, const zh_head_t *head,
+         const zh_addr_t *dest)
 {
     if (!s_is_self (self, dest->endpoint.ptr, dest->endpoint.len)) {
         if (from && from->kind == ZH_CONN_PEER)
@@ -361,14 +350,13 @@ s_route (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count,
                               "no link to that broker (peer links are not implemented yet)");
         return;
     }
-    zh_conn_t *to = (zh_conn_t *) zh_table_lookup (self->routes, dest->proc.text.ptr,
-                                                   dest->proc.text.len);
+    zh_conn_t *to =
+        (zh_conn_t *)zh_table_lookup (self->routes, dest->proc.text.ptr, dest->proc.text.len);
     if (to) {
         if (s_send_frames (self, to, frames, count) == 0) {
             self->stats.routed++;
             to->msgs_out++;
-        }
-        else if (errno == EAGAIN)
+        } else if (errno == EAGAIN)
             zh_broker_bounce (self, from, frames, count, head, ZH_RC_OVERLOADED,
                               "the receiver's queue is full");
         else
@@ -394,10 +382,10 @@ zh_broker_route_internal (zh_broker_t *self, zmq_msg_t *frames, size_t count)
 {
     zh_head_t head;
     zh_addr_t dest;
-    const uint8_t *data = (const uint8_t *) zmq_msg_data (&frames[0]);
-    if (zh_head_decode (&head, data, zmq_msg_size (&frames[0]), NULL) != 0
-        || zh_addr_parse_kind (&dest, ZH_ADDR_PORT, (const char *) head.dest, head.dest_len, NULL)
-               != 0) {
+    const uint8_t *data = (const uint8_t *)zmq_msg_data (&frames[0]);
+    if (zh_head_decode (&head, data, zmq_msg_size (&frames[0]), NULL) != 0 ||
+        zh_addr_parse_kind (&dest, ZH_ADDR_PORT, (const char *)head.dest, head.dest_len, NULL) !=
+            0) {
         self->stats.dropped++;
         return;
     }
@@ -409,11 +397,11 @@ static bool
 s_principal_ok (zh_broker_t *self, const zh_conn_t *conn, const zh_addr_t *src)
 {
     if (conn->kind == ZH_CONN_PEER)
-        return src->endpoint.len == conn->peer_endpoint_len
-               && memcmp (src->endpoint.ptr, conn->peer_endpoint, src->endpoint.len) == 0;
-    return src->proc.text.len == conn->proc_id_len
-           && memcmp (src->proc.text.ptr, conn->proc_id, conn->proc_id_len) == 0
-           && s_is_self (self, src->endpoint.ptr, src->endpoint.len);
+        return src->endpoint.len == conn->peer_endpoint_len &&
+               memcmp (src->endpoint.ptr, conn->peer_endpoint, src->endpoint.len) == 0;
+    return src->proc.text.len == conn->proc_id_len &&
+           memcmp (src->proc.text.ptr, conn->proc_id, conn->proc_id_len) == 0 &&
+           s_is_self (self, src->endpoint.ptr, src->endpoint.len);
 }
 
 //  A SEND or RETURN from a connection that finished its handshake.
@@ -423,21 +411,21 @@ s_handle_send (zh_broker_t *self, zh_conn_t *conn, size_t count, size_t total)
     zmq_msg_t *frames = self->frames;
     zh_head_t head;
     zh_error_t err;
-    uint8_t *data = (uint8_t *) zmq_msg_data (&frames[0]);
+    uint8_t *data = (uint8_t *)zmq_msg_data (&frames[0]);
     if (zh_head_decode (&head, data, zmq_msg_size (&frames[0]), &err) != 0) {
         s_reject (self, conn->sock, conn->rid, conn->rid_len, err.code, err.reason, NULL);
         return;
     }
     zh_addr_t dest, src;
-    if (zh_addr_parse_kind (&dest, ZH_ADDR_PORT, (const char *) head.dest, head.dest_len, &err)
-        != 0) {
+    if (zh_addr_parse_kind (&dest, ZH_ADDR_PORT, (const char *)head.dest, head.dest_len, &err) !=
+        0) {
         char reason[ZH_ERROR_REASON_MAX + 8];
         snprintf (reason, sizeof reason, "dest: %s", err.reason);
         s_reject (self, conn->sock, conn->rid, conn->rid_len, 400, reason, &head);
         return;
     }
-    if (zh_addr_parse (&src, (const char *) head.src, head.src_len, &err) != 0
-        || src.kind == ZH_ADDR_PORT) {
+    if (zh_addr_parse (&src, (const char *)head.src, head.src_len, &err) != 0 ||
+        src.kind == ZH_ADDR_PORT) {
         char reason[ZH_ERROR_REASON_MAX + 8];
         snprintf (reason, sizeof reason, "src: %s",
                   src.kind == ZH_ADDR_PORT && !err.code ? "must be an actor or proc address"
@@ -449,13 +437,13 @@ s_handle_send (zh_broker_t *self, zh_conn_t *conn, size_t count, size_t total)
         char name[ZH_ADDR_MAX + 1], q[ZH_ADDR_MAX + 8];
         zh_warn ("spoof", "socket=%s from=%s src=%s", sock_names[conn->sock],
                  zh_conn_name (conn, name, sizeof name),
-                 zh_log_quote (q, sizeof q, (const char *) head.src, head.src_len));
+                 zh_log_quote (q, sizeof q, (const char *)head.src, head.src_len));
         s_reject (self, conn->sock, conn->rid, conn->rid_len, 403,
                   "src does not belong to this connection", &head);
         return;
     }
     conn->msgs_in++;
-    if (total > (size_t) self->config->max_msg_bytes) {
+    if (total > (size_t)self->config->max_msg_bytes) {
         zh_broker_bounce (self, conn, frames, count, &head, ZH_RC_TOO_LARGE,
                           "message is larger than max_msg_bytes");
         return;
@@ -481,7 +469,7 @@ s_handle_send (zh_broker_t *self, zh_conn_t *conn, size_t count, size_t total)
 static zh_conn_t *
 s_conn_lookup (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len)
 {
-    return (zh_conn_t *) zh_table_lookup (self->conns[sock], rid, rid_len);
+    return (zh_conn_t *)zh_table_lookup (self->conns[sock], rid, rid_len);
 }
 
 static void
@@ -512,17 +500,16 @@ s_handle_attach (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t r
             s_reject (self, sock, rid, rid_len, 400, reason, NULL);
             return;
         }
-        snprintf (label, sizeof label, "%.*s", (int) body->label.len, body->label.ptr);
+        snprintf (label, sizeof label, "%.*s", (int)body->label.len, body->label.ptr);
     }
     char proc_id[ZH_ID_MAX + 1];
     do
         zh_id_format (proc_id, sizeof proc_id, label, true, s_random_u64 ());
-    while (zh_table_lookup (self->routes, proc_id, strlen (proc_id))
-           || zh_table_lookup (self->gone, proc_id, strlen (proc_id)));
+    while (zh_table_lookup (self->routes, proc_id, strlen (proc_id)) ||
+           zh_table_lookup (self->gone, proc_id, strlen (proc_id)));
 
     conn = zh_conn_new (sock, ZH_CONN_CLIENT, rid, rid_len);
-    if (!conn)
-        return;
+    if (!conn) return;
     zh_conn_set_proc_id (conn, proc_id);
     conn->admin = (sock == ZH_SOCK_CONTROL);
     conn->last_recv = conn->last_send = self->now;
@@ -530,14 +517,14 @@ s_handle_attach (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t r
     char proc_addr[ZH_ADDR_MAX + 1];
     zh_proc_addr_format (proc_addr, sizeof proc_addr, proc_id, self->advertised[0]);
     zh_body_t boot = {.command = ZH_BOOTSTRAP,
-                      .present = ZH_F_PROC | ZH_F_HOST | ZH_F_AGENT | ZH_F_HEARTBEAT_MS
-                                 | ZH_F_MAX_MSG_BYTES | ZH_F_HWM | ZH_F_INCARNATION,
+                      .present = ZH_F_PROC | ZH_F_HOST | ZH_F_AGENT | ZH_F_HEARTBEAT_MS |
+                                 ZH_F_MAX_MSG_BYTES | ZH_F_HWM | ZH_F_INCARNATION,
                       .proc = zh_span_of (proc_addr),
                       .host = zh_span_of (self->advertised[0]),
                       .agent = zh_span_of (self->agent_addr),
-                      .heartbeat_ms = (uint64_t) self->config->heartbeat_ms,
-                      .max_msg_bytes = (uint64_t) self->config->max_msg_bytes,
-                      .hwm = (uint64_t) self->config->hwm,
+                      .heartbeat_ms = (uint64_t)self->config->heartbeat_ms,
+                      .max_msg_bytes = (uint64_t)self->config->max_msg_bytes,
+                      .hwm = (uint64_t)self->config->hwm,
                       .incarnation = self->incarnation};
     size_t size = 0;
     uint8_t *bytes = zh_body_encode (&boot, &size);
@@ -550,12 +537,12 @@ s_handle_attach (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t r
     zh_table_insert (self->routes, proc_id, strlen (proc_id), conn);
     s_send_command (self, sock, rid, rid_len, ZH_BOOTSTRAP, bytes, size);
     char q1[96], q2[96];
-    zh_info ("attach", "socket=%s proc=%s label=%s lang=%s pid=%lld", sock_names[sock], proc_id,
-             label,
-             (body->present & ZH_F_LANG) ? zh_log_quote (q1, sizeof q1, body->lang.ptr, body->lang.len)
-                                         : "-",
-             (body->present & ZH_F_PID) ? (long long) body->pid : -1LL);
-    (void) q2;
+    zh_info (
+        "attach", "socket=%s proc=%s label=%s lang=%s pid=%lld", sock_names[sock], proc_id, label,
+        (body->present & ZH_F_LANG) ? zh_log_quote (q1, sizeof q1, body->lang.ptr, body->lang.len)
+                                    : "-",
+        (body->present & ZH_F_PID) ? (long long)body->pid : -1LL);
+    (void)q2;
 }
 
 static void
@@ -583,8 +570,7 @@ s_handle_hello (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t ri
     }
     if (!conn) {
         conn = zh_conn_new (sock, ZH_CONN_PEER, rid, rid_len);
-        if (!conn)
-            return;
+        if (!conn) return;
         zh_table_insert (self->conns[sock], rid, rid_len, conn);
     }
     zh_conn_set_peer_endpoint (conn, body->endpoint.ptr, body->endpoint.len);
@@ -595,7 +581,7 @@ s_handle_hello (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t ri
                          .incarnation = self->incarnation};
     s_send_body (self, sock, rid, rid_len, &welcome);
     zh_info ("peer", "endpoint=%s incarnation=%llu", conn->peer_endpoint,
-             (unsigned long long) body->incarnation);
+             (unsigned long long)body->incarnation);
 }
 
 static void
@@ -605,8 +591,7 @@ s_handle_bye (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_
     //  Everything the client sent before BYE was routed already (one
     //  connection's messages are handled in order): answer, then detach.
     s_send_bye (self, sock, rid, rid_len, "bye");
-    if (conn)
-        s_conn_remove (self, conn, "bye");
+    if (conn) s_conn_remove (self, conn, "bye");
 }
 
 //  One control command (everything but SEND and RETURN).
@@ -620,21 +605,20 @@ s_handle_control (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t 
     }
     zh_body_t body;
     zh_error_t err;
-    const uint8_t *data = count == 2 ? (const uint8_t *) zmq_msg_data (&self->frames[1]) : NULL;
+    const uint8_t *data = count == 2 ? (const uint8_t *)zmq_msg_data (&self->frames[1]) : NULL;
     size_t size = count == 2 ? zmq_msg_size (&self->frames[1]) : 0;
     if (zh_body_decode (&body, hdr->command, data, size, &err) != 0) {
         s_reject (self, sock, rid, rid_len, err.code ? err.code : 400, err.reason, NULL);
         return;
     }
-    if (total > (size_t) self->config->max_msg_bytes) {
+    if (total > (size_t)self->config->max_msg_bytes) {
         s_reject (self, sock, rid, rid_len, 413, "command is larger than max_msg_bytes", NULL);
         return;
     }
     switch (hdr->command) {
     case ZH_PING:
         s_send_command (self, sock, rid, rid_len, ZH_PONG, NULL, 0);
-        if (conn)
-            conn->last_send = self->now;
+        if (conn) conn->last_send = self->now;
         return;
     case ZH_PONG:
         return;
@@ -643,10 +627,9 @@ s_handle_control (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t 
         return;
     case ZH_ERROR: {
         char name[96], q[ZH_ERROR_REASON_MAX * 2];
-        if (conn)
-            zh_conn_name (conn, name, sizeof name);
+        if (conn) zh_conn_name (conn, name, sizeof name);
         zh_info ("peer-error", "socket=%s from=%s code=%lld reason=%s", sock_names[sock],
-                 conn ? name : "-", (long long) body.code,
+                 conn ? name : "-", (long long)body.code,
                  zh_log_quote (q, sizeof q, body.reason.ptr, body.reason.len));
         return;
     }
@@ -683,20 +666,18 @@ s_handle_control (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t 
 static void
 s_handle_message (zh_broker_t *self, zh_sock_t sock, size_t count, size_t total, bool overflow)
 {
-    const uint8_t *rid = (const uint8_t *) zmq_msg_data (&self->rid);
+    const uint8_t *rid = (const uint8_t *)zmq_msg_data (&self->rid);
     size_t rid_len = zmq_msg_size (&self->rid);
     zh_conn_t *conn = s_conn_lookup (self, sock, rid, rid_len);
-    if (conn)
-        conn->last_recv = self->now;
+    if (conn) conn->last_recv = self->now;
     if (count == 0) {
         s_reject (self, sock, rid, rid_len, 400, "empty message: no header frame", NULL);
         return;
     }
     zh_header_t hdr;
     zh_error_t err;
-    if (zh_header_check (&hdr, (const uint8_t *) zmq_msg_data (&self->frames[0]),
-                         zmq_msg_size (&self->frames[0]), &err)
-        != 0) {
+    if (zh_header_check (&hdr, (const uint8_t *)zmq_msg_data (&self->frames[0]),
+                         zmq_msg_size (&self->frames[0]), &err) != 0) {
         s_reject (self, sock, rid, rid_len, err.code, err.reason, NULL);
         return;
     }
@@ -711,8 +692,7 @@ s_handle_message (zh_broker_t *self, zh_sock_t sock, size_t count, size_t total,
             return;
         }
         s_handle_send (self, conn, count, total);
-    }
-    else
+    } else
         s_handle_control (self, sock, rid, rid_len, conn, &hdr, count, total);
 }
 
@@ -722,8 +702,7 @@ s_drain_socket (zh_broker_t *self, zh_sock_t sock)
 {
     void *socket = self->socks[sock];
     for (int n = 0; n < ZH_BATCH; n++) {
-        if (zmq_msg_recv (&self->rid, socket, ZMQ_DONTWAIT) == -1)
-            return;
+        if (zmq_msg_recv (&self->rid, socket, ZMQ_DONTWAIT) == -1) return;
         size_t count = 0, total = 0;
         bool overflow = false;
         while (zmq_msg_more (count ? &self->frames[count - 1] : &self->rid)) {
@@ -735,8 +714,7 @@ s_drain_socket (zh_broker_t *self, zh_sock_t sock)
                 bool more = zmq_msg_more (&extra);
                 zmq_msg_close (&extra);
                 overflow = true;
-                if (!more)
-                    break;
+                if (!more) break;
                 continue;
             }
             zmq_msg_recv (&self->frames[count], socket, 0);
@@ -759,27 +737,26 @@ s_tick (zh_broker_t *self)
     for (int s = 0; s < ZH_SOCK_COUNT; s++) {
         zh_conn_t *expired[64];
         size_t n_expired = 0;
-        for (zh_conn_t *conn = (zh_conn_t *) zh_table_first (self->conns[s]); conn;
-             conn = (zh_conn_t *) zh_table_next (self->conns[s])) {
+        for (zh_conn_t *conn = (zh_conn_t *)zh_table_first (self->conns[s]); conn;
+             conn = (zh_conn_t *)zh_table_next (self->conns[s])) {
             if (self->now - conn->last_recv >= expiry) {
                 if (conn->kind == ZH_CONN_PROC) {
                     if (!conn->silent_logged)
                         zh_warn ("silent", "proc=%s silent_ms=%lld", conn->proc_id,
-                                 (long long) (self->now - conn->last_recv));
+                                 (long long)(self->now - conn->last_recv));
                     conn->silent_logged = true;
-                }
-                else if (n_expired < 64)
+                } else if (n_expired < 64)
                     expired[n_expired++] = conn;
                 continue;
             }
             conn->silent_logged = false;
             if (self->now - conn->last_send >= hb) {
-                s_send_command (self, (zh_sock_t) s, conn->rid, conn->rid_len, ZH_PING, NULL, 0);
+                s_send_command (self, (zh_sock_t)s, conn->rid, conn->rid_len, ZH_PING, NULL, 0);
                 conn->last_send = self->now;
             }
         }
         for (size_t i = 0; i < n_expired; i++) {
-            s_send_bye (self, (zh_sock_t) s, expired[i]->rid, expired[i]->rid_len,
+            s_send_bye (self, (zh_sock_t)s, expired[i]->rid, expired[i]->rid_len,
                         "heartbeat expired");
             s_conn_remove (self, expired[i], "heartbeat-expired");
         }
@@ -794,15 +771,13 @@ s_tick (zh_broker_t *self)
 static void
 s_begin_shutdown (zh_broker_t *self, const char *why)
 {
-    if (self->stopping_children || self->shutting_down)
-        return;
+    if (self->stopping_children || self->shutting_down) return;
     self->stopping_children = true;
     zh_info ("shutdown", "reason=%s live_procs=%zu", why, zh_procs_live_count (self->procs));
     for (size_t i = 0; i < self->bound_count; i++)
         zmq_unbind (self->socks[ZH_SOCK_FRONTEND], self->bound[i]);
-    if (self->stop_all_pending)
-        return;   //  a shutdown op's bulk stop is already running
-    zh_job_t *job = (zh_job_t *) calloc (1, sizeof (zh_job_t));
+    if (self->stop_all_pending) return; //  a shutdown op's bulk stop is already running
+    zh_job_t *job = (zh_job_t *)calloc (1, sizeof (zh_job_t));
     if (!job) {
         zh_broker_begin_drain (self, why);
         return;
@@ -818,26 +793,25 @@ s_begin_shutdown (zh_broker_t *self, const char *why)
 void
 zh_broker_begin_drain (zh_broker_t *self, const char *why)
 {
-    if (self->shutting_down)
-        return;
+    if (self->shutting_down) return;
     self->stopping_children = true;
     self->shutting_down = true;
     self->shutdown_deadline = self->now + self->config->linger_ms;
     self->last_activity = self->now;
-    zh_info ("drain", "reason=%s linger_ms=%lld", why, (long long) self->config->linger_ms);
+    zh_info ("drain", "reason=%s linger_ms=%lld", why, (long long)self->config->linger_ms);
     for (size_t i = 0; i < self->bound_count; i++)
         zmq_unbind (self->socks[ZH_SOCK_FRONTEND], self->bound[i]);
     for (int s = 0; s < ZH_SOCK_COUNT; s++)
-        for (zh_conn_t *conn = (zh_conn_t *) zh_table_first (self->conns[s]); conn;
-             conn = (zh_conn_t *) zh_table_next (self->conns[s]))
-            s_send_bye (self, (zh_sock_t) s, conn->rid, conn->rid_len, "shutdown");
+        for (zh_conn_t *conn = (zh_conn_t *)zh_table_first (self->conns[s]); conn;
+             conn = (zh_conn_t *)zh_table_next (self->conns[s]))
+            s_send_bye (self, (zh_sock_t)s, conn->rid, conn->rid_len, "shutdown");
 }
 
 static void
 s_handle_signals (zh_broker_t *self)
 {
     struct signalfd_siginfo info;
-    while (read (self->signal_fd, &info, sizeof info) == (ssize_t) sizeof info) {
+    while (read (self->signal_fd, &info, sizeof info) == (ssize_t)sizeof info) {
         if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT)
             s_begin_shutdown (self, info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
         else if (info.ssi_signo == SIGHUP)
@@ -858,22 +832,19 @@ zh_broker_run (zh_broker_t *self)
     zmq_pollitem_t items[ZH_POLL_MAX];
     int fds[ZH_POLL_MAX];
     int64_t tick_ms = self->config->heartbeat_ms / 4;
-    if (tick_ms < 5)
-        tick_ms = 5;
+    if (tick_ms < 5) tick_ms = 5;
     self->now = s_now_ms ();
     self->next_tick = self->now + tick_ms;
-    zh_procs_reap (self->procs, self->now);   //  a --spawn child may have died already
+    zh_procs_reap (self->procs, self->now); //  a --spawn child may have died already
 
     while (true) {
         self->now = s_now_ms ();
-        if (self->stop_requested)
-            s_begin_shutdown (self, "stop");
+        if (self->stop_requested) s_begin_shutdown (self, "stop");
         if (self->shutting_down) {
             //  Done at the deadline, or once the connections went quiet.
             int64_t since = self->now - (self->shutdown_deadline - self->config->linger_ms);
             bool quiet = self->now - self->last_activity >= 50 && since >= 50;
-            if (self->now >= self->shutdown_deadline || quiet)
-                break;
+            if (self->now >= self->shutdown_deadline || quiet) break;
         }
         if (self->now >= self->next_tick) {
             s_tick (self);
@@ -881,41 +852,35 @@ zh_broker_run (zh_broker_t *self)
         }
         int64_t timeout = self->next_tick - self->now;
         int64_t procs_due = zh_procs_tick (self->procs, self->now);
-        if (procs_due >= 0 && procs_due < timeout)
-            timeout = procs_due;
-        if (self->shutting_down && timeout > 10)
-            timeout = 10;
+        if (procs_due >= 0 && procs_due < timeout) timeout = procs_due;
+        if (self->shutting_down && timeout > 10) timeout = 10;
         if (timeout > 100)
-            timeout = 100;   //  zh_broker_stop from another thread is seen within 100 ms
-        if (timeout < 0)
-            timeout = 0;
+            timeout = 100; //  zh_broker_stop from another thread is seen within 100 ms
+        if (timeout < 0) timeout = 0;
 
         size_t n = 0;
         for (int s = 0; s < ZH_SOCK_COUNT; s++)
-            items[n++] = (zmq_pollitem_t) {self->socks[s], 0, ZMQ_POLLIN, 0};
-        items[n++] = (zmq_pollitem_t) {NULL, self->signal_fd, ZMQ_POLLIN, 0};
+            items[n++] = (zmq_pollitem_t){self->socks[s], 0, ZMQ_POLLIN, 0};
+        items[n++] = (zmq_pollitem_t){NULL, self->signal_fd, ZMQ_POLLIN, 0};
         size_t n_fds = zh_procs_fds (self->procs, fds, ZH_POLL_MAX - n);
         for (size_t i = 0; i < n_fds; i++)
-            items[n++] = (zmq_pollitem_t) {NULL, fds[i], ZMQ_POLLIN, 0};
+            items[n++] = (zmq_pollitem_t){NULL, fds[i], ZMQ_POLLIN, 0};
 
-        int rc = zmq_poll (items, (int) n, (long) timeout);
+        int rc = zmq_poll (items, (int)n, (long)timeout);
         if (rc == -1) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             zh_err ("poll", "error=%s", zmq_strerror (errno));
             return 1;
         }
         self->now = s_now_ms ();
         for (int s = 0; s < ZH_SOCK_COUNT; s++)
-            if (items[s].revents & ZMQ_POLLIN)
-                s_drain_socket (self, (zh_sock_t) s);
-        if (items[ZH_SOCK_COUNT].revents & ZMQ_POLLIN)
-            s_handle_signals (self);
+            if (items[s].revents & ZMQ_POLLIN) s_drain_socket (self, (zh_sock_t)s);
+        if (items[ZH_SOCK_COUNT].revents & ZMQ_POLLIN) s_handle_signals (self);
         for (size_t i = 0; i < n_fds; i++)
             if (items[ZH_SOCK_COUNT + 1 + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
                 zh_procs_read_fd (self->procs, fds[i]);
     }
-    zh_info ("exit", "routed=%llu code=0", (unsigned long long) self->stats.routed);
+    zh_info ("exit", "routed=%llu code=0", (unsigned long long)self->stats.routed);
     return 0;
 }
 
@@ -964,7 +929,7 @@ s_take_runtime_dir (zh_broker_t *self, zh_error_t *err)
         return zh_error_set (err, 1, 0, "--runtime-dir %s: not a directory", dir);
     if (st.st_uid != geteuid ())
         return zh_error_set (err, 1, 0, "--runtime-dir %s: owned by uid %d, not by us (uid %d)",
-                             dir, (int) st.st_uid, (int) geteuid ());
+                             dir, (int)st.st_uid, (int)geteuid ());
     if ((st.st_mode & 0777) != 0700 && chmod (dir, 0700) != 0)
         return zh_error_set (err, 1, 0, "--runtime-dir %s: cannot set mode 0700: %s", dir,
                              strerror (errno));
@@ -987,8 +952,8 @@ s_take_runtime_dir (zh_broker_t *self, zh_error_t *err)
                              pid[0] ? pid : "?", dir);
     }
     char line[32];
-    int len = snprintf (line, sizeof line, "%d\n", (int) getpid ());
-    if (ftruncate (self->pid_fd, 0) != 0 || pwrite (self->pid_fd, line, (size_t) len, 0) != len)
+    int len = snprintf (line, sizeof line, "%d\n", (int)getpid ());
+    if (ftruncate (self->pid_fd, 0) != 0 || pwrite (self->pid_fd, line, (size_t)len, 0) != len)
         return zh_error_set (err, 1, 0, "%s: cannot write: %s", self->pid_path, strerror (errno));
     //  We hold the lock, so any socket file left here is a dead broker's.
     char path[4096];
@@ -1003,15 +968,13 @@ static void *
 s_router (zh_broker_t *self, bool handover)
 {
     void *socket = zmq_socket (self->ctx, ZMQ_ROUTER);
-    if (!socket)
-        return NULL;
-    int one = 1, hwm = (int) self->config->hwm, zero = 0;
+    if (!socket) return NULL;
+    int one = 1, hwm = (int)self->config->hwm, zero = 0;
     //  libzmq drops a connection whose frame exceeds MAXMSGSIZE; keep that
     //  well above max_msg_bytes so oversize messages get TOO_LARGE / 413.
     int64_t max = self->config->max_msg_bytes * 2 + 65536;
     zmq_setsockopt (socket, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-    if (handover)
-        zmq_setsockopt (socket, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    if (handover) zmq_setsockopt (socket, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     zmq_setsockopt (socket, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (socket, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt (socket, ZMQ_MAXMSGSIZE, &max, sizeof max);
@@ -1031,8 +994,7 @@ s_advertise_of (const char *bound)
             char host[256] = "localhost";
             gethostname (host, sizeof host - 1);
             char *out = NULL;
-            if (asprintf (&out, "tcp://%s:%s", host, bound + n) < 0)
-                return NULL;
+            if (asprintf (&out, "tcp://%s:%s", host, bound + n) < 0) return NULL;
             return out;
         }
     }
@@ -1071,11 +1033,10 @@ s_bind_sockets (zh_broker_t *self, zh_error_t *err)
         zmq_getsockopt (self->socks[ZH_SOCK_FRONTEND], ZMQ_LAST_ENDPOINT, last, &last_len);
         self->bound[self->bound_count++] = strdup (last);
     }
-    if (asprintf (&self->backend_ipc, "ipc://%s/backend", self->runtime_dir) < 0
-        || asprintf (&self->control_ipc, "ipc://%s/control", self->runtime_dir) < 0
-        || asprintf (&self->backend_inproc, "inproc://zhost-backend-%d",
-                     __atomic_fetch_add (&inproc_counter, 1, __ATOMIC_SEQ_CST))
-               < 0)
+    if (asprintf (&self->backend_ipc, "ipc://%s/backend", self->runtime_dir) < 0 ||
+        asprintf (&self->control_ipc, "ipc://%s/control", self->runtime_dir) < 0 ||
+        asprintf (&self->backend_inproc, "inproc://zhost-backend-%d",
+                  __atomic_fetch_add (&inproc_counter, 1, __ATOMIC_SEQ_CST)) < 0)
         return zh_error_set (err, 1, 0, "out of memory");
     if (strlen (self->backend_ipc) - 6 >= 108)
         return zh_error_set (err, 1, 0,
@@ -1095,22 +1056,20 @@ s_bind_sockets (zh_broker_t *self, zh_error_t *err)
     if (config->advertise_count) {
         for (size_t i = 0; i < config->advertise_count; i++)
             self->advertised[self->advertised_count++] = strdup (config->advertise[i]);
-    }
-    else
+    } else
         for (size_t i = 0; i < self->bound_count; i++)
             self->advertised[self->advertised_count++] = s_advertise_of (self->bound[i]);
     for (size_t i = 0; i < self->advertised_count; i++) {
         zh_error_t ep_err;
-        if (!self->advertised[i])
-            return zh_error_set (err, 1, 0, "out of memory");
+        if (!self->advertised[i]) return zh_error_set (err, 1, 0, "out of memory");
         if (zh_endpoint_check (self->advertised[i], strlen (self->advertised[i]), &ep_err) != 0)
             return zh_error_set (err, 2, 0, "--advertise %s: %s", self->advertised[i],
                                  ep_err.reason);
         s_add_self (self, self->advertised[i]);
     }
     for (size_t i = 0; i < self->bound_count; i++)
-        if (strncmp (self->bound[i], "tcp://0.0.0.0:", 14) != 0
-            && strncmp (self->bound[i], "tcp://[::]:", 11) != 0)
+        if (strncmp (self->bound[i], "tcp://0.0.0.0:", 14) != 0 &&
+            strncmp (self->bound[i], "tcp://[::]:", 11) != 0)
             s_add_self (self, self->bound[i]);
     return 0;
 }
@@ -1118,9 +1077,8 @@ s_bind_sockets (zh_broker_t *self, zh_error_t *err)
 zh_broker_t *
 zh_broker_new (const zh_config_t *config, zh_error_t *err)
 {
-    zh_broker_t *self = (zh_broker_t *) calloc (1, sizeof (zh_broker_t));
-    if (!self)
-        return NULL;
+    zh_broker_t *self = (zh_broker_t *)calloc (1, sizeof (zh_broker_t));
+    if (!self) return NULL;
     self->config = config;
     self->pid_fd = -1;
     self->signal_fd = -1;
@@ -1137,16 +1095,14 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
         zh_error_set (err, 2, 0, "--frontend: at least one endpoint is needed");
         goto fail;
     }
-    if (s_take_runtime_dir (self, err) != 0)
-        goto fail;
+    if (s_take_runtime_dir (self, err) != 0) goto fail;
     self->ctx = zmq_ctx_new ();
     if (!self->ctx) {
         zh_error_set (err, 1, 0, "cannot create a ZeroMQ context: %s", zmq_strerror (errno));
         goto fail;
     }
     zmq_ctx_set (self->ctx, ZMQ_BLOCKY, 0);
-    if (s_bind_sockets (self, err) != 0)
-        goto fail;
+    if (s_bind_sockets (self, err) != 0) goto fail;
     zh_actor_addr_format (self->agent_addr, sizeof self->agent_addr, "host_agent", "service",
                           self->advertised[0]);
     zh_proc_addr_format (self->service_addr, sizeof self->service_addr, "service",
@@ -1163,16 +1119,15 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
         zh_error_set (err, 1, 0, "signalfd: %s", strerror (errno));
         goto fail;
     }
-    self->procs = zh_procs_new (self->ctx, self->backend_ipc, self->backend_inproc,
-                                self->advertised[0], config->heartbeat_ms,
-                                zh_lifecycle_events (self));
+    self->procs =
+        zh_procs_new (self->ctx, self->backend_ipc, self->backend_inproc, self->advertised[0],
+                      config->heartbeat_ms, zh_lifecycle_events (self));
     if (!self->procs) {
         zh_error_set (err, 1, 0, "cannot create the process manager");
         goto fail;
     }
     self->now = s_now_ms ();
-    if (zh_lifecycle_spawn_config (self, err) != 0)
-        goto fail;
+    if (zh_lifecycle_spawn_config (self, err) != 0) goto fail;
     if (!config->curve_secret)
         zh_warn ("security", "curve=off note=\"the frontend is open to anyone who can reach it: "
                              "use it on a trusted network only\"");
@@ -1180,7 +1135,7 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
         zh_info ("listen", "frontend=%s advertise=%s", self->bound[i],
                  self->advertised[i < self->advertised_count ? i : 0]);
     zh_info ("listen", "backend=%s control=%s incarnation=%llu", self->backend_ipc,
-             self->control_ipc, (unsigned long long) self->incarnation);
+             self->control_ipc, (unsigned long long)self->incarnation);
     return self;
 fail:
     zh_broker_destroy (&self);
@@ -1206,8 +1161,8 @@ s_destroy_conns (zh_table_t *table)
     zh_conn_t *conns[1024];
     while (zh_table_size (table)) {
         size_t n = 0;
-        for (zh_conn_t *c = (zh_conn_t *) zh_table_first (table); c && n < 1024;
-             c = (zh_conn_t *) zh_table_next (table))
+        for (zh_conn_t *c = (zh_conn_t *)zh_table_first (table); c && n < 1024;
+             c = (zh_conn_t *)zh_table_next (table))
             conns[n++] = c;
         for (size_t i = 0; i < n; i++) {
             zh_table_delete (table, conns[i]->rid, conns[i]->rid_len);
@@ -1219,23 +1174,20 @@ s_destroy_conns (zh_table_t *table)
 void
 zh_broker_destroy (zh_broker_t **self_p)
 {
-    if (!self_p || !*self_p)
-        return;
+    if (!self_p || !*self_p) return;
     zh_broker_t *self = *self_p;
     //  Children first: no child outlives the broker.
     zh_procs_destroy (&self->procs);
     //  Queued outbound messages (BYEs, last deliveries) get the linger.
-    int linger = (int) self->config->linger_ms;
+    int linger = (int)self->config->linger_ms;
     for (int s = 0; s < ZH_SOCK_COUNT; s++)
         if (self->socks[s]) {
             zmq_setsockopt (self->socks[s], ZMQ_LINGER, &linger, sizeof linger);
             zmq_close (self->socks[s]);
         }
-    if (self->ctx)
-        zmq_ctx_term (self->ctx);
+    if (self->ctx) zmq_ctx_term (self->ctx);
     for (int s = 0; s < ZH_SOCK_COUNT; s++) {
-        if (self->conns[s])
-            s_destroy_conns (self->conns[s]);
+        if (self->conns[s]) s_destroy_conns (self->conns[s]);
         zh_table_destroy (&self->conns[s]);
     }
     zh_table_destroy (&self->routes);
@@ -1249,8 +1201,7 @@ zh_broker_destroy (zh_broker_t **self_p)
         free (self->bound[i]);
     for (size_t i = 0; i < self->advertised_count; i++)
         free (self->advertised[i]);
-    if (self->signal_fd >= 0)
-        close (self->signal_fd);
+    if (self->signal_fd >= 0) close (self->signal_fd);
     if (self->pid_fd >= 0) {
         char path[4096];
         snprintf (path, sizeof path, "%s/backend", self->runtime_dir);

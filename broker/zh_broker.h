@@ -40,8 +40,8 @@ int zh_broker_run (zh_broker_t *self);
 //  to the broker's inproc backend (see zh_thread_main_fn in zh_procs.h).
 //  Call before zh_broker_run or from the broker's own thread. 0, or -1
 //  with err (INVALID_NAME, PROC_EXISTS, SPAWN_FAILED).
-int zh_broker_spawn_thread (zh_broker_t *self, const char *name, zh_thread_main_fn *fn,
-                            void *arg, int64_t ready_timeout_ms, zh_error_t *err);
+int zh_broker_spawn_thread (zh_broker_t *self, const char *name, zh_thread_main_fn *fn, void *arg,
+                            int64_t ready_timeout_ms, zh_error_t *err);
 
 //  Ask a running broker to shut down, as SIGTERM would. Thread-safe.
 void zh_broker_stop (zh_broker_t *self);

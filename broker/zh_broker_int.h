@@ -22,23 +22,23 @@
 #include "zh_proto.h"
 #include "zh_table.h"
 
-#define ZH_SELF_MAX (2 * ZH_CONFIG_LIST_MAX)
-#define ZH_GONE_MAX 16384        //  proc ids remembered as gone (PROC_GONE)
+#define ZH_SELF_MAX   (2 * ZH_CONFIG_LIST_MAX)
+#define ZH_GONE_MAX   16384 //  proc ids remembered as gone (PROC_GONE)
 #define ZH_FRAMES_CAP (ZH_MAX_FRAMES + 1)
-#define ZH_BATCH 256             //  messages read from one socket per turn
+#define ZH_BATCH      256 //  messages read from one socket per turn
 
 //  The ERROR codes counted in stats, in this order.
 #define ZH_REJECT_KINDS 7
 extern const int zh_reject_codes[ZH_REJECT_KINDS];
 
 typedef struct {
-    uint64_t routed;                  //  SEND/RETURN delivered to a socket
-    uint64_t returned[ZH_RC_COUNT];   //  RETURNs the broker made, by code
-    uint64_t abandoned;               //  RETURNs that could not be delivered
-    uint64_t dropped;                 //  undeliverable SENDs without the flag
+    uint64_t routed;                    //  SEND/RETURN delivered to a socket
+    uint64_t returned[ZH_RC_COUNT];     //  RETURNs the broker made, by code
+    uint64_t abandoned;                 //  RETURNs that could not be delivered
+    uint64_t dropped;                   //  undeliverable SENDs without the flag
     uint64_t rejected[ZH_REJECT_KINDS]; //  ERRORs answered, by code
-    uint64_t agent_requests;          //  requests the host agent served
-    uint64_t agent_unanswerable;      //  agent requests with no usable reply
+    uint64_t agent_requests;            //  requests the host agent served
+    uint64_t agent_unanswerable;        //  agent requests with no usable reply
 } zh_stats_t;
 
 //  An agent request waiting for a proc to change state: its reply port.
@@ -51,8 +51,8 @@ typedef struct _zh_waiter_t {
 
 //  A stop_all or shutdown request waiting for its bulk stop.
 typedef struct {
-    char *reply;       //  NULL for the broker's own shutdown
-    bool shutdown;     //  shut the broker down once answered
+    char *reply;   //  NULL for the broker's own shutdown
+    bool shutdown; //  shut the broker down once answered
 } zh_job_t;
 
 struct _zh_broker_t {
@@ -65,34 +65,34 @@ struct _zh_broker_t {
     char *gone_ring[ZH_GONE_MAX];     //  oldest first, to bound `gone`
     size_t gone_head, gone_count;
 
-    char *bound[ZH_CONFIG_LIST_MAX];  //  frontend endpoints as bound
+    char *bound[ZH_CONFIG_LIST_MAX]; //  frontend endpoints as bound
     size_t bound_count;
     char *advertised[ZH_CONFIG_LIST_MAX];
     size_t advertised_count;
-    const char *self_eps[ZH_SELF_MAX];  //  endpoints that are "self"
+    const char *self_eps[ZH_SELF_MAX]; //  endpoints that are "self"
     size_t self_ep_lens[ZH_SELF_MAX];
     size_t self_count;
     char *backend_ipc, *backend_inproc, *control_ipc;
     char *runtime_dir, *pid_path;
-    int pid_fd;                       //  flock'd runtime-dir lock
+    int pid_fd; //  flock'd runtime-dir lock
     int signal_fd;
 
     char agent_addr[ZH_ADDR_MAX + 1];   //  host_agent.service@<adv0>
     char service_addr[ZH_ADDR_MAX + 1]; //  service@<adv0>: src of RETURNs
     uint64_t incarnation;
 
-    zh_procs_t *procs;                //  the process manager
-    bool stopping_children;           //  shutdown phase 1: children first
-    bool stop_all_pending;            //  the broker's own bulk stop is running
+    zh_procs_t *procs;      //  the process manager
+    bool stopping_children; //  shutdown phase 1: children first
+    bool stop_all_pending;  //  the broker's own bulk stop is running
 
-    int64_t now;                      //  ms, monotonic, once per loop turn
+    int64_t now; //  ms, monotonic, once per loop turn
     int64_t next_tick;
     bool shutting_down;
     int64_t shutdown_deadline;
     int64_t last_activity;
     volatile int stop_requested;
 
-    zmq_msg_t rid;                    //  receive buffers, reused
+    zmq_msg_t rid; //  receive buffers, reused
     zmq_msg_t frames[ZH_FRAMES_CAP];
     zh_stats_t stats;
 };

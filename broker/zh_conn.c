@@ -8,11 +8,9 @@
 zh_conn_t *
 zh_conn_new (zh_sock_t sock, zh_conn_kind_t kind, const uint8_t *rid, size_t rid_len)
 {
-    if (rid_len > ZH_RID_MAX)
-        return NULL;
-    zh_conn_t *self = (zh_conn_t *) calloc (1, sizeof (zh_conn_t));
-    if (!self)
-        return NULL;
+    if (rid_len > ZH_RID_MAX) return NULL;
+    zh_conn_t *self = (zh_conn_t *)calloc (1, sizeof (zh_conn_t));
+    if (!self) return NULL;
     self->sock = sock;
     self->kind = kind;
     memcpy (self->rid, rid, rid_len);
@@ -42,9 +40,8 @@ zh_conn_set_proc_id (zh_conn_t *self, const char *proc_id)
 int
 zh_conn_set_peer_endpoint (zh_conn_t *self, const char *endpoint, size_t len)
 {
-    char *copy = (char *) malloc (len + 1);
-    if (!copy)
-        return -1;
+    char *copy = (char *)malloc (len + 1);
+    if (!copy) return -1;
     memcpy (copy, endpoint, len);
     copy[len] = 0;
     free (self->peer_endpoint);
@@ -72,7 +69,7 @@ zh_conn_name (const zh_conn_t *self, char *buf, size_t size)
         size_t pos = 0;
         buf[0] = 0;
         for (size_t i = 0; i < self->rid_len && pos + 3 < size; i++)
-            pos += (size_t) snprintf (buf + pos, size - pos, "%02x", self->rid[i]);
+            pos += (size_t)snprintf (buf + pos, size - pos, "%02x", self->rid[i]);
     }
     return buf;
 }

@@ -19,9 +19,9 @@
 typedef enum { ZH_SOCK_FRONTEND = 0, ZH_SOCK_BACKEND, ZH_SOCK_CONTROL, ZH_SOCK_COUNT } zh_sock_t;
 
 typedef enum {
-    ZH_CONN_CLIENT = 1,  //  attached with ATTACH (frontend or control)
-    ZH_CONN_PEER,        //  another broker, HELLO'd on the frontend
-    ZH_CONN_PROC         //  a spawned proc on the backend
+    ZH_CONN_CLIENT = 1, //  attached with ATTACH (frontend or control)
+    ZH_CONN_PEER,       //  another broker, HELLO'd on the frontend
+    ZH_CONN_PROC        //  a spawned proc on the backend
 } zh_conn_kind_t;
 
 #define ZH_RID_MAX 255
@@ -31,18 +31,18 @@ typedef struct {
     zh_conn_kind_t kind;
     uint8_t rid[ZH_RID_MAX];
     size_t rid_len;
-    char proc_id[ZH_ID_MAX + 1];    //  CLIENT, PROC: principal proc id
+    char proc_id[ZH_ID_MAX + 1]; //  CLIENT, PROC: principal proc id
     size_t proc_id_len;
-    char *peer_endpoint;            //  PEER: principal endpoint
+    char *peer_endpoint; //  PEER: principal endpoint
     size_t peer_endpoint_len;
-    bool admin;                     //  may run admin ops (control socket)
-    uint8_t *bootstrap;             //  CLIENT: the BOOTSTRAP body, resent on re-ATTACH
+    bool admin;         //  may run admin ops (control socket)
+    uint8_t *bootstrap; //  CLIENT: the BOOTSTRAP body, resent on re-ATTACH
     size_t bootstrap_size;
-    int64_t last_recv;              //  ms, monotonic: last message from it
-    int64_t last_send;              //  ms, monotonic: last message to it
-    bool silent_logged;             //  PROC: silence already logged
-    uint64_t msgs_in;               //  SEND/RETURN received from it
-    uint64_t msgs_out;              //  SEND/RETURN delivered to it
+    int64_t last_recv;  //  ms, monotonic: last message from it
+    int64_t last_send;  //  ms, monotonic: last message to it
+    bool silent_logged; //  PROC: silence already logged
+    uint64_t msgs_in;   //  SEND/RETURN received from it
+    uint64_t msgs_out;  //  SEND/RETURN delivered to it
 } zh_conn_t;
 
 zh_conn_t *zh_conn_new (zh_sock_t sock, zh_conn_kind_t kind, const uint8_t *rid, size_t rid_len);

@@ -32,10 +32,8 @@ static void
 s_pack_proc (msgpack_packer *pk, const zh_proc_t *proc)
 {
     size_t n = 4;
-    if (proc->state == ZH_PS_STOPPED || proc->state == ZH_PS_FAILED)
-        n += 1;
-    if (proc->state == ZH_PS_KILLED)
-        n += 2;
+    if (proc->state == ZH_PS_STOPPED || proc->state == ZH_PS_FAILED) n += 1;
+    if (proc->state == ZH_PS_KILLED) n += 2;
     msgpack_pack_map (pk, n);
     zh_pack_str (pk, "name");
     zh_pack_str (pk, proc->name);
@@ -44,18 +42,16 @@ s_pack_proc (msgpack_packer *pk, const zh_proc_t *proc)
     zh_pack_str (pk, "status");
     zh_pack_str (pk, zh_pstate_name (proc->state));
     zh_pack_str (pk, "pid");
-    msgpack_pack_int64 (pk, (int64_t) proc->pid);
+    msgpack_pack_int64 (pk, (int64_t)proc->pid);
     if (proc->state == ZH_PS_STOPPED) {
         zh_pack_str (pk, "exit_code");
         msgpack_pack_int (pk, proc->exit_code);
-    }
-    else if (proc->state == ZH_PS_KILLED) {
+    } else if (proc->state == ZH_PS_KILLED) {
         zh_pack_str (pk, "signal");
         msgpack_pack_int (pk, proc->signal);
         zh_pack_str (pk, "core_dumped");
         proc->core_dumped ? msgpack_pack_true (pk) : msgpack_pack_false (pk);
-    }
-    else if (proc->state == ZH_PS_FAILED) {
+    } else if (proc->state == ZH_PS_FAILED) {
         zh_pack_str (pk, "reason");
         zh_pack_str (pk, proc->reason);
     }
@@ -89,8 +85,8 @@ s_describe_end (const zh_proc_t *proc, char *buf, size_t size)
                       proc->signal, proc->core_dumped ? " (core dumped)" : "");
     else
         n = snprintf (buf, size, "'%s' failed: %s", proc->name, proc->reason);
-    if (n > 0 && (size_t) n < size && tail[0])
-        snprintf (buf + n, size - (size_t) n, "; output tail:\n%s", tail);
+    if (n > 0 && (size_t)n < size && tail[0])
+        snprintf (buf + n, size - (size_t)n, "; output tail:\n%s", tail);
 }
 
 static void
@@ -114,15 +110,14 @@ s_answer_waiter (zh_broker_t *self, zh_proc_t *proc, zh_waiter_t *waiter)
         zh_pack_str (&pk, "proc");
         zh_pack_str (&pk, proc->proc_addr);
         zh_pack_str (&pk, "pid");
-        msgpack_pack_int64 (&pk, (int64_t) proc->pid);
-    }
-    else if (waiter->kind == ZH_WAIT_SPAWN) {
+        msgpack_pack_int64 (&pk, (int64_t)proc->pid);
+    } else if (waiter->kind == ZH_WAIT_SPAWN) {
         char message[3072];
         s_describe_end (proc, message, sizeof message);
-        bool timeout = proc->state == ZH_PS_FAILED && strncmp (proc->reason, "READY_TIMEOUT", 13) == 0;
+        bool timeout =
+            proc->state == ZH_PS_FAILED && strncmp (proc->reason, "READY_TIMEOUT", 13) == 0;
         zh_pack_error (&pk, timeout ? "READY_TIMEOUT" : "SPAWN_FAILED", message);
-    }
-    else
+    } else
         s_pack_end (&pk, proc);
     s_send_answer (self, waiter->reply, &buffer);
     msgpack_sbuffer_destroy (&buffer);
@@ -131,12 +126,11 @@ s_answer_waiter (zh_broker_t *self, zh_proc_t *proc, zh_waiter_t *waiter)
 static void
 s_add_waiter (zh_proc_t *proc, zh_wait_kind_t kind, const char *reply)
 {
-    zh_waiter_t *waiter = (zh_waiter_t *) calloc (1, sizeof (zh_waiter_t));
-    if (!waiter)
-        return;
+    zh_waiter_t *waiter = (zh_waiter_t *)calloc (1, sizeof (zh_waiter_t));
+    if (!waiter) return;
     waiter->kind = kind;
     waiter->reply = strdup (reply);
-    waiter->next = (zh_waiter_t *) proc->user;
+    waiter->next = (zh_waiter_t *)proc->user;
     proc->user = waiter;
 }
 
@@ -146,7 +140,7 @@ static void
 s_settle_waiters (zh_broker_t *self, zh_proc_t *proc)
 {
     bool terminal = zh_pstate_terminal (proc->state);
-    zh_waiter_t **link = (zh_waiter_t **) &proc->user;
+    zh_waiter_t **link = (zh_waiter_t **)&proc->user;
     while (*link) {
         zh_waiter_t *waiter = *link;
         if (terminal || (waiter->kind == ZH_WAIT_SPAWN && proc->state == ZH_PS_READY)) {
@@ -154,8 +148,7 @@ s_settle_waiters (zh_broker_t *self, zh_proc_t *proc)
             s_answer_waiter (self, proc, waiter);
             free (waiter->reply);
             free (waiter);
-        }
-        else
+        } else
             link = &waiter->next;
     }
 }
@@ -166,30 +159,29 @@ s_settle_waiters (zh_broker_t *self, zh_proc_t *proc)
 static void
 s_on_state (void *arg, zh_proc_t *proc, zh_pstate_t old_state)
 {
-    zh_broker_t *self = (zh_broker_t *) arg;
-    if (zh_pstate_terminal (proc->state))
-        zh_broker_proc_gone (self, proc->name);   //  LC-2
+    zh_broker_t *self = (zh_broker_t *)arg;
+    if (zh_pstate_terminal (proc->state)) zh_broker_proc_gone (self, proc->name); //  LC-2
     s_settle_waiters (self, proc);
 }
 
 static void
 s_send_stop (void *arg, zh_proc_t *proc, const char *reason, int64_t timeout_ms)
 {
-    zh_broker_t *self = (zh_broker_t *) arg;
+    zh_broker_t *self = (zh_broker_t *)arg;
     zh_body_t body = {.command = ZH_STOP,
                       .present = ZH_F_REASON | ZH_F_TIMEOUT_MS,
                       .reason = zh_span_of (reason),
-                      .timeout_ms = (uint64_t) timeout_ms};
+                      .timeout_ms = (uint64_t)timeout_ms};
     //  A proc that never connected cannot get it: the escalation goes on.
-    zh_broker_send_body (self, ZH_SOCK_BACKEND, (const uint8_t *) proc->name, strlen (proc->name),
+    zh_broker_send_body (self, ZH_SOCK_BACKEND, (const uint8_t *)proc->name, strlen (proc->name),
                          &body);
 }
 
 static void
 s_on_stop_all_done (void *arg, void *tag, size_t attempted, size_t stopped, size_t failed)
 {
-    zh_broker_t *self = (zh_broker_t *) arg;
-    zh_job_t *job = (zh_job_t *) tag;
+    zh_broker_t *self = (zh_broker_t *)arg;
+    zh_job_t *job = (zh_job_t *)tag;
     zh_info ("stop-all", "attempted=%zu stopped=%zu failed=%zu", attempted, stopped, failed);
     if (job->reply) {
         msgpack_sbuffer buffer;
@@ -232,7 +224,7 @@ zh_lifecycle_events (zh_broker_t *self)
 void
 zh_lifecycle_ready (zh_broker_t *self, const uint8_t *rid, size_t rid_len, const zh_body_t *body)
 {
-    zh_proc_t *proc = zh_procs_lookup (self->procs, (const char *) rid, rid_len);
+    zh_proc_t *proc = zh_procs_lookup (self->procs, (const char *)rid, rid_len);
     if (!proc || proc->state != ZH_PS_STARTING) {
         zh_broker_reject (self, ZH_SOCK_BACKEND, rid, rid_len, 403,
                           "READY from a proc this broker is not spawning");
@@ -243,8 +235,7 @@ zh_lifecycle_ready (zh_broker_t *self, const uint8_t *rid, size_t rid_len, const
                           "READY proc is not the address this proc was given (ZHOST_PROC)");
         return;
     }
-    if (!zh_broker_add_proc_conn (self, rid, rid_len, proc->name))
-        return;
+    if (!zh_broker_add_proc_conn (self, rid, rid_len, proc->name)) return;
     zh_procs_ready (self->procs, proc, self->now);
 }
 
@@ -268,7 +259,7 @@ s_pack_procs_error (msgpack_packer *pk, const zh_error_t *err)
 static char **
 s_strings (const msgpack_object *array)
 {
-    char **list = (char **) calloc (array->via.array.size + 1, sizeof (char *));
+    char **list = (char **)calloc (array->via.array.size + 1, sizeof (char *));
     for (uint32_t i = 0; list && i < array->via.array.size; i++) {
         const msgpack_object *o = &array->via.array.ptr[i];
         list[i] = strndup (o->via.str.ptr, o->via.str.size);
@@ -280,12 +271,11 @@ s_strings (const msgpack_object *array)
 static char **
 s_env_list (const msgpack_object *map)
 {
-    char **list = (char **) calloc (map->via.map.size + 1, sizeof (char *));
+    char **list = (char **)calloc (map->via.map.size + 1, sizeof (char *));
     for (uint32_t i = 0; list && i < map->via.map.size; i++) {
         const msgpack_object *k = &map->via.map.ptr[i].key, *v = &map->via.map.ptr[i].val;
-        if (asprintf (&list[i], "%.*s=%.*s", (int) k->via.str.size, k->via.str.ptr,
-                      (int) v->via.str.size, v->via.str.ptr)
-            < 0)
+        if (asprintf (&list[i], "%.*s=%.*s", (int)k->via.str.size, k->via.str.ptr,
+                      (int)v->via.str.size, v->via.str.ptr) < 0)
             list[i] = NULL;
     }
     return list;
@@ -304,15 +294,14 @@ s_all_strings (const msgpack_object *o, bool map)
 {
     if (map) {
         for (uint32_t i = 0; i < o->via.map.size; i++)
-            if (o->via.map.ptr[i].key.type != MSGPACK_OBJECT_STR
-                || o->via.map.ptr[i].val.type != MSGPACK_OBJECT_STR
-                || memchr (o->via.map.ptr[i].key.via.str.ptr, '=', o->via.map.ptr[i].key.via.str.size))
+            if (o->via.map.ptr[i].key.type != MSGPACK_OBJECT_STR ||
+                o->via.map.ptr[i].val.type != MSGPACK_OBJECT_STR ||
+                memchr (o->via.map.ptr[i].key.via.str.ptr, '=', o->via.map.ptr[i].key.via.str.size))
                 return false;
         return true;
     }
     for (uint32_t i = 0; i < o->via.array.size; i++)
-        if (o->via.array.ptr[i].type != MSGPACK_OBJECT_STR)
-            return false;
+        if (o->via.array.ptr[i].type != MSGPACK_OBJECT_STR) return false;
     return true;
 }
 
@@ -327,8 +316,8 @@ s_op_spawn (zh_broker_t *self, const msgpack_object *req, const char *reply, msg
         zh_pack_error (pk, "INVALID_NAME", "spawn needs a `name` that is a label");
         return true;
     }
-    if (!argv || argv->type != MSGPACK_OBJECT_ARRAY || argv->via.array.size == 0
-        || !s_all_strings (argv, false)) {
+    if (!argv || argv->type != MSGPACK_OBJECT_ARRAY || argv->via.array.size == 0 ||
+        !s_all_strings (argv, false)) {
         zh_pack_error (pk, "BAD_REQUEST", "spawn needs `argv`, a non-empty array of strings");
         return true;
     }
@@ -340,10 +329,9 @@ s_op_spawn (zh_broker_t *self, const msgpack_object *req, const char *reply, msg
         zh_pack_error (pk, "BAD_REQUEST", "`ready_timeout_ms` must be a non-negative integer");
         return true;
     }
-    if (ready_ms == -1)
-        ready_ms = self->config->ready_timeout_ms;
+    if (ready_ms == -1) ready_ms = self->config->ready_timeout_ms;
     char label[ZH_LABEL_MAX + 1];
-    snprintf (label, sizeof label, "%.*s", (int) name->via.str.size, name->via.str.ptr);
+    snprintf (label, sizeof label, "%.*s", (int)name->via.str.size, name->via.str.ptr);
     char **args = s_strings (argv);
     char **envs = env ? s_env_list (env) : NULL;
     zh_error_t err;
@@ -370,7 +358,7 @@ s_named_proc (zh_broker_t *self, const msgpack_object *req, msgpack_packer *pk)
     if (!proc) {
         char message[128];
         snprintf (message, sizeof message, "no spawned proc named '%.*s'",
-                  (int) (name->via.str.size > 64 ? 64 : name->via.str.size), name->via.str.ptr);
+                  (int)(name->via.str.size > 64 ? 64 : name->via.str.size), name->via.str.ptr);
         zh_pack_error (pk, "NO_SUCH_PROC", message);
     }
     return proc;
@@ -381,8 +369,7 @@ s_op_stop (zh_broker_t *self, const msgpack_object *req, const char *reply, msgp
            bool kill)
 {
     zh_proc_t *proc = s_named_proc (self, req, pk);
-    if (!proc)
-        return true;
+    if (!proc) return true;
     if (zh_pstate_terminal (proc->state)) {
         s_pack_end (pk, proc);
         return true;
@@ -392,16 +379,16 @@ s_op_stop (zh_broker_t *self, const msgpack_object *req, const char *reply, msgp
             zh_pack_error (pk, "NOT_SUPPORTED", "an in-process proc cannot be killed; use stop");
             return true;
         }
-    }
-    else {
+    } else {
         int64_t timeout = zh_map_get_uint (req, "timeout_ms");
         const msgpack_object *reason = zh_map_get (req, "reason");
         char why[128] = "stop requested";
         if (reason && reason->type == MSGPACK_OBJECT_STR)
-            snprintf (why, sizeof why, "%.*s", (int) (reason->via.str.size > 120 ? 120 : reason->via.str.size),
+            snprintf (why, sizeof why, "%.*s",
+                      (int)(reason->via.str.size > 120 ? 120 : reason->via.str.size),
                       reason->via.str.ptr);
-        zh_procs_stop (self->procs, proc, timeout >= 0 ? timeout : self->config->terminate_timeout_ms,
-                       why, self->now);
+        zh_procs_stop (self->procs, proc,
+                       timeout >= 0 ? timeout : self->config->terminate_timeout_ms, why, self->now);
     }
     s_add_waiter (proc, ZH_WAIT_END, reply);
     return false;
@@ -425,8 +412,8 @@ s_op_list (zh_broker_t *self, msgpack_packer *pk)
 //  stop_all and shutdown: a bulk stop whose end answers (and for
 //  shutdown, then drains and exits).
 static bool
-s_op_stop_all (zh_broker_t *self, const msgpack_object *req, const char *reply,
-               msgpack_packer *pk, bool shutdown)
+s_op_stop_all (zh_broker_t *self, const msgpack_object *req, const char *reply, msgpack_packer *pk,
+               bool shutdown)
 {
     int64_t timeout = zh_map_get_uint (req, "timeout_ms");
     int64_t max_in_flight = zh_map_get_uint (req, "max_in_flight");
@@ -435,7 +422,7 @@ s_op_stop_all (zh_broker_t *self, const msgpack_object *req, const char *reply,
                        "`timeout_ms` must be >= 0 and `max_in_flight` >= 1 (integers)");
         return true;
     }
-    zh_job_t *job = (zh_job_t *) calloc (1, sizeof (zh_job_t));
+    zh_job_t *job = (zh_job_t *)calloc (1, sizeof (zh_job_t));
     if (!job) {
         zh_pack_error (pk, "INTERNAL", "out of memory");
         return true;
@@ -457,16 +444,11 @@ bool
 zh_lifecycle_op (zh_broker_t *self, const char *op, const msgpack_object *req, const char *reply,
                  msgpack_packer *pk)
 {
-    if (strcmp (op, "spawn") == 0)
-        return s_op_spawn (self, req, reply, pk);
-    if (strcmp (op, "stop") == 0)
-        return s_op_stop (self, req, reply, pk, false);
-    if (strcmp (op, "kill") == 0)
-        return s_op_stop (self, req, reply, pk, true);
-    if (strcmp (op, "stop_all") == 0)
-        return s_op_stop_all (self, req, reply, pk, false);
-    if (strcmp (op, "shutdown") == 0)
-        return s_op_stop_all (self, req, reply, pk, true);
+    if (strcmp (op, "spawn") == 0) return s_op_spawn (self, req, reply, pk);
+    if (strcmp (op, "stop") == 0) return s_op_stop (self, req, reply, pk, false);
+    if (strcmp (op, "kill") == 0) return s_op_stop (self, req, reply, pk, true);
+    if (strcmp (op, "stop_all") == 0) return s_op_stop_all (self, req, reply, pk, false);
+    if (strcmp (op, "shutdown") == 0) return s_op_stop_all (self, req, reply, pk, true);
     if (strcmp (op, "list") == 0) {
         s_op_list (self, pk);
         return true;

@@ -37,13 +37,12 @@ zh_pack_error (msgpack_packer *pk, const char *code, const char *message)
 static inline const msgpack_object *
 zh_map_get (const msgpack_object *map, const char *key)
 {
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
+    if (!map || map->type != MSGPACK_OBJECT_MAP) return NULL;
     size_t len = strlen (key);
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object *k = &map->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len
-            && memcmp (k->via.str.ptr, key, len) == 0)
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len &&
+            memcmp (k->via.str.ptr, key, len) == 0)
             return &map->via.map.ptr[i].val;
     }
     return NULL;
@@ -55,10 +54,9 @@ static inline int64_t
 zh_map_get_uint (const msgpack_object *map, const char *key)
 {
     const msgpack_object *v = zh_map_get (map, key);
-    if (!v)
-        return -1;
-    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= (uint64_t) INT64_MAX)
-        return (int64_t) v->via.u64;
+    if (!v) return -1;
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= (uint64_t)INT64_MAX)
+        return (int64_t)v->via.u64;
     return -2;
 }
 

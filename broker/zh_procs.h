@@ -44,15 +44,15 @@
 #include "zh_error.h"
 
 #define ZH_TAIL_LINES 50
-#define ZH_LINE_MAX 1024
+#define ZH_LINE_MAX   1024
 
 typedef enum {
     ZH_PS_STARTING = 0,
     ZH_PS_READY,
     ZH_PS_STOPPING,
-    ZH_PS_STOPPED,   //  exited by itself: exit_code
-    ZH_PS_KILLED,    //  ended by a signal: signal, core_dumped
-    ZH_PS_FAILED     //  reason (READY_TIMEOUT, SPAWN_FAILED, …)
+    ZH_PS_STOPPED, //  exited by itself: exit_code
+    ZH_PS_KILLED,  //  ended by a signal: signal, core_dumped
+    ZH_PS_FAILED   //  reason (READY_TIMEOUT, SPAWN_FAILED, …)
 } zh_pstate_t;
 
 //  "starting", "ready", …
@@ -75,29 +75,29 @@ typedef int (zh_thread_main_fn) (void *zmq_ctx, const char *proc_addr, const cha
 
 typedef struct _zh_proc_t zh_proc_t;
 struct _zh_proc_t {
-    char name[ZH_LABEL_MAX + 1];   //  a label; also the proc id and routing id
+    char name[ZH_LABEL_MAX + 1]; //  a label; also the proc id and routing id
     char proc_addr[ZH_ADDR_MAX + 1];
     zh_launch_t launch;
-    pid_t pid;                     //  PROCESS: child pid (= its process group)
+    pid_t pid; //  PROCESS: child pid (= its process group)
     zh_pstate_t state;
-    int exit_code;                 //  STOPPED
-    int signal;                    //  KILLED
-    bool core_dumped;              //  KILLED
-    char reason[160];              //  FAILED: code word first, e.g. "READY_TIMEOUT"
-    bool reaped;                   //  exit status collected
+    int exit_code;    //  STOPPED
+    int signal;       //  KILLED
+    bool core_dumped; //  KILLED
+    char reason[160]; //  FAILED: code word first, e.g. "READY_TIMEOUT"
+    bool reaped;      //  exit status collected
     int64_t started_ms;
-    int64_t ready_deadline;        //  0: none (ready, or timeout 0 = forever)
-    int stop_stage;                //  0 none, 1 STOP sent, 2 SIGTERM, 3 SIGKILL
+    int64_t ready_deadline; //  0: none (ready, or timeout 0 = forever)
+    int stop_stage;         //  0 none, 1 STOP sent, 2 SIGTERM, 3 SIGKILL
     int64_t stop_deadline;
     int64_t stop_timeout_ms;
-    char *tail[ZH_TAIL_LINES];     //  ring of the last output lines
+    char *tail[ZH_TAIL_LINES]; //  ring of the last output lines
     size_t tail_head, tail_count;
-    void *user;                    //  the broker's per-proc data (waiters)
+    void *user; //  the broker's per-proc data (waiters)
     //  private to zh_procs.c
     int out_fd, err_fd;
     char line[2][ZH_LINE_MAX];
     size_t line_len[2];
-    void *thread;                  //  THREAD: its state
+    void *thread; //  THREAD: its state
 };
 
 typedef struct {

@@ -23,33 +23,31 @@ struct _zh_table_t {
 static size_t
 s_key_hash (const void *item)
 {
-    const zh_key_t *key = (const zh_key_t *) item;
+    const zh_key_t *key = (const zh_key_t *)item;
     uint64_t hash = 14695981039346656037ULL;
     for (size_t i = 0; i < key->len; i++) {
         hash ^= key->data[i];
         hash *= 1099511628211ULL;
     }
-    return (size_t) hash;
+    return (size_t)hash;
 }
 
 static int
 s_key_compare (const void *item1, const void *item2)
 {
-    const zh_key_t *a = (const zh_key_t *) item1;
-    const zh_key_t *b = (const zh_key_t *) item2;
-    if (a->len != b->len)
-        return a->len < b->len ? -1 : 1;
+    const zh_key_t *a = (const zh_key_t *)item1;
+    const zh_key_t *b = (const zh_key_t *)item2;
+    if (a->len != b->len) return a->len < b->len ? -1 : 1;
     return memcmp (a->data, b->data, a->len);
 }
 
 static void *
 s_key_dup (const void *item)
 {
-    const zh_key_t *key = (const zh_key_t *) item;
-    zh_key_t *copy = (zh_key_t *) malloc (sizeof (zh_key_t) + key->len + 1);
-    if (!copy)
-        return NULL;
-    uint8_t *bytes = (uint8_t *) (copy + 1);
+    const zh_key_t *key = (const zh_key_t *)item;
+    zh_key_t *copy = (zh_key_t *)malloc (sizeof (zh_key_t) + key->len + 1);
+    if (!copy) return NULL;
+    uint8_t *bytes = (uint8_t *)(copy + 1);
     memcpy (bytes, key->data, key->len);
     bytes[key->len] = 0;
     copy->len = key->len;
@@ -67,9 +65,8 @@ s_key_free (void **item_p)
 zh_table_t *
 zh_table_new (void)
 {
-    zh_table_t *self = (zh_table_t *) calloc (1, sizeof (zh_table_t));
-    if (!self)
-        return NULL;
+    zh_table_t *self = (zh_table_t *)calloc (1, sizeof (zh_table_t));
+    if (!self) return NULL;
     self->hash = zhashx_new ();
     if (!self->hash) {
         free (self);
@@ -95,21 +92,21 @@ zh_table_destroy (zh_table_t **self_p)
 int
 zh_table_insert (zh_table_t *self, const void *key, size_t len, void *item)
 {
-    zh_key_t k = {len, (const uint8_t *) key};
+    zh_key_t k = {len, (const uint8_t *)key};
     return zhashx_insert (self->hash, &k, item);
 }
 
 void *
 zh_table_lookup (zh_table_t *self, const void *key, size_t len)
 {
-    zh_key_t k = {len, (const uint8_t *) key};
+    zh_key_t k = {len, (const uint8_t *)key};
     return zhashx_lookup (self->hash, &k);
 }
 
 void
 zh_table_delete (zh_table_t *self, const void *key, size_t len)
 {
-    zh_key_t k = {len, (const uint8_t *) key};
+    zh_key_t k = {len, (const uint8_t *)key};
     zhashx_delete (self->hash, &k);
 }
 

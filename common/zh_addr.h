@@ -34,10 +34,10 @@
 extern "C" {
 #endif
 
-#define ZH_LABEL_MAX 63      //  bytes in a label
-#define ZH_UID58_MAX 11      //  base58 digits of UINT64_MAX
-#define ZH_ID_MAX (ZH_LABEL_MAX + ZH_UID58_MAX + 2)
-#define ZH_ADDR_MAX 1024     //  bytes in any address (the head's D and S bound)
+#define ZH_LABEL_MAX    63 //  bytes in a label
+#define ZH_UID58_MAX    11 //  base58 digits of UINT64_MAX
+#define ZH_ID_MAX       (ZH_LABEL_MAX + ZH_UID58_MAX + 2)
+#define ZH_ADDR_MAX     1024 //  bytes in any address (the head's D and S bound)
 #define ZH_ENDPOINT_MAX 1000 //  bytes in an endpoint
 
 extern const char zh_uid58_alphabet[59];
@@ -52,8 +52,8 @@ typedef enum { ZH_ADDR_PROC = 1, ZH_ADDR_ACTOR = 2, ZH_ADDR_PORT = 3 } zh_addr_k
 
 //  One id: "worker", "worker<3xZ9kLmN>" or "<3xZ9kLmN>".
 typedef struct {
-    zh_span_t text;   //  the whole id as written
-    zh_span_t label;  //  empty for "<uid58>"
+    zh_span_t text;  //  the whole id as written
+    zh_span_t label; //  empty for "<uid58>"
     bool has_uid;
     uint64_t uid;
 } zh_id_t;
@@ -62,11 +62,11 @@ typedef struct {
 //  which must outlive this struct.
 typedef struct {
     zh_addr_kind_t kind;
-    zh_id_t actor;        //  ACTOR and PORT only
+    zh_id_t actor; //  ACTOR and PORT only
     zh_id_t proc;
-    uint64_t port;        //  PORT only
-    zh_span_t endpoint;   //  everything after the first '@'
-    zh_span_t text;       //  the whole address
+    uint64_t port;      //  PORT only
+    zh_span_t endpoint; //  everything after the first '@'
+    zh_span_t text;     //  the whole address
 } zh_addr_t;
 
 //  Parse any of the three forms. Returns 0, or -1 with err (code 400)

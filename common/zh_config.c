@@ -783,8 +783,8 @@ zh_config_new (void)
         const option_t *opt = &s_options[i];
         if (opt->defval) {
             int rc = s_option_set (self, opt, opt->defval, "default", &touched[i], NULL);
-            assert (rc == 0);   //  the defaults are ours: a failure is a bug
-            (void) rc;
+            assert (rc == 0); //  the defaults are ours: a failure is a bug
+            (void)rc;
         }
     }
     const char *xdg = getenv ("XDG_RUNTIME_DIR");

@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define ZH_CONFIG_LIST_MAX 16   //  frontends, advertised endpoints, spawns
+#define ZH_CONFIG_LIST_MAX 16 //  frontends, advertised endpoints, spawns
 
 //  Parse a duration: "30s", "500ms", "2m", "1h", "0" (bare 0 only; other
 //  bare numbers are refused as ambiguous). Result in milliseconds.
@@ -46,8 +46,8 @@ char **zh_shell_split (const char *command, int *argc, zh_error_t *err);
 void zh_argv_free (char ***argv_p);
 
 typedef struct {
-    char *name;     //  a label (checked by the broker: INVALID_NAME)
-    char *command;  //  the raw command text
+    char *name;    //  a label (checked by the broker: INVALID_NAME)
+    char *command; //  the raw command text
 } zh_spawn_spec_t;
 
 typedef struct {
@@ -56,25 +56,25 @@ typedef struct {
     char *advertise[ZH_CONFIG_LIST_MAX];
     size_t advertise_count;
     char *runtime_dir;
-    int64_t heartbeat_ms;          //  default 1s
-    int64_t liveness;              //  heartbeats of silence before a drop, default 3
-    int64_t delivery_timeout_ms;   //  default 30s
-    int64_t ready_timeout_ms;      //  default 30s (0 = forever)
-    int64_t terminate_timeout_ms;  //  default 10s
-    int64_t linger_ms;             //  shutdown linger, default 2s
-    int64_t max_in_flight;         //  default 16
-    int64_t max_msg_bytes;         //  default 16 MiB
-    int64_t hwm;                   //  default 10000
-    int64_t ttl;                   //  default 64
+    int64_t heartbeat_ms;         //  default 1s
+    int64_t liveness;             //  heartbeats of silence before a drop, default 3
+    int64_t delivery_timeout_ms;  //  default 30s
+    int64_t ready_timeout_ms;     //  default 30s (0 = forever)
+    int64_t terminate_timeout_ms; //  default 10s
+    int64_t linger_ms;            //  shutdown linger, default 2s
+    int64_t max_in_flight;        //  default 16
+    int64_t max_msg_bytes;        //  default 16 MiB
+    int64_t hwm;                  //  default 10000
+    int64_t ttl;                  //  default 64
     zh_spawn_spec_t spawns[ZH_CONFIG_LIST_MAX];
     size_t spawn_count;
     char *curve_secret;
     char *curve_allow;
     char *curve_admin;
     char *config_file;
-    char *log_level;               //  default "info"
-    bool help;                     //  --help was given
-    bool version;                  //  --version was given
+    char *log_level; //  default "info"
+    bool help;       //  --help was given
+    bool version;    //  --version was given
 } zh_config_t;
 
 //  A config with the defaults of DESIGN.md (runtime_dir from

@@ -49,23 +49,31 @@ const char *
 zh_error_code_name (int code)
 {
     switch (code) {
-    case ZH_ERR_NONE: return "ok";
-    case ZH_ERR_MALFORMED: return "malformed";
-    case ZH_ERR_HANDSHAKE: return "handshake required";
-    case ZH_ERR_FORBIDDEN: return "forbidden";
-    case ZH_ERR_UNKNOWN_COMMAND: return "unknown command";
-    case ZH_ERR_TOO_LARGE: return "too large";
-    case ZH_ERR_VERSION: return "unsupported version";
-    case ZH_ERR_SHUTTING_DOWN: return "shutting down";
-    default: return "unknown";
+    case ZH_ERR_NONE:
+        return "ok";
+    case ZH_ERR_MALFORMED:
+        return "malformed";
+    case ZH_ERR_HANDSHAKE:
+        return "handshake required";
+    case ZH_ERR_FORBIDDEN:
+        return "forbidden";
+    case ZH_ERR_UNKNOWN_COMMAND:
+        return "unknown command";
+    case ZH_ERR_TOO_LARGE:
+        return "too large";
+    case ZH_ERR_VERSION:
+        return "unsupported version";
+    case ZH_ERR_SHUTTING_DOWN:
+        return "shutting down";
+    default:
+        return "unknown";
     }
 }
 
 const char *
 zh_rc_name (zh_rc_t rc)
 {
-    if ((int) rc < 0 || rc >= ZH_RC_COUNT)
-        return NULL;
+    if ((int)rc < 0 || rc >= ZH_RC_COUNT) return NULL;
     return rc_names[rc];
 }
 
@@ -73,7 +81,6 @@ int
 zh_rc_parse (const char *text, size_t len)
 {
     for (int i = 0; i < ZH_RC_COUNT; i++)
-        if (strlen (rc_names[i]) == len && memcmp (rc_names[i], text, len) == 0)
-            return i;
+        if (strlen (rc_names[i]) == len && memcmp (rc_names[i], text, len) == 0) return i;
     return -1;
 }

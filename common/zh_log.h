@@ -19,7 +19,13 @@
 extern "C" {
 #endif
 
-typedef enum { ZH_LOG_DEBUG = 0, ZH_LOG_INFO, ZH_LOG_WARN, ZH_LOG_ERROR, ZH_LOG_OFF } zh_log_level_t;
+typedef enum {
+    ZH_LOG_DEBUG = 0,
+    ZH_LOG_INFO,
+    ZH_LOG_WARN,
+    ZH_LOG_ERROR,
+    ZH_LOG_OFF
+} zh_log_level_t;
 
 //  Parse "debug" | "info" | "warn" | "error" | "off". 0 or -1.
 int zh_log_level_parse (const char *text, zh_log_level_t *level);
@@ -44,11 +50,13 @@ void zh_log (zh_log_level_t level, const char *event, const char *fields, ...)
 //  buf so it can be used inline in a zh_log argument list.
 const char *zh_log_quote (char *buf, size_t size, const char *value, size_t len);
 
-#define zh_debug(event, ...) \
-    do { if (zh_log_enabled (ZH_LOG_DEBUG)) zh_log (ZH_LOG_DEBUG, event, __VA_ARGS__); } while (0)
+#define zh_debug(event, ...)                                                                       \
+    do {                                                                                           \
+        if (zh_log_enabled (ZH_LOG_DEBUG)) zh_log (ZH_LOG_DEBUG, event, __VA_ARGS__);              \
+    } while (0)
 #define zh_info(event, ...) zh_log (ZH_LOG_INFO, event, __VA_ARGS__)
 #define zh_warn(event, ...) zh_log (ZH_LOG_WARN, event, __VA_ARGS__)
-#define zh_err(event, ...) zh_log (ZH_LOG_ERROR, event, __VA_ARGS__)
+#define zh_err(event, ...)  zh_log (ZH_LOG_ERROR, event, __VA_ARGS__)
 
 extern zh_log_level_t zh_log_level_current;
 static inline bool

@@ -32,14 +32,14 @@
 extern "C" {
 #endif
 
-#define ZH_MAGIC0 0x5A
-#define ZH_MAGIC1 0x48
-#define ZH_VERSION 1
+#define ZH_MAGIC0      0x5A
+#define ZH_MAGIC1      0x48
+#define ZH_VERSION     1
 #define ZH_HEADER_SIZE 6
 #define ZH_TTL_DEFAULT 64
-#define ZH_FIELD_MAX 1024        //  D and S: 1..1024
-#define ZH_STRING_MAX 4096       //  any string in a control body
-#define ZH_MAX_FRAMES 1024       //  payload frames in one SEND we accept
+#define ZH_FIELD_MAX   1024 //  D and S: 1..1024
+#define ZH_STRING_MAX  4096 //  any string in a control body
+#define ZH_MAX_FRAMES  1024 //  payload frames in one SEND we accept
 
 //  Commands (§3)
 enum {
@@ -59,8 +59,8 @@ enum {
 
 //  Flags (§3), SEND and RETURN only
 #define ZH_FLAG_RETURN_UNDELIVERABLE 0x01
-#define ZH_FLAG_INLINE 0x02
-#define ZH_FLAGS_KNOWN 0x03
+#define ZH_FLAG_INLINE               0x02
+#define ZH_FLAGS_KNOWN               0x03
 
 //  Name of a command ("ATTACH", …) or NULL if unknown.
 const char *zh_command_name (int command);
@@ -96,11 +96,11 @@ typedef struct {
     uint16_t dest_len;
     const uint8_t *src;
     uint16_t src_len;
-    const uint8_t *meta;       //  NULL when meta_len is 0 (the empty map)
+    const uint8_t *meta; //  NULL when meta_len is 0 (the empty map)
     uint32_t meta_len;
     const uint8_t *inline_part; //  valid only if hdr.flags & ZH_FLAG_INLINE
-    size_t inline_len;         //  0 is one empty part when INLINE is set
-    size_t ttl_offset;         //  byte offset of ttl in the frame (4)
+    size_t inline_len;          //  0 is one empty part when INLINE is set
+    size_t ttl_offset;          //  byte offset of ttl in the frame (4)
 } zh_head_t;
 
 //  Decode a head frame (header already valid or not: it is checked too).
@@ -155,22 +155,22 @@ enum {
 typedef struct {
     uint8_t command;
     uint32_t present;
-    zh_span_t label;         //  ATTACH
-    int64_t pid;             //  ATTACH, READY
-    zh_span_t lang;          //  ATTACH
-    zh_span_t proc;          //  BOOTSTRAP, READY
-    zh_span_t host;          //  BOOTSTRAP
-    zh_span_t agent;         //  BOOTSTRAP
-    uint64_t heartbeat_ms;   //  BOOTSTRAP
-    uint64_t max_msg_bytes;  //  BOOTSTRAP
-    uint64_t hwm;            //  BOOTSTRAP
-    uint64_t incarnation;    //  BOOTSTRAP, HELLO, WELCOME
-    zh_span_t endpoint;      //  HELLO, WELCOME
-    zh_span_t reason;        //  BYE, ERROR, STOP
-    int64_t code;            //  ERROR
-    zh_span_t dest;          //  ERROR
-    int64_t seq;             //  ERROR
-    uint64_t timeout_ms;     //  STOP
+    zh_span_t label;        //  ATTACH
+    int64_t pid;            //  ATTACH, READY
+    zh_span_t lang;         //  ATTACH
+    zh_span_t proc;         //  BOOTSTRAP, READY
+    zh_span_t host;         //  BOOTSTRAP
+    zh_span_t agent;        //  BOOTSTRAP
+    uint64_t heartbeat_ms;  //  BOOTSTRAP
+    uint64_t max_msg_bytes; //  BOOTSTRAP
+    uint64_t hwm;           //  BOOTSTRAP
+    uint64_t incarnation;   //  BOOTSTRAP, HELLO, WELCOME
+    zh_span_t endpoint;     //  HELLO, WELCOME
+    zh_span_t reason;       //  BYE, ERROR, STOP
+    int64_t code;           //  ERROR
+    zh_span_t dest;         //  ERROR
+    int64_t seq;            //  ERROR
+    uint64_t timeout_ms;    //  STOP
 } zh_body_t;
 
 //  Decode the body of a control command. data may be NULL / size 0 (the
@@ -207,7 +207,7 @@ typedef struct {
     zh_failure_t failures[ZH_FAILURES_MAX];
     size_t failure_count;
     zh_span_t dest;
-    const uint8_t *meta;   //  the original meta map, raw msgpack
+    const uint8_t *meta; //  the original meta map, raw msgpack
     size_t meta_len;
 } zh_return_meta_t;
 
@@ -224,8 +224,7 @@ uint8_t *zh_return_meta_encode (const zh_failure_t *prior, size_t prior_count, c
                                 size_t orig_meta_len, size_t *size);
 
 //  Decode RETURN meta; 400 when it is not of the form above.
-int zh_return_meta_decode (zh_return_meta_t *rm, const uint8_t *data, size_t size,
-                           zh_error_t *err);
+int zh_return_meta_decode (zh_return_meta_t *rm, const uint8_t *data, size_t size, zh_error_t *err);
 
 //  Find an integer "seq" (or a string "reply") at the top level of a meta
 //  map without decoding the rest. 0 if found, -1 if absent or not a map.

@@ -47,8 +47,7 @@ static int
 s_recv (void *sock, zmq_msg_t *frames, int timeout_ms)
 {
     zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll (&item, 1, timeout_ms) <= 0)
-        return 0;
+    if (zmq_poll (&item, 1, timeout_ms) <= 0) return 0;
     int n = 0;
     do {
         zmq_msg_init (&frames[n]);
@@ -73,10 +72,12 @@ s_echo_main (void *ctx, const char *proc_addr, const char *backend, const char *
 {
     void *sock = zmq_socket (ctx, ZMQ_DEALER);
     const char *at = strchr (proc_addr, '@');
-    zmq_setsockopt (sock, ZMQ_ROUTING_ID, proc_addr, (size_t) (at - proc_addr));
+    zmq_setsockopt (sock, ZMQ_ROUTING_ID, proc_addr, (size_t)(at - proc_addr));
     zmq_connect (sock, backend);
-    zh_body_t ready = {.command = ZH_READY, .present = ZH_F_PROC | ZH_F_PID,
-                       .proc = zh_span_of (proc_addr), .pid = getpid ()};
+    zh_body_t ready = {.command = ZH_READY,
+                       .present = ZH_F_PROC | ZH_F_PID,
+                       .proc = zh_span_of (proc_addr),
+                       .pid = getpid ()};
     s_send_command (sock, ZH_READY, &ready);
     char src[ZH_ADDR_MAX + 1];
     snprintf (src, sizeof src, "echo.%s", proc_addr);
@@ -84,28 +85,26 @@ s_echo_main (void *ctx, const char *proc_addr, const char *backend, const char *
     for (int turns = 0; turns < 1000 && code < 0; turns++) {
         zmq_msg_t frames[4];
         int n = s_recv (sock, frames, 100);
-        if (n == 0)
-            continue;
+        if (n == 0) continue;
         zh_header_t hdr;
         const uint8_t *data = zmq_msg_data (&frames[0]);
         if (zh_header_check (&hdr, data, zmq_msg_size (&frames[0]), NULL) == 0) {
             if (hdr.command == ZH_SEND) {
                 zh_head_t head;
                 zh_span_t reply;
-                if (zh_head_decode (&head, data, zmq_msg_size (&frames[0]), NULL) == 0
-                    && zh_meta_find_reply (head.meta, head.meta_len, &reply) == 0) {
+                if (zh_head_decode (&head, data, zmq_msg_size (&frames[0]), NULL) == 0 &&
+                    zh_meta_find_reply (head.meta, head.meta_len, &reply) == 0) {
                     uint8_t out[2048];
                     long size = zh_head_write (out, sizeof out, ZH_SEND, 64, ZH_FLAG_INLINE,
                                                reply.ptr, reply.len, src, strlen (src), NULL, 0,
                                                head.inline_part, head.inline_len);
-                    zmq_send (sock, out, (size_t) size, 0);
+                    zmq_send (sock, out, (size_t)size, 0);
                 }
-            }
-            else if (hdr.command == ZH_PING)
+            } else if (hdr.command == ZH_PING)
                 s_send_command (sock, ZH_PONG, NULL);
             else if (hdr.command == ZH_STOP) {
-                zh_body_t bye = {.command = ZH_BYE, .present = ZH_F_REASON,
-                                 .reason = zh_span_of ("stopped")};
+                zh_body_t bye = {
+                    .command = ZH_BYE, .present = ZH_F_REASON, .reason = zh_span_of ("stopped")};
                 s_send_command (sock, ZH_BYE, &bye);
                 echo_stopped = 1;
                 code = echo_exit_code;
@@ -120,7 +119,7 @@ s_echo_main (void *ctx, const char *proc_addr, const char *backend, const char *
 static void *
 s_run_broker (void *broker)
 {
-    return (void *) (intptr_t) zh_broker_run ((zh_broker_t *) broker);
+    return (void *)(intptr_t)zh_broker_run ((zh_broker_t *)broker);
 }
 
 static void
@@ -128,8 +127,18 @@ test_client_asks_an_in_process_echo_proc (void **state)
 {
     char rundir[] = "/tmp/zh-embedded-XXXXXX";
     assert_non_null (mkdtemp (rundir));
-    char *argv[] = {"test", "--frontend", "tcp://127.0.0.1:0", "--runtime-dir", rundir,
-                    "--linger", "200ms", "--terminate-timeout", "2s", "--log-level", "warn", NULL};
+    char *argv[] = {"test",
+                    "--frontend",
+                    "tcp://127.0.0.1:0",
+                    "--runtime-dir",
+                    rundir,
+                    "--linger",
+                    "200ms",
+                    "--terminate-timeout",
+                    "2s",
+                    "--log-level",
+                    "warn",
+                    NULL};
     zh_config_t *config = zh_config_new ();
     zh_error_t err;
     char *envp[] = {NULL};
@@ -168,7 +177,7 @@ test_client_asks_an_in_process_echo_proc (void **state)
                                       zmq_msg_size (&frames[1]), &err),
                       0);
     char proc[ZH_ADDR_MAX + 1];
-    snprintf (proc, sizeof proc, "%.*s", (int) boot.proc.len, boot.proc.ptr);
+    snprintf (proc, sizeof proc, "%.*s", (int)boot.proc.len, boot.proc.ptr);
     s_close_all (frames, n);
 
     //  Request: client → broker → echo (inproc); the proc may need a moment
@@ -177,7 +186,7 @@ test_client_asks_an_in_process_echo_proc (void **state)
     char *at = strchr (proc, '@');
     snprintf (dest, sizeof dest, "echo.echo:1%s", at);
     snprintf (src, sizeof src, "main.%s", proc);
-    snprintf (reply, sizeof reply, "main.%.*s:5%s", (int) (at - proc), proc, at);
+    snprintf (reply, sizeof reply, "main.%.*s:5%s", (int)(at - proc), proc, at);
     uint8_t meta[ZH_ADDR_MAX + 16];
     size_t meta_len = 0;
     meta[meta_len++] = 0x81;
@@ -185,24 +194,23 @@ test_client_asks_an_in_process_echo_proc (void **state)
     memcpy (meta + meta_len, "reply", 5);
     meta_len += 5;
     meta[meta_len++] = 0xd9;
-    meta[meta_len++] = (uint8_t) strlen (reply);
+    meta[meta_len++] = (uint8_t)strlen (reply);
     memcpy (meta + meta_len, reply, strlen (reply));
     meta_len += strlen (reply);
 
     bool answered = false;
     for (int attempt = 0; attempt < 50 && !answered; attempt++) {
         uint8_t out_head[4096];
-        long len = zh_head_write (out_head, sizeof out_head, ZH_SEND, 64,
-                                  ZH_FLAG_INLINE | ZH_FLAG_RETURN_UNDELIVERABLE, dest,
-                                  strlen (dest), src, strlen (src), meta, meta_len,
-                                  (const uint8_t *) "ping\0bytes", 10);
-        zmq_send (client, out_head, (size_t) len, 0);
+        long len =
+            zh_head_write (out_head, sizeof out_head, ZH_SEND, 64,
+                           ZH_FLAG_INLINE | ZH_FLAG_RETURN_UNDELIVERABLE, dest, strlen (dest), src,
+                           strlen (src), meta, meta_len, (const uint8_t *)"ping\0bytes", 10);
+        zmq_send (client, out_head, (size_t)len, 0);
         n = s_recv (client, frames, 5000);
         assert_true (n >= 1);
         zh_head_t head;
-        assert_int_equal (zh_head_decode (&head, zmq_msg_data (&frames[0]),
-                                          zmq_msg_size (&frames[0]), &err),
-                          0);
+        assert_int_equal (
+            zh_head_decode (&head, zmq_msg_data (&frames[0]), zmq_msg_size (&frames[0]), &err), 0);
         if (head.hdr.command == ZH_SEND) {
             //  reply: echo → broker → client, at the reply port, unchanged.
             assert_int_equal (head.dest_len, strlen (reply));
@@ -213,15 +221,14 @@ test_client_asks_an_in_process_echo_proc (void **state)
             answered = true;
         }
         s_close_all (frames, n);
-        if (!answered)
-            usleep (20000);
+        if (!answered) usleep (20000);
     }
     assert_true (answered);
 
     zh_broker_stop (broker);
     void *code = NULL;
     pthread_join (thread, &code);
-    assert_int_equal ((intptr_t) code, 0);
+    assert_int_equal ((intptr_t)code, 0);
     assert_true (echo_stopped);
     zmq_close (client);
     zmq_ctx_term (ctx);
