@@ -1008,10 +1008,11 @@ s_probe_control (session_t *s, const char *path)
         problem = errno == ENOENT ? "the control socket does not exist" : strerror (errno);
     else if (!S_ISSOCK (st.st_mode))
         problem = "it is not a socket";
-    else {
+    else if (strlen (path) < sizeof ((struct sockaddr_un *)0)->sun_path) {
+        //  (a longer path is left to libzmq, which refuses it too)
         int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        snprintf (addr.sun_path, sizeof addr.sun_path, "%s", path);
+        memcpy (addr.sun_path, path, strlen (path) + 1);
         if (fd >= 0 && connect (fd, (struct sockaddr *)&addr, sizeof addr) != 0 &&
             (errno == ECONNREFUSED || errno == ENOENT))
             problem = "nothing is listening on the control socket (stale socket file)";
