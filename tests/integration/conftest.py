@@ -97,6 +97,7 @@ class Broker(object):
         self.control = None
         self.ready = False
         self.expect_exit = None  # set by tests that stop the broker themselves
+        self.signalled = None
         self.linger = 2.0
         if "--linger" in argv:
             self.linger = parse_duration(argv[argv.index("--linger") + 1]) or 2.0
@@ -156,6 +157,7 @@ class Broker(object):
         return self.proc.poll() is None
 
     def signal(self, sig):
+        self.signalled = sig
         os.kill(self.pid, sig)
 
     def wait(self, timeout):
@@ -195,8 +197,11 @@ class Broker(object):
                                 % (self.pid, self.linger + 5.0))
             elif rc != 0:
                 problems.append("broker exited %d after SIGTERM" % rc)
-        elif self.expect_exit is None and self.ready:
+        elif self.expect_exit is None and self.signalled is None and self.ready:
             problems.append("broker exited early with %r" % self.proc.returncode)
+        elif self.signalled in (signal.SIGTERM, signal.SIGINT) and self.proc.returncode != 0:
+            problems.append("broker exited %r after %s" % (
+                self.proc.returncode, signal.Signals(self.signalled).name))
         self._reader.join(2.0)
         self._log.close()
         deadline = time.monotonic() + 3.0

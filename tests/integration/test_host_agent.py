@@ -5,18 +5,14 @@ import pytest
 
 import zhp
 
-# What an admin op from the control socket answers today. The process
-# manager is not wired to the control API yet; when it is, change this (and
-# the ops below get real answers).
-ADMIN_FROM_CONTROL_CODES = {"NOT_IMPLEMENTED"}
-
 ADMIN_OPS = [
     ("spawn", {"name": "w1", "argv": ["/bin/true"]}),
     ("stop", {"name": "w1"}),
     ("kill", {"name": "w1"}),
     ("stop_all", {}),
-    ("shutdown", {}),  # last: if it ever works, the broker goes
+    ("shutdown", {}),  # from the frontend: refused, the broker stays
 ]
+REFUSALS = ("NOT_ALLOWED", "UNKNOWN_OP", "BAD_REQUEST")
 
 
 def failed(answer, code):
@@ -103,12 +99,39 @@ def test_admin_op_from_frontend_not_allowed(broker, client, op, args):
     assert c.request("ping")["ok"] is True and b.alive()
 
 
-def test_admin_ops_from_control_socket(broker, client):
+def test_admin_ops_from_control_socket_are_admitted(broker, client):
     b = broker()
     c = client(b, via="control")
-    for op, args in ADMIN_OPS:
-        ans = c.request(op, **args)
-        assert ans["ok"] is False and ans["error"]["code"] in ADMIN_FROM_CONTROL_CODES, (op, ans)
+    # a child that exits before READY: SPAWN_FAILED (PROTOCOL.md §6)
+    failed(c.request("spawn", name="w1", argv=["/bin/true"], timeout=10.0), "SPAWN_FAILED")
+    for op in ("stop", "kill"):
+        ans = c.request(op, name="nosuch")
+        assert ans["ok"] is False and ans["error"]["code"] not in REFUSALS, (op, ans)
+    ans = c.request("stop_all")
+    assert ans["ok"] is True, ans
+    assert (ans["attempted"], ans["stopped"], ans["failed"]) == (0, 0, 0), ans
+
+
+@pytest.mark.parametrize("name", ["service", "local", "Bad", "1x", "a.b"])
+def test_spawn_reserved_or_invalid_name(broker, client, name):
+    b = broker()
+    c = client(b, via="control")
+    failed(c.request("spawn", name=name, argv=["/bin/sleep", "5"], timeout=10.0), "INVALID_NAME")
+
+
+def test_shutdown_op_from_control_socket(broker, client):
+    b = broker("--linger", "300ms")
+    c = client(b, via="control")
+    front = client(b)
+    ans = c.request("shutdown", timeout=5.0)
+    assert ans["ok"] is True, ans
+    b.expect_exit = b.wait(5.0)
+    assert b.expect_exit == 0, "broker did not exit 0 after the shutdown op"
+    byes = {}
+    for x in (c, front):
+        msg = x.try_recv(1.0)
+        byes[x.name] = msg.body.get("reason") if msg is not None and msg.cmd == zhp.BYE else msg
+    assert byes == {c.name: "shutdown", front.name: "shutdown"}, "BYEs received: %r" % byes
 
 
 def test_other_actor_on_service_is_no_such_actor(broker, client):

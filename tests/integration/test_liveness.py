@@ -63,9 +63,9 @@ def test_silent_client_dropped_after_liveness_x_heartbeat(broker, client):
 def test_client_answering_pings_is_kept(broker, client):
     b = broker("--heartbeat", "100ms")
     a, bob = client(b), client(b)
-    # 1.2 s = 12 heartbeats: both answer PINGs (Client does) and stay
+    # 1.2 s = 12 heartbeats: both heartbeat as live clients do (PING when
+    # silent, PONG to PINGs) and stay attached
     assert bob.drain(1.2, keepalive=[a]) == []
-    assert bob.pings >= 2, "expected PINGs to a client that sends nothing"
     a.send(bob.port(), [b"still here"])
     assert bob.expect(zhp.SEND).parts == [b"still here"]
 

@@ -110,7 +110,10 @@ def test_help_lists_every_flag_with_env_and_default(broker_bin):
     for flag, defaults in FLAG_DEFAULTS.items():
         entry = entries[flag]
         env = "ZHOST_" + flag[2:].upper().replace("-", "_")
-        assert env in entry, "--help: %s does not name %s:\n%s" % (flag, env, entry)
+        if flag == "--spawn" and "no environment variable" in entry:
+            pass  # a repeated NAME=COMMAND list: saying it has none is fine
+        else:
+            assert env in entry, "--help: %s does not name %s:\n%s" % (flag, env, entry)
         if defaults:
             assert any(d in entry for d in defaults), \
                 "--help: %s does not show its default %s:\n%s" % (flag, defaults[0], entry)

@@ -69,6 +69,9 @@ def test_malformed_heads_are_detected():
         zhp.decode_head(zhp.encode_head("a", "b", meta_raw=zhp.pack([1, 2])))
     with pytest.raises(MalformedError):  # bytes after meta without INLINE
         zhp.decode_head(zhp.encode_head("a", "b") + b"junk")
+    # a map marker followed by garbage is a head the broker forwards: meta None
+    h = zhp.decode_head(zhp.encode_head("a", "b", meta_raw=b"\x81\xc1"))
+    assert h.meta is None and h.meta_raw == b"\x81\xc1"
     for marker in (0x80, 0x8F, 0xDE, 0xDF):
         assert zhp.is_map_marker(marker)
     for marker in (0x00, 0x7F, 0x90, 0xC0, 0xDD):

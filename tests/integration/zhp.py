@@ -86,7 +86,10 @@ def pack(obj):
 
 
 def unpack(data):
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    # surrogateescape: a str with invalid UTF-8 (echoed from a sender's meta)
+    # still decodes, and compares equal to what that sender packed
+    return msgpack.unpackb(data, raw=False, strict_map_key=False,
+                           unicode_errors="surrogateescape")
 
 
 # --- addresses (§2) ---------------------------------------------------------
@@ -232,7 +235,7 @@ def is_map_marker(b):
 
 class Head(object):
     __slots__ = ("version", "cmd", "ttl", "flags", "dest", "src", "meta_raw",
-                 "meta", "inline")
+                 "meta", "inline")  # meta: a dict, or None when it does not decode
 
     def __repr__(self):
         return "Head(%s ttl=%d flags=%#x dest=%r src=%r meta=%r inline=%r)" % (
@@ -279,8 +282,10 @@ def decode_head(frame):
             raise MalformedError("meta is not a msgpack map")
         try:
             h.meta = unpack(h.meta_raw)
-        except Exception as e:  # noqa: BLE001 - any decode failure is malformed
-            raise MalformedError("meta does not decode: %s" % e)
+        except Exception:  # noqa: BLE001
+            # a broker checks only the map marker (§3) and forwards the
+            # rest as it came: a sender's broken meta arrives broken
+            h.meta = None
     rest = frame[pos:]
     if flags & F_INLINE:
         h.inline = rest
@@ -309,7 +314,10 @@ class Msg(object):
             if len(self.frames) > 2:
                 raise MalformedError("control command with %d frames" % len(self.frames))
             if len(self.frames) == 2 and self.frames[1]:
-                self.body = unpack(self.frames[1])
+                try:
+                    self.body = unpack(self.frames[1])
+                except Exception as e:  # noqa: BLE001
+                    raise MalformedError("control body does not decode: %s" % e)
                 if not isinstance(self.body, dict):
                     raise MalformedError("control body is not a map")
             else:
