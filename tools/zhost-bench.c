@@ -580,6 +580,7 @@ zhost_on_bootstrap (client_t *c)
     if (c->nf < 2 || body_parse (frame_data (c, 1), frame_size (c, 1), &b) < 0 || !b.proc[0] ||
         !b.host[0])
         return client_fail (c, "BOOTSTRAP without proc and host");
+    b.proc[strcspn (b.proc, "@")] = 0; //  "id@endpoint" or the bare id: keep the id
     snprintf (c->proc, sizeof c->proc, "%s", b.proc);
     snprintf (c->host, sizeof c->host, "%s", b.host);
     if (b.heartbeat_ms > 0) c->hb_ns = b.heartbeat_ms * 1000000;
