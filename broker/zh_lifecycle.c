@@ -242,17 +242,22 @@ zh_lifecycle_ready (zh_broker_t *self, const uint8_t *rid, size_t rid_len, const
 //  ---------------------------------------------------------------------
 //  Ops
 
-//  The error code word at the start of a zh_procs error reason.
+//  A zh_procs error reason is "CODE: message": the code goes to `code`,
+//  the rest to `message`.
 static void
 s_pack_procs_error (msgpack_packer *pk, const zh_error_t *err)
 {
     char code[32] = "SPAWN_FAILED";
+    const char *message = err->reason;
     size_t n = strcspn (err->reason, ":");
     if (n > 0 && n < sizeof code && err->reason[n] == ':') {
         memcpy (code, err->reason, n);
         code[n] = 0;
+        message = err->reason + n + 1;
+        while (*message == ' ')
+            message++;
     }
-    zh_pack_error (pk, code, err->reason);
+    zh_pack_error (pk, code, message);
 }
 
 //  argv from a msgpack array of strings (NULL-terminated, malloc'd).
