@@ -182,7 +182,7 @@ test_client_asks_an_in_process_echo_proc (void **state)
 
     //  Request: client → broker → echo (inproc); the proc may need a moment
     //  to send READY, so a NO_SUCH_PROC / PROC_GONE answer is retried.
-    char dest[ZH_ADDR_MAX + 1], src[ZH_ADDR_MAX + 1], reply[ZH_ADDR_MAX + 1];
+    char dest[ZH_ADDR_MAX + 16], src[ZH_ADDR_MAX + 16], reply[ZH_ADDR_MAX + 16];
     char *at = strchr (proc, '@');
     snprintf (dest, sizeof dest, "echo.echo:1%s", at);
     snprintf (src, sizeof src, "main.%s", proc);
