@@ -683,8 +683,12 @@ s_handle_message (zh_broker_t *self, zh_sock_t sock, size_t count, size_t total,
     }
     if (zh_command_has_head (hdr.command)) {
         if (!conn) {
+            zh_head_t head;
+            bool readable = zh_head_decode (&head, (const uint8_t *) zmq_msg_data (&self->frames[0]),
+                                            zmq_msg_size (&self->frames[0]), NULL)
+                            == 0;
             s_reject (self, sock, rid, rid_len, 401, "handshake required before SEND or RETURN",
-                      NULL);
+                      readable ? &head : NULL);
             return;
         }
         if (overflow) {
@@ -766,7 +770,9 @@ s_tick (zh_broker_t *self)
 //  ---------------------------------------------------------------------
 //  Shutdown
 
-//  Phase 1: stop accepting connections, stop every child (at most
+//  Phase 1: stop accepting connections (ATTACH and HELLO get ERROR 503;
+//  the frontend stays bound, since unbinding a ROUTER endpoint would also
+//  cut the connections it accepted before their BYE), stop every child (at most
 //  max_in_flight at once); its end starts phase 2 (zh_broker_begin_drain).
 static void
 s_begin_shutdown (zh_broker_t *self, const char *why)
@@ -774,8 +780,6 @@ s_begin_shutdown (zh_broker_t *self, const char *why)
     if (self->stopping_children || self->shutting_down) return;
     self->stopping_children = true;
     zh_info ("shutdown", "reason=%s live_procs=%zu", why, zh_procs_live_count (self->procs));
-    for (size_t i = 0; i < self->bound_count; i++)
-        zmq_unbind (self->socks[ZH_SOCK_FRONTEND], self->bound[i]);
     if (self->stop_all_pending) return; //  a shutdown op's bulk stop is already running
     zh_job_t *job = (zh_job_t *)calloc (1, sizeof (zh_job_t));
     if (!job) {
@@ -799,8 +803,6 @@ zh_broker_begin_drain (zh_broker_t *self, const char *why)
     self->shutdown_deadline = self->now + self->config->linger_ms;
     self->last_activity = self->now;
     zh_info ("drain", "reason=%s linger_ms=%lld", why, (long long)self->config->linger_ms);
-    for (size_t i = 0; i < self->bound_count; i++)
-        zmq_unbind (self->socks[ZH_SOCK_FRONTEND], self->bound[i]);
     for (int s = 0; s < ZH_SOCK_COUNT; s++)
         for (zh_conn_t *conn = (zh_conn_t *)zh_table_first (self->conns[s]); conn;
              conn = (zh_conn_t *)zh_table_next (self->conns[s]))
