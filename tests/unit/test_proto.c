@@ -112,8 +112,7 @@ raw_head (uint8_t *buf, uint8_t flags, uint16_t d, const char *dest, uint16_t s,
     memcpy (buf + off, src, strlen (src)), off += strlen (src);
     buf[off++] = (uint8_t)(m >> 24), buf[off++] = (uint8_t)(m >> 16);
     buf[off++] = (uint8_t)(m >> 8), buf[off++] = (uint8_t)m;
-    if (meta_bytes)
-        memcpy (buf + off, meta, meta_bytes), off += meta_bytes;
+    if (meta_bytes) memcpy (buf + off, meta, meta_bytes), off += meta_bytes;
     return off;
 }
 
@@ -889,6 +888,7 @@ test_head_with_bytes_after_meta_and_no_inline_flag_is_400 (void **state)
     uint8_t buf[256];
     size_t n = raw_head (buf, 0, strlen (DEST), DEST, strlen (SRC), SRC, 1, "\x80junk", 5);
     expect_frame_refused (buf, n, ZH_ERR_MALFORMED, "4 bytes follow meta but INLINE is clear");
+    expect_frame_refused (buf, n - 3, ZH_ERR_MALFORMED, "1 bytes follow meta but INLINE is clear");
     buf[5] = ZH_FLAG_INLINE; //  the same bytes are an inline part with the flag
     zh_frame_view_t view = {buf, n};
     assert_int_equal (zh_msg_decode (&s_msg, &view, 1, &s_err), 0);
@@ -1399,7 +1399,7 @@ surviving_fields (const zh_body_t *body)
     assert_non_null (bytes);
     int rc = zh_body_decode (&back, body->command, bytes, size, NULL);
     free (bytes);
-    return rc == 0 ? (int64_t) back.present : -1;
+    return rc == 0 ? (int64_t)back.present : -1;
 }
 
 //  A random valid body: a random subset of the command's fields (all of
