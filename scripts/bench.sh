@@ -5,11 +5,11 @@
 #   scripts/bench.sh --repeat 5 --json
 # Environment: ZHOST_BROKER (the broker binary; default build-bench/ or
 # build-broker/), ZHOST_BENCH_BUILD (build dir, default build-bench),
-# ZHOST_BENCH_BUILD_TYPE (default Release).
+# ZHOST_BENCH_BUILD_TYPE (default RelWithDebInfo, as build-broker).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${ZHOST_BENCH_BUILD:-$root/build-bench}
-type=${ZHOST_BENCH_BUILD_TYPE:-Release}
+type=${ZHOST_BENCH_BUILD_TYPE:-RelWithDebInfo}
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE="$type" >/dev/null
 cmake --build "$build" -j1 --target zhost-bench >/dev/null
