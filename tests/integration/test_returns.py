@@ -1,6 +1,7 @@
 """Undeliverable SENDs come back as RETURN (PROTOCOL.md §4, §5): every code the
 broker can produce on its own, with its meta, and none for unflagged SENDs."""
 
+import collections
 import signal
 import time
 
@@ -109,6 +110,7 @@ def test_overloaded(broker, client):
             returns.append(msg)
             msg = a.try_recv(0)
     assert returns, "no OVERLOADED after %d SENDs of 16 KiB toward a reader that never reads" % i
+    print("overloaded after %d SENDs" % i)
     ret = returns[0]
     assert ret.cmd == zhp.RETURN, ret
     seq = ret.meta["meta"]["seq"]
@@ -188,6 +190,7 @@ def test_shutdown_returns_sends_arriving_after_sigterm(broker, client):
             msg = a.try_recv(0)
         if b.proc.poll() is not None and bye is not None:
             break
+    print("shutdown: %d sent, %r" % (i, sorted(collections.Counter(seen.values()).items())))
     assert signalled
     assert bye is not None and bye.body.get("reason") == "shutdown", "no BYE shutdown"
     assert shutdown_returns, "no RETURN SHUTDOWN among %d sent (%d answered)" % (i, len(seen))
