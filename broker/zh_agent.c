@@ -174,6 +174,13 @@ void
 zh_agent_deliver (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count,
                   const zh_head_t *head, const zh_addr_t *dest)
 {
+    if (head->hdr.command == ZH_RETURN) {
+        //  Something the service proc sent came back undeliverable (an
+        //  answer of the agent): nothing to retry, nobody to tell.
+        self->stats.agent_unanswerable++;
+        zh_info ("agent-return", "note=\"an answer of the host agent was undeliverable\"");
+        return;
+    }
     if (dest->kind == ZH_ADDR_PROC || !zh_span_eq (dest->actor.text, AGENT_ACTOR)) {
         zh_broker_bounce (self, from, frames, count, head, ZH_RC_NO_SUCH_ACTOR,
                           "the service proc has no such actor");
@@ -182,12 +189,6 @@ zh_agent_deliver (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t 
     if (dest->kind != ZH_ADDR_PORT || dest->port != AGENT_PORT) {
         zh_broker_bounce (self, from, frames, count, head, ZH_RC_NO_SUCH_PORT,
                           "host_agent serves port 1 only");
-        return;
-    }
-    if (head->hdr.command == ZH_RETURN) {
-        //  One of our answers came back undeliverable: nothing to retry.
-        self->stats.agent_unanswerable++;
-        zh_info ("agent-return", "note=\"an answer of the host agent was undeliverable\"");
         return;
     }
     self->stats.agent_requests++;

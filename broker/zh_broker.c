@@ -377,15 +377,45 @@ s_route (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count, co
                           "no proc of that id at this broker");
 }
 
+//  Parse a head's addresses: a SEND's dest is a port address, a RETURN's
+//  dest is the original src (an actor or proc address); src is an actor or
+//  proc address. 0, or -1 with reason filled.
+static int
+s_parse_addrs (const zh_head_t *head, zh_addr_t *dest, zh_addr_t *src, char *reason, size_t size)
+{
+    zh_error_t err;
+    if (zh_addr_parse (dest, (const char *)head->dest, head->dest_len, &err) != 0) {
+        snprintf (reason, size, "dest: %s", err.reason);
+        return -1;
+    }
+    if (head->hdr.command == ZH_SEND && dest->kind != ZH_ADDR_PORT) {
+        snprintf (reason, size, "dest: a SEND's dest must be a port address");
+        return -1;
+    }
+    if (head->hdr.command == ZH_RETURN && dest->kind == ZH_ADDR_PORT) {
+        snprintf (reason, size, "dest: a RETURN's dest is an actor or proc address");
+        return -1;
+    }
+    if (zh_addr_parse (src, (const char *)head->src, head->src_len, &err) != 0) {
+        snprintf (reason, size, "src: %s", err.reason);
+        return -1;
+    }
+    if (src->kind == ZH_ADDR_PORT) {
+        snprintf (reason, size, "src: must be an actor or proc address");
+        return -1;
+    }
+    return 0;
+}
+
 void
 zh_broker_route_internal (zh_broker_t *self, zmq_msg_t *frames, size_t count)
 {
     zh_head_t head;
-    zh_addr_t dest;
+    zh_addr_t dest, src;
+    char reason[ZH_ERROR_REASON_MAX + 8];
     const uint8_t *data = (const uint8_t *)zmq_msg_data (&frames[0]);
     if (zh_head_decode (&head, data, zmq_msg_size (&frames[0]), NULL) != 0 ||
-        zh_addr_parse_kind (&dest, ZH_ADDR_PORT, (const char *)head.dest, head.dest_len, NULL) !=
-            0) {
+        s_parse_addrs (&head, &dest, &src, reason, sizeof reason) != 0) {
         self->stats.dropped++;
         return;
     }
@@ -417,19 +447,8 @@ s_handle_send (zh_broker_t *self, zh_conn_t *conn, size_t count, size_t total)
         return;
     }
     zh_addr_t dest, src;
-    if (zh_addr_parse_kind (&dest, ZH_ADDR_PORT, (const char *)head.dest, head.dest_len, &err) !=
-        0) {
-        char reason[ZH_ERROR_REASON_MAX + 8];
-        snprintf (reason, sizeof reason, "dest: %s", err.reason);
-        s_reject (self, conn->sock, conn->rid, conn->rid_len, 400, reason, &head);
-        return;
-    }
-    if (zh_addr_parse (&src, (const char *)head.src, head.src_len, &err) != 0 ||
-        src.kind == ZH_ADDR_PORT) {
-        char reason[ZH_ERROR_REASON_MAX + 8];
-        snprintf (reason, sizeof reason, "src: %s",
-                  src.kind == ZH_ADDR_PORT && !err.code ? "must be an actor or proc address"
-                                                        : err.reason);
+    char reason[ZH_ERROR_REASON_MAX + 8];
+    if (s_parse_addrs (&head, &dest, &src, reason, sizeof reason) != 0) {
         s_reject (self, conn->sock, conn->rid, conn->rid_len, 400, reason, &head);
         return;
     }
@@ -684,9 +703,8 @@ s_handle_message (zh_broker_t *self, zh_sock_t sock, size_t count, size_t total,
     if (zh_command_has_head (hdr.command)) {
         if (!conn) {
             zh_head_t head;
-            bool readable = zh_head_decode (&head, (const uint8_t *) zmq_msg_data (&self->frames[0]),
-                                            zmq_msg_size (&self->frames[0]), NULL)
-                            == 0;
+            bool readable = zh_head_decode (&head, (const uint8_t *)zmq_msg_data (&self->frames[0]),
+                                            zmq_msg_size (&self->frames[0]), NULL) == 0;
             s_reject (self, sock, rid, rid_len, 401, "handshake required before SEND or RETURN",
                       readable ? &head : NULL);
             return;
