@@ -377,9 +377,9 @@ s_route (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count, co
                           "no proc of that id at this broker");
 }
 
-//  Parse a head's addresses: a SEND's dest is a port address, a RETURN's
-//  dest is the original src (an actor or proc address); src is an actor or
-//  proc address. 0, or -1 with reason filled.
+//  Parse a head's addresses: a SEND's dest is a port address; a RETURN's
+//  dest is the original src (an actor or proc address, but any address
+//  form is routed); src is an actor or proc address. 0, or -1 with reason.
 static int
 s_parse_addrs (const zh_head_t *head, zh_addr_t *dest, zh_addr_t *src, char *reason, size_t size)
 {
@@ -390,10 +390,6 @@ s_parse_addrs (const zh_head_t *head, zh_addr_t *dest, zh_addr_t *src, char *rea
     }
     if (head->hdr.command == ZH_SEND && dest->kind != ZH_ADDR_PORT) {
         snprintf (reason, size, "dest: a SEND's dest must be a port address");
-        return -1;
-    }
-    if (head->hdr.command == ZH_RETURN && dest->kind == ZH_ADDR_PORT) {
-        snprintf (reason, size, "dest: a RETURN's dest is an actor or proc address");
         return -1;
     }
     if (zh_addr_parse (src, (const char *)head->src, head->src_len, &err) != 0) {
