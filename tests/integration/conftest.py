@@ -170,6 +170,14 @@ class Broker(object):
     def rss_kib(self):
         return rss_kib(self.pid)
 
+    def sanitized(self):
+        """True for an ASan build (its RSS is shadow memory and quarantine)."""
+        try:
+            with open("/proc/%d/maps" % self.pid) as f:
+                return "libasan" in f.read()
+        except OSError:
+            return False
+
     def stderr_text(self):
         if not self._log.closed:
             self._log.flush()

@@ -197,8 +197,9 @@ def test_stats_counters_move(broker, client):
     # an unflagged one: dropped, no RETURN
     a.send("x.ghost:1@" + b.ep, [b"d"], returnable=False)
     assert a.try_recv(0.2) is None
-    # a RETURN nobody can take: abandoned, never bounced
-    a.send("x.ghost:1@" + b.ep, [b"ab"], cmd=zhp.RETURN, returnable=False)
+    # a RETURN nobody can take: abandoned, never bounced (a RETURN's dest
+    # is the original src, an actor address)
+    a.send("x.ghost@" + b.ep, [b"ab"], cmd=zhp.RETURN, returnable=False)
     assert a.try_recv(0.2) is None
     # a bad frame: rejected with ERROR 400
     a.send_frames([b"XX\x01\x20\x00\x00"])

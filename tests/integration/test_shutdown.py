@@ -53,9 +53,13 @@ def test_nothing_new_after_sigterm(broker, client, zctx):
         late.close()
     # a control command while lingering is refused with 503 (if the broker
     # is still there to answer at all)
-    c.send_frames(zhp.control(zhp.PING))
-    msg = c.try_recv(0.3)
-    assert msg is None or (msg.cmd == zhp.ERROR and msg.body["code"] == 503), msg
+    again = zhp.Client(zctx, b.control, name="late-control")
+    try:
+        again.send_frames(zhp.control(zhp.ATTACH))
+        msg = again.try_recv(0.3)
+        assert msg is None or (msg.cmd == zhp.ERROR and msg.body["code"] == 503), msg
+    finally:
+        again.close()
     b.expect_exit = b.wait(LINGER + MARGIN)
     assert b.expect_exit == 0
 

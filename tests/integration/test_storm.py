@@ -271,4 +271,6 @@ def test_storm(broker, client, zctx):
     assert x.request("ping")["ok"] is True
     rss1 = b.rss_kib()
     print("storm: RSS %d KiB -> %d KiB" % (rss0, rss1))
-    assert rss1 - rss0 < RSS_GROWTH_KIB, "RSS grew %d KiB (%d -> %d)" % (rss1 - rss0, rss0, rss1)
+    # under ASan, freed memory sits in a quarantine (256 MiB by default)
+    bound = RSS_GROWTH_KIB + (512 * 1024 if b.sanitized() else 0)
+    assert rss1 - rss0 < bound, "RSS grew %d KiB (%d -> %d)" % (rss1 - rss0, rss0, rss1)
