@@ -26,8 +26,8 @@
 //  ---------------------------------------------------------------------
 //  Answers
 
-//  The list entry of a proc: {name, proc, status, pid, exit_code? | signal?,
-//  core_dumped? | reason?}.
+//  The list entry of a proc: {name, proc, status, pid, exit_code? |
+//  signal?, core_dumped? | reason?, detail?}.
 static void
 s_pack_proc (msgpack_packer *pk, const zh_proc_t *proc)
 {
