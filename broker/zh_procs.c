@@ -1039,7 +1039,7 @@ s_child_gone (zh_procs_t *self, s_entry_t *entry, int status, bool lost)
     }
     s_outcome_t outcome = {0};
     if (lost) {
-        outcome.reason = "EXIT_UNKNOWN: its exit status was collected elsewhere";
+        outcome.reason = "EXIT_UNKNOWN: its exit status was collected elsewhere (SIGCHLD ignored?)";
         s_set_state (self, entry, ZH_PS_FAILED, &outcome);
     } else if (WIFSIGNALED (status)) {
         outcome.signal = WTERMSIG (status);

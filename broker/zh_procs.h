@@ -78,7 +78,7 @@ struct _zh_proc_t {
     char name[ZH_LABEL_MAX + 1]; //  a label; also the proc id and routing id
     char proc_addr[ZH_ADDR_MAX + 1];
     zh_launch_t launch;
-    pid_t pid; //  PROCESS: child pid (= its process group)
+    pid_t pid; //  PROCESS: child pid (= its process group); THREAD: getpid ()
     zh_pstate_t state;
     int exit_code;    //  STOPPED
     int signal;       //  KILLED
@@ -179,8 +179,10 @@ zh_proc_t *zh_procs_first (zh_procs_t *self);
 zh_proc_t *zh_procs_next (zh_procs_t *self);
 size_t zh_procs_live_count (zh_procs_t *self);
 
-//  Drop terminal procs (keeps the table small); a name's latest terminal
-//  entry is kept until it is spawned again.
+//  Drop a terminal proc (keeps the table small): lookup and iteration no
+//  longer see it, and it is freed once reaped. No-op on a live proc.
+//  Without it, a name's latest terminal entry is kept until the name is
+//  spawned again.
 void zh_procs_forget (zh_procs_t *self, zh_proc_t *proc);
 
 //  Copy the tail into buf as lines joined by '\n' (NUL-terminated).
