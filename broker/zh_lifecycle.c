@@ -32,8 +32,8 @@ static void
 s_pack_proc (msgpack_packer *pk, const zh_proc_t *proc)
 {
     size_t n = 4;
-    if (proc->state == ZH_PS_STOPPED || proc->state == ZH_PS_FAILED) n += 1;
-    if (proc->state == ZH_PS_KILLED) n += 2;
+    if (proc->state == ZH_PS_STOPPED) n += 1;
+    if (proc->state == ZH_PS_KILLED || proc->state == ZH_PS_FAILED) n += 2;
     msgpack_pack_map (pk, n);
     zh_pack_str (pk, "name");
     zh_pack_str (pk, proc->name);
@@ -52,8 +52,16 @@ s_pack_proc (msgpack_packer *pk, const zh_proc_t *proc)
         zh_pack_str (pk, "core_dumped");
         proc->core_dumped ? msgpack_pack_true (pk) : msgpack_pack_false (pk);
     } else if (proc->state == ZH_PS_FAILED) {
+        //  reason is the code word (READY_TIMEOUT, …), detail the sentence.
+        size_t word = strcspn (proc->reason, ":");
         zh_pack_str (pk, "reason");
-        zh_pack_str (pk, proc->reason);
+        msgpack_pack_str (pk, word);
+        msgpack_pack_str_body (pk, proc->reason, word);
+        const char *detail = proc->reason[word] ? proc->reason + word + 1 : "";
+        while (*detail == ' ')
+            detail++;
+        zh_pack_str (pk, "detail");
+        zh_pack_str (pk, detail);
     }
 }
 
