@@ -863,6 +863,8 @@ zh_broker_run (zh_broker_t *self)
             if (self->now >= self->shutdown_deadline || quiet) break;
         }
         if (self->now >= self->next_tick) {
+            //  Reap here too: embedded, SIGCHLD may go to another thread.
+            zh_procs_reap (self->procs, self->now);
             s_tick (self);
             self->next_tick = self->now + tick_ms;
         }
