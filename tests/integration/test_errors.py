@@ -228,3 +228,25 @@ def test_errors_do_not_disturb_routing(attached):
     c.expect_error(400)
     c.send(peer.port(), [b"still fine"])
     assert peer.expect(zhp.SEND).parts == [b"still fine"]
+
+
+@pytest.mark.parametrize("cmd", [zhp.BOOTSTRAP, zhp.WELCOME, zhp.STOP, zhp.READY])
+def test_command_not_for_the_frontend_is_400(attached, cmd):
+    """docs/broker.md: only SEND, RETURN, PING, PONG, BYE, ERROR and the
+    socket's handshake command are accepted; any other valid command is 400."""
+    b, c, _ = attached
+    c.send_frames(zhp.control(cmd, {"proc": c.proc, "pid": 1}))
+    c.expect_error(400)
+
+
+def test_hello_on_control_and_attach_on_backend_are_400(broker, client, zctx):
+    b = broker()
+    ctl = client(b, via="control", attach=False)
+    ctl.send_frames(zhp.control(zhp.HELLO, {"endpoint": "tcp://127.0.0.1:9", "incarnation": 1}))
+    ctl.expect_error(400)
+    back = zhp.Client(zctx, b.backend, routing_id=b"someproc", name="backend")
+    try:
+        back.send_frames(zhp.control(zhp.ATTACH))
+        back.expect_error(400)
+    finally:
+        back.close()

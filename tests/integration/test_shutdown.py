@@ -38,29 +38,46 @@ def test_signal_sends_bye_shutdown_and_exits_0(broker, client, sig):
     assert byes == {c.name: "shutdown" for c in clients}, "BYE reasons received: %r" % byes
 
 
-def test_nothing_new_after_sigterm(broker, client, zctx):
-    b = broker("--linger", "1s")
+def test_linger_phase_answers(broker, client, zctx):
+    """After BYE shutdown, for at most --linger (kept open by traffic): PING
+    is answered with PONG, BYE with BYE, a new ATTACH with ERROR 503, a
+    flagged SEND with RETURN SHUTDOWN."""
+    b = broker("--linger", "2s")
     c = client(b, via="control")
+    talker = client(b, label="talker")
     b.signal(signal.SIGTERM)
     c.wait_for(lambda m: m.cmd == zhp.BYE, timeout=LINGER + MARGIN)
-    # the frontend is unbound: a new client is not attached
-    late = zhp.Client(zctx, b.frontend[0], name="late")
+    talker.wait_for(lambda m: m.cmd == zhp.BYE, timeout=LINGER + MARGIN)
+    late = zhp.Client(zctx, b.frontend[0], name="late-frontend")
+    late_ctl = zhp.Client(zctx, b.control, name="late-control")
     try:
         late.send_frames(zhp.control(zhp.ATTACH))
-        msg = late.try_recv(0.3)
-        assert msg is None or (msg.cmd == zhp.ERROR and msg.body["code"] == 503), msg
+        late_ctl.send_frames(zhp.control(zhp.ATTACH))
+        pongs = 0
+        answers = {}
+        t_end = time.monotonic() + 0.4
+        while time.monotonic() < t_end:
+            c.send_frames(zhp.control(zhp.PING))  # keeps the linger phase open
+            msg = c.try_recv(0.01, auto_pong=False)
+            if msg is not None:
+                assert msg.cmd == zhp.PONG, "PING while lingering: %r" % msg
+                pongs += 1
+            for x in (late, late_ctl):
+                msg = x.try_recv(0)
+                if msg is not None:
+                    answers[x.name] = msg
+        assert pongs > 0, "no PONG while lingering"
+        for name, msg in sorted(answers.items()):
+            assert msg.cmd == zhp.ERROR and msg.body["code"] == 503, (name, msg)
+        assert "late-control" in answers, "no ERROR 503 to an ATTACH while lingering"
+        sent = c.send(c.port(), [b"too late"], meta={"seq": 9})
+        zhp.check_return(c.wait_for(lambda m: m.cmd == zhp.RETURN, 1.0),
+                         "SHUTDOWN", sent, b.ep)
+        body, _ = c.bye("me too", timeout=1.0)
     finally:
         late.close()
-    # a control command while lingering is refused with 503 (if the broker
-    # is still there to answer at all)
-    again = zhp.Client(zctx, b.control, name="late-control")
-    try:
-        again.send_frames(zhp.control(zhp.ATTACH))
-        msg = again.try_recv(0.3)
-        assert msg is None or (msg.cmd == zhp.ERROR and msg.body["code"] == 503), msg
-    finally:
-        again.close()
-    b.expect_exit = b.wait(LINGER + MARGIN)
+        late_ctl.close()
+    b.expect_exit = b.wait(2.0 + MARGIN)
     assert b.expect_exit == 0
 
 

@@ -6,7 +6,9 @@ The proc here is a few lines of python speaking ZHP with zhp.py: it echoes
 each SEND to meta `reply` and exits 0 on STOP."""
 
 import os
+import signal
 import sys
+import time
 
 import pytest
 
@@ -94,22 +96,76 @@ def test_ready_timeout(broker, client):
     assert ans["ok"] is False and ans["error"]["code"] == "READY_TIMEOUT", ans
     st = ok(ctl.request("status", name="mute"))["proc"]
     assert st["status"] == "failed" and st.get("reason") == "READY_TIMEOUT", st
+    assert isinstance(st.get("detail"), str), st
 
 
 def test_child_exiting_before_ready(broker, client):
     b = broker()
     ctl = client(b, via="control")
-    ans = ctl.request("spawn", name="quick", argv=["/bin/true"], timeout=10.0)
+    ans = ctl.request("spawn", name="quick", timeout=10.0,
+                      argv=["/bin/sh", "-c", "echo out-marker-1; echo err-marker-2 >&2; exit 3"])
     assert ans["ok"] is False and ans["error"]["code"] == "SPAWN_FAILED", ans
-    st = ok(ctl.request("status", name="quick"))["proc"]
-    assert st["status"] in ("stopped", "killed"), st
+    # the failure names what the child said
+    assert "out-marker-1" in ans["error"]["message"], ans
+    assert "err-marker-2" in ans["error"]["message"], ans
+    st = ok(ctl.request("status", name="quick"))
+    assert st["proc"]["status"] == "stopped" and st["proc"].get("exit_code") == 3, st
+    assert "out-marker-1" in st["tail"] and "err-marker-2" in st["tail"], st
+
+
+def test_status_tail_of_a_running_proc(broker, client):
+    b = broker("--terminate-timeout", "2s")
+    ctl = client(b, via="control")
+    script = "print('hello-from-proc', flush=True)\n" + ECHO_PROC
+    ok(ctl.request("spawn", name="talky", argv=[PY, "-c", script], timeout=15.0))
+    deadline = time.monotonic() + 5.0
+    while True:
+        st = ok(ctl.request("status", name="talky"))
+        if "hello-from-proc" in st.get("tail", "") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert "hello-from-proc" in st["tail"], st
+
+
+SLOW_STOP_PROC = ECHO_PROC.replace("    elif m.cmd == zhp.STOP:\n        break",
+                                   "    elif m.cmd == zhp.STOP:\n        time.sleep(1.0)\n"
+                                   "        break")
+
+
+def test_shutdown_phase_one(broker, client, zctx):
+    """SIGTERM: while spawned procs stop, routing goes on, a new ATTACH gets
+    ERROR 503 and admin ops SHUTTING_DOWN; then BYE shutdown, exit 0."""
+    assert SLOW_STOP_PROC != ECHO_PROC
+    b = broker("--terminate-timeout", "5s", "--linger", "300ms")
+    ctl = client(b, via="control")
+    a, bob = client(b, label="a"), client(b, label="bob")
+    ok(ctl.request("spawn", name="slow", argv=[PY, "-c", SLOW_STOP_PROC], timeout=15.0))
+    b.signal(signal.SIGTERM)
+    time.sleep(0.2)  # the broker is now waiting for "slow" to exit
+    assert b.alive()
+    a.send(bob.port(), [b"during phase 1"])
+    msg = bob.recv(timeout=1.0)
+    assert msg.cmd == zhp.SEND and msg.parts == [b"during phase 1"], msg
+    late = zhp.Client(zctx, b.frontend[0], name="late")
+    try:
+        late.send_frames(zhp.control(zhp.ATTACH))
+        late.expect_error(503, timeout=1.0)
+    finally:
+        late.close()
+    ans = ctl.request("spawn", name="another", argv=[PY, "-c", ECHO_PROC], timeout=2.0)
+    assert ans["ok"] is False and ans["error"]["code"] == "SHUTTING_DOWN", ans
+    for x in (ctl, a, bob):
+        bye = x.wait_for(lambda m: m.cmd == zhp.BYE, timeout=5.0)
+        assert bye.body.get("reason") == "shutdown"
+    b.expect_exit = b.wait(5.0)
+    assert b.expect_exit == 0
 
 
 def test_sigterm_stops_spawned_procs(broker, client):
     b = broker("--terminate-timeout", "1s", "--linger", "300ms")
     ctl = client(b, via="control")
     pid = ok(ctl.request("spawn", name="e2", argv=[PY, "-c", ECHO_PROC], timeout=15.0))["pid"]
-    b.signal(__import__("signal").SIGTERM)
+    b.signal(signal.SIGTERM)
     b.expect_exit = b.wait(10.0)
     assert b.expect_exit == 0
     assert not os.path.exists("/proc/%d" % pid) or \
