@@ -1,0 +1,115 @@
+/*  zh-test-proc.c — the smallest spawned proc, in C, for lifecycle tests.
+
+    Where it sits: spawned by zhost-broker (tests start it with --spawn or
+    the spawn op). It does what PROTOCOL.md §6 asks of a spawned proc and
+    nothing else: DEALER to $ZHOST_BACKEND with ROUTING_ID = its proc id,
+    READY {proc, pid}, PONG to PING, and on STOP: BYE, exit 0. Cheap to
+    start a hundred of (no interpreter).
+
+    Flags, for the failure paths:
+        --no-ready          never send READY
+        --ignore-stop       ignore STOP (the broker escalates to SIGTERM)
+        --ignore-term       also ignore SIGTERM (the broker ends with SIGKILL)
+        --stop-delay MS     wait MS after STOP before BYE and exit
+        --exit N            exit N at once, before READY
+        --crash-after MS    exit 3 MS after READY
+    It prints "up <proc>" at start and "stop <proc>" when STOP arrives.
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "zh_proto.h"
+
+static void
+s_send (void *sock, uint8_t command, const zh_body_t *body)
+{
+    uint8_t header[ZH_HEADER_SIZE];
+    zh_header_write (header, command, 0, 0);
+    size_t size = 0;
+    uint8_t *bytes = body ? zh_body_encode (body, &size) : NULL;
+    zmq_send (sock, header, sizeof header, bytes ? ZMQ_SNDMORE : 0);
+    if (bytes) {
+        zmq_send (sock, bytes, size, 0);
+        free (bytes);
+    }
+}
+
+static long
+s_flag (int argc, char **argv, const char *name, long absent)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp (argv[i], name) == 0)
+            return i + 1 < argc && argv[i + 1][0] != '-' ? atol (argv[i + 1]) : 1;
+    return absent;
+}
+
+int
+main (int argc, char **argv)
+{
+    long exit_now = s_flag (argc, argv, "--exit", -1);
+    if (exit_now >= 0) return (int)exit_now;
+    if (s_flag (argc, argv, "--ignore-term", 0)) signal (SIGTERM, SIG_IGN);
+    const char *proc = getenv ("ZHOST_PROC"), *backend = getenv ("ZHOST_BACKEND");
+    if (!proc || !backend || !strchr (proc, '@')) {
+        fprintf (stderr, "zh-test-proc: ZHOST_PROC and ZHOST_BACKEND must be set\n");
+        return 2;
+    }
+    printf ("up %s\n", proc);
+    fflush (stdout);
+    void *ctx = zmq_ctx_new ();
+    void *sock = zmq_socket (ctx, ZMQ_DEALER);
+    int linger = 1000;
+    zmq_setsockopt (sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (sock, ZMQ_ROUTING_ID, proc, (size_t)(strchr (proc, '@') - proc));
+    zmq_connect (sock, backend);
+    if (!s_flag (argc, argv, "--no-ready", 0)) {
+        zh_body_t ready = {.command = ZH_READY,
+                           .present = ZH_F_PROC | ZH_F_PID,
+                           .proc = zh_span_of (proc),
+                           .pid = getpid ()};
+        s_send (sock, ZH_READY, &ready);
+    }
+    long crash_after = s_flag (argc, argv, "--crash-after", -1);
+    long waited = 0;
+    while (1) {
+        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll (&item, 1, 50) <= 0) {
+            waited += 50;
+            if (crash_after >= 0 && waited >= crash_after) return 3;
+            continue;
+        }
+        uint8_t header[64];
+        int n = zmq_recv (sock, header, sizeof header, 0);
+        int more = 0;
+        size_t more_size = sizeof more;
+        zmq_getsockopt (sock, ZMQ_RCVMORE, &more, &more_size);
+        while (more) {
+            zmq_msg_t rest;
+            zmq_msg_init (&rest);
+            zmq_msg_recv (&rest, sock, 0);
+            more = zmq_msg_more (&rest);
+            zmq_msg_close (&rest);
+        }
+        if (n < ZH_HEADER_SIZE) continue;
+        if (header[3] == ZH_PING)
+            s_send (sock, ZH_PONG, NULL);
+        else if (header[3] == ZH_STOP && !s_flag (argc, argv, "--ignore-stop", 0)) {
+            printf ("stop %s\n", proc);
+            fflush (stdout);
+            long delay = s_flag (argc, argv, "--stop-delay", 0);
+            if (delay > 0) usleep ((useconds_t)delay * 1000);
+            zh_body_t bye = {
+                .command = ZH_BYE, .present = ZH_F_REASON, .reason = zh_span_of ("stopped")};
+            s_send (sock, ZH_BYE, &bye);
+            break;
+        } else if (header[3] == ZH_BYE)
+            break;
+    }
+    zmq_close (sock);
+    zmq_ctx_term (ctx);
+    return 0;
+}
