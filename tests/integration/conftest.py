@@ -280,10 +280,10 @@ def broker(tmp_path, request):
     problems = []
     for b in started:
         p = b.stop()
-        if p:
-            problems += p
-            print("--- broker %d (%s) stderr tail ---\n%s" % (b.pid, " ".join(b.argv),
-                                                            b.stderr_tail()))
+        problems += p
+        # shown by pytest only when the test fails
+        print("--- broker %d (%s), log %s, tail ---\n%s" % (
+            b.pid, " ".join(b.argv), b.log_path, b.stderr_tail(20)))
     assert not problems, "; ".join(problems)
 
 

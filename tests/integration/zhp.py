@@ -576,7 +576,7 @@ class Client(object):
         reply = self.port(self._next_port)
         self.send(self.agent_port(), [pack(req)], meta={"reply": reply})
         msg = self.wait_for(lambda m: m.cmd in (SEND, RETURN) and m.dest == reply or
-                            (m.cmd == RETURN and m.meta.get("dest") == self.agent_port()),
+                            (m.cmd == RETURN and (m.meta or {}).get("dest") == self.agent_port()),
                             timeout, keepalive)
         assert msg.cmd == SEND, "request %r came back: %r" % (op, msg)
         assert msg.src == self.agent, "reply from %r, not the agent %r" % (msg.src, self.agent)
@@ -613,6 +613,7 @@ def check_return(msg, code, sent_frames, ep, ttl=DEFAULT_TTL):
     root cause `code`, bounced by the broker advertised at ep."""
     orig = Msg(sent_frames)
     assert msg.cmd == RETURN, "expected RETURN %s, got %r" % (code, msg)
+    assert isinstance(msg.meta, dict), "RETURN meta does not decode: %r" % msg.head.meta_raw
     failures = msg.meta.get("failures")
     assert isinstance(failures, list) and failures, msg.meta
     root = failures[0]
