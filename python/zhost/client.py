@@ -501,9 +501,7 @@ class Proc(object):
         if size > self.max_msg_bytes:
             raise ValueError("message of %d bytes is over max_msg_bytes (%d)"
                              % (size, self.max_msg_bytes))
-        with self._lock:
-            self._send_frames(frames, timeout)
-            self._maybe_ping()
+        self._send_frames(frames, timeout)
         return m["seq"]
 
     def reply(self, msg, *parts, **kw):
@@ -604,12 +602,13 @@ class Proc(object):
             n = 0
             while True:
                 self._maybe_ping()
-                self._maybe_reattach()
                 now = time.monotonic()
                 wait = self.heartbeat / 2 if self._heartbeat_mode else 1.0
                 if deadline is not None:
                     wait = min(wait, deadline - now)
-                if self.sock.poll(max(0, int(wait * 1000))) & zmq.POLLIN:
+                if not self.sock.poll(max(0, int(wait * 1000))) & zmq.POLLIN:
+                    self._maybe_reattach()   # only when really nothing came
+                else:
                     while True:
                         try:
                             frames = self.sock.recv_multipart(flags=zmq.NOBLOCK)
@@ -618,6 +617,7 @@ class Proc(object):
                         n += 1
                         self._last_recv = time.monotonic()
                         self._dispatch(frames)
+                        self._maybe_ping()   # a flood in must not silence us
                         if until is not None and until():
                             return n if count else True
                 if until is not None and until():
