@@ -110,3 +110,13 @@ def test_python_client_and_c_echo_proc(broker, clients):
     assert info.value.code == "NO_SUCH_ACTOR" and info.value.payload == [b"boo"]
     with zhost.attach(b.control) as admin:
         assert admin.agent.stop("cecho")["proc"]["exit_code"] == 0
+
+
+def test_python_proc_stops_promptly_when_the_broker_shuts_down_at_once(broker):
+    """SIGTERM right after "ready": whether the proc was still starting (its
+    READY is then refused, 403, and the library closes) or ready (STOP), it
+    exits 0 quickly, so the broker does not wait out its terminate timeout."""
+    b = broker("--spawn", "pyecho=%s %s" % (PYTHON, PY_ECHO))
+    t0 = time.monotonic()
+    assert b.terminate(timeout=15) == 0
+    assert time.monotonic() - t0 < 5.0, b.stderr()[-2000:]

@@ -372,6 +372,7 @@ class Proc(object):
         self._once = ONCE_PORT_BASE
         self._lock = threading.RLock()
         self._closing = False
+        self._ready_sent = False
         self._bye_received = False
         self._last_attach = 0.0
         self._label = None
@@ -673,6 +674,12 @@ class Proc(object):
                           body.get("seq"))
         if err.code == 401 and self.kind == "attached" and not self._closing:
             self._send_attach()   # the broker restarted and forgot us
+        if err.code == 403 and self.kind == "spawned" and err.dest is None and self._ready_sent:
+            # READY refused (READY is otherwise unanswered): the broker is not
+            # spawning us, e.g. it began stopping while we started. Nothing
+            # will ever be routed here: stop.
+            self.closed = "READY refused: %s" % err.reason
+            raise Closed(self.closed)
         pending = self._pending.get(err.seq) if err.seq is not None else None
         if pending is not None:
             pending.error = err
@@ -740,6 +747,7 @@ class Proc(object):
             raise ZhostError("READY is for spawned procs")
         self._check_open()
         self._send_frames(P.encode_control(P.READY, {"proc": self.address, "pid": os.getpid()}))
+        self._ready_sent = True
         return self
 
     def _start_heartbeat_thread(self):
