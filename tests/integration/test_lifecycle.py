@@ -175,3 +175,21 @@ def test_broker_sigkilled_leaves_no_child(broker):
     b.expect_exit = b.wait(5.0)
     time.sleep(1.0)
     assert [k for k in kids if alive(k)] == [], "children outlived the broker"
+
+
+def test_proc_ignoring_stop_and_sigterm_is_killed_at_the_deadline(broker, client):
+    # STOP → 300 ms → SIGTERM (ignored) → 300 ms → SIGKILL: killed{9} at ~600 ms
+    b = broker("--terminate-timeout", "300ms")
+    ctl = client(b, via="control")
+    pid = ok(ctl.request("spawn", name="deaf",
+                         argv=[TEST_PROC, "--ignore-stop", "--ignore-term"],
+                         timeout=10.0))["pid"]
+    t0 = time.monotonic()
+    ans = ok(ctl.request("stop", name="deaf", timeout=10.0))
+    took = time.monotonic() - t0
+    assert ans["status"] == "killed" and ans["proc"]["signal"] == signal.SIGKILL, ans
+    assert 0.55 <= took < 3.0, "killed after %.2fs" % took
+    assert not alive(pid)
+    # a second stop of the ended proc answers the same end at once
+    again = ok(ctl.request("stop", name="deaf"))
+    assert again["status"] == "killed" and again["proc"]["signal"] == signal.SIGKILL
