@@ -14,7 +14,9 @@ and hosts the actor `echo`:
     port 2  a message with meta `reply` is answered with its payload parts,
             unchanged
 
-Messages without `reply` are dropped. On STOP it says BYE and exits 0.
+Answers carry the request's `seq`. Messages without `reply` are dropped;
+other actors and ports come back NO_SUCH_ACTOR / NO_SUCH_PORT when flagged.
+On STOP it says BYE and exits 0.
 Needs the zhost package on PYTHONPATH (python/ in the repository); when run
 from a checkout it finds it next to this file.
 """

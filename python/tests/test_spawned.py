@@ -30,6 +30,9 @@ def ask_echo(client, name, ep):
     big = os.urandom(1 << 20)
     for parts in ([b"hi"], [b"a", b"\0b\0", b""], [b"x" * 5000, big]):
         assert client.request("echo.%s:2@%s" % (name, ep), *parts, timeout=5) == parts
+    answer = client.request("echo.%s:2@%s" % (name, ep), b"s", meta={"seq": 4242},
+                            timeout=5, message=True)
+    assert answer.seq == 4242 and answer.src == actor and answer.parts == [b"s"]
     return actor
 
 
@@ -120,3 +123,30 @@ def test_python_proc_stops_promptly_when_the_broker_shuts_down_at_once(broker):
     t0 = time.monotonic()
     assert b.terminate(timeout=15) == 0
     assert time.monotonic() - t0 < 5.0, b.stderr()[-2000:]
+
+
+PING_BIN = os.path.join(os.path.dirname(ECHO_BIN), "zhost-ping")
+
+
+@pytest.mark.skipif(not os.access(PING_BIN, os.X_OK),
+                    reason="no C zhost-ping at %s yet (examples/zhost-ping.c)" % PING_BIN)
+def test_c_client_asks_the_python_proc(broker, clients):
+    """C -> Python: zhost-ping (libzhost, attached) asks py_echo_proc; the
+    Python runtime answers, and bounces a ghost actor NO_SUCH_ACTOR."""
+    import subprocess
+    b = broker("--spawn", "pyecho=%s %s" % (PYTHON, PY_ECHO))
+    wait_ready(clients(b.frontend), "pyecho")
+
+    def ping(*args):
+        return subprocess.run([PING_BIN, "-c", "2", "-i", "50", "-W", "3000"] + list(args),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30,
+                              text=True)
+
+    actor = "echo.pyecho@" + b.ep
+    r = ping(b.frontend, actor)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.count("reply from %s" % actor) == 2 and actor in r.stdout
+    r = ping("-p", "2", "-s", "5000", b.frontend, actor)
+    assert r.returncode == 0, r.stdout
+    r = ping(b.frontend, "ghost.pyecho@" + b.ep)
+    assert r.returncode == 1 and "NO_SUCH_ACTOR" in r.stdout, r.stdout

@@ -507,11 +507,15 @@ class Proc(object):
 
     def reply(self, msg, *parts, **kw):
         """Answer a received message at its meta `reply` port, from the actor
-        it was sent to."""
+        it was sent to, with the request's `seq` in meta."""
         if msg.reply is None:
             raise ValueError("the message has no reply port")
         if msg.port is not None:
             kw.setdefault("src", msg.port.actor)
+        meta = dict(kw.get("meta") or {})
+        if msg.seq is not None:
+            meta.setdefault("seq", msg.seq)   # an answer carries its request's seq
+        kw["meta"] = meta
         return self.send(msg.reply, *parts, **kw)
 
     def request(self, dest, *parts, timeout=5.0, meta=None, src=None, headers=None,
