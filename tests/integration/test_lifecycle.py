@@ -193,3 +193,23 @@ def test_proc_ignoring_stop_and_sigterm_is_killed_at_the_deadline(broker, client
     # a second stop of the ended proc answers the same end at once
     again = ok(ctl.request("stop", name="deaf"))
     assert again["status"] == "killed" and again["proc"]["signal"] == signal.SIGKILL
+
+
+def test_concurrent_stops_coalesce_into_one_outcome(broker, client):
+    b = broker("--terminate-timeout", "300ms")
+    ctl = client(b, via="control")
+    other = client(b, via="control")
+    ok(ctl.request("spawn", name="w", argv=[TEST_PROC, "--stop-delay", "100"], timeout=10.0))
+    # two stops in flight at once, from two admin clients
+    ctl.send(ctl.agent_port(), [zhp.pack({"op": "stop", "name": "w"})],
+             meta={"reply": ctl.port(7)})
+    other.send(other.agent_port(), [zhp.pack({"op": "stop", "name": "w", "timeout_ms": 50})],
+               meta={"reply": other.port(7)})
+    first = ok(zhp.unpack(ctl.wait_for(lambda m: m.cmd == zhp.SEND, 10.0).parts[0]))
+    second = ok(zhp.unpack(other.wait_for(lambda m: m.cmd == zhp.SEND, 10.0).parts[0]))
+    assert first == second
+    assert first["status"] == "stopped" and first["proc"]["exit_code"] == 0
+    # exactly one STOP reached the proc, and one end was logged
+    text = b.stderr_text()
+    assert len(re.findall(r"line=\"?stop w@", text)) == 1, text[-2000:]
+    assert len(re.findall(r"info proc name=w from=stopping to=stopped", text)) == 1
