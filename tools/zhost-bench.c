@@ -1405,6 +1405,20 @@ json_number (const char *key, double v, bool comma)
         printf ("\"%s\": %.3f%s", key, v, comma ? ", " : "");
 }
 
+//  "samples": every complete run of each system, sorted (the spread).
+static void
+json_samples (const row_t *r)
+{
+    printf ("\"samples\": {");
+    for (int s = 0; s < SYS_COUNT; s++) {
+        printf ("%s\"%s\": [", s ? ", " : "", sys_names[s]);
+        for (int i = 0; i < r->n[s]; i++)
+            printf ("%s%.3f", i ? ", " : "", r->samples[s][i]);
+        printf ("]");
+    }
+    printf ("}, ");
+}
+
 static void
 print_json (void)
 {
@@ -1420,6 +1434,7 @@ print_json (void)
             json_number (sys_names[s], r->value[s], true);
         json_number ("ratio", row_ratio (r), true);
         json_number ("target", r->target ? r->target : NAN, true);
+        json_samples (r);
         printf ("\"lost\": {\"zhost\": %zu, \"classic\": %zu, \"bare\": %zu}}", r->lost[SYS_ZHOST],
                 r->lost[SYS_CLASSIC], r->lost[SYS_BARE]);
     }
