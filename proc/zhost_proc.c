@@ -785,7 +785,9 @@ s_timers (zhost_proc_t *self)
     int64_t now = zhost_now_ms ();
     zhost_requests_expire (self, now);
     if (!zhost_proc_open (self)) return;
-    if (now - self->last_send >= self->heartbeat_ms) s_send_command (self, ZH_PING, NULL);
+    //  A full queue is already a sign we are writing: no PINGs piled behind it.
+    if (now - self->last_send >= self->heartbeat_ms && !self->outq_head)
+        s_send_command (self, ZH_PING, NULL);
     int64_t silence = now - self->last_recv;
     if (silence >= (int64_t)S_LIVENESS * self->heartbeat_ms) {
         if (!self->spawned)

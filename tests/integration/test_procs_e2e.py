@@ -30,7 +30,7 @@ import time
 import pytest
 
 import zhp
-from conftest import BUILD_DIR, broker_env
+from conftest import BUILD_DIR, SANITIZER_MARKS, broker_env
 
 ECHO = os.path.join(BUILD_DIR, "zhost-echo")
 PING = os.path.join(BUILD_DIR, "zhost-ping")
@@ -111,13 +111,23 @@ def cproc():
     yield start
     for p in made:
         p.kill()
+        if not p.stderr:
+            p.stderr = p.proc.stderr.read()
         p.proc.stdout.close()
         p.proc.stderr.close()
+        no_sanitizer_report(p.argv[0], p.stderr.decode("utf-8", "replace"))
+
+
+def no_sanitizer_report(name, text):
+    for mark in SANITIZER_MARKS:
+        assert mark not in text, "%s: sanitizer report:\n%s" % (name, text[-3000:])
 
 
 def run(*argv, timeout=30.0):
-    return subprocess.run([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          stdin=subprocess.DEVNULL, text=True, timeout=timeout, env=broker_env())
+    r = subprocess.run([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       stdin=subprocess.DEVNULL, text=True, timeout=timeout, env=broker_env())
+    no_sanitizer_report(argv[0], r.stderr)
+    return r
 
 
 def spawn(ctl, name, *argv):

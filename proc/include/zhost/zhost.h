@@ -168,7 +168,8 @@ zhost_proc_t *zhost_proc_boot (zhost_error_t *err);
 zhost_proc_t *zhost_proc_attach (const char *endpoint, const char *label, zhost_error_t *err);
 
 //  Close a proc and free it; sets *self_p NULL. A proc still connected is
-//  first stopped cleanly (zhost_proc_stop). Safe on NULL.
+//  first stopped cleanly (zhost_proc_stop). Safe on NULL. Not from inside
+//  a handler (use zhost_proc_stop there).
 void zhost_proc_destroy (zhost_proc_t **self_p);
 
 //  This proc's address, e.g. "worker@tcp://127.0.0.1:7100".
