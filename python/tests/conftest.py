@@ -35,9 +35,9 @@ TEST_TIMEOUT = 60
 class Broker(object):
     """A running zhost-broker: frontend, advertise (= ep), backend, control."""
 
-    def __init__(self, args, runtime_dir, log_path):
+    def __init__(self, args, runtime_dir, log_path, frontend="tcp://127.0.0.1:0"):
         self.runtime_dir = str(runtime_dir)
-        self.argv = [BROKER_BIN, "--frontend", "tcp://127.0.0.1:0", "--runtime-dir",
+        self.argv = [BROKER_BIN, "--frontend", frontend, "--runtime-dir",
                      self.runtime_dir, "--log-level", "warn"] + [str(a) for a in args]
         self.log_path = str(log_path)
         self._log = open(self.log_path, "wb")
@@ -51,6 +51,13 @@ class Broker(object):
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.frontend = self.ep = self.backend = self.control = None
+        self.killed = False
+
+    def kill(self):
+        """SIGKILL: a crash (no BYE to anyone)."""
+        self.killed = True
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
 
     def _read(self):
         for raw in self.proc.stdout:
@@ -110,14 +117,15 @@ def _hard_timeout():
 
 @pytest.fixture
 def broker(tmp_path):
-    """Factory: broker(*flags) -> a ready Broker; SIGTERMed at teardown."""
+    """Factory: broker(*flags, frontend=...) -> a ready Broker; SIGTERMed at teardown
+    (one that a test killed is left alone)."""
     if not os.access(BROKER_BIN, os.X_OK):
         pytest.skip("no broker binary at %s (set ZHOST_BUILD_DIR)" % BROKER_BIN)
     started = []
 
-    def start(*flags):
+    def start(*flags, frontend="tcp://127.0.0.1:0"):
         n = len(started)
-        b = Broker(flags, tmp_path / ("rt%d" % n), tmp_path / ("broker%d.log" % n))
+        b = Broker(flags, tmp_path / ("rt%d" % n), tmp_path / ("broker%d.log" % n), frontend)
         started.append(b)
         return b.wait_ready()
 
@@ -126,7 +134,7 @@ def broker(tmp_path):
     for b in started:
         already = b.proc.poll()
         rc = b.terminate()
-        if already is None and rc != 0:
+        if already is None and rc != 0 and not b.killed:
             problems.append("broker exited %r after SIGTERM\n%s" % (rc, b.stderr()[-3000:]))
     assert not problems, problems
 

@@ -326,3 +326,53 @@ def test_send_checks(broker, clients):
     with pytest.raises(TypeError):
         alice.send("a.b:1@" + b.ep, 42)
     assert P.INLINE_MAX == 4096
+
+
+def test_client_reattaches_after_a_broker_crash(broker, clients):
+    """The broker dies without a BYE and comes back on the same endpoint: the
+    client, silent-broker detection or ERROR 401, ATTACHes again (same
+    routing id) and carries on under the new incarnation's proc id."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    ep = "tcp://127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+    first = broker("--heartbeat", "100ms", frontend=ep)
+    alice = clients(ep)
+    old_id, old_inc, rid = alice.id, alice.incarnation, alice.routing_id
+    first.kill()
+    alice.poll(0.5)                       # > 3 heartbeats of silence
+    broker("--heartbeat", "100ms", frontend=ep)
+    assert alice.agent.ping(timeout=5)["incarnation"] == alice.incarnation != old_inc
+    assert alice.id != old_id and alice.routing_id == rid
+    inbox = alice.actor("inbox").port(1)
+    alice.send(inbox, b"to myself")
+    assert inbox.recv(timeout=3).parts == [b"to myself"]
+
+
+def test_error_401_after_a_quick_broker_restart_then_reattach(broker, clients):
+    """A broker restarted before the client noticed: the first request is
+    refused with ERROR 401 (raised as BrokerError), the client ATTACHes again
+    and the retry works."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    ep = "tcp://127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+    first = broker(frontend=ep)
+    alice = clients(ep)
+    old_inc = alice.incarnation
+    first.kill()
+    b2 = broker(frontend=ep)
+    deadline = time.monotonic() + 10
+    errors = []
+    while time.monotonic() < deadline:
+        try:
+            pong = alice.agent.ping(timeout=2)
+            break
+        except zhost.BrokerError as e:
+            errors.append(e.code)
+        except zhost.Timeout:
+            errors.append("timeout")
+    assert errors == [401], errors
+    assert pong["incarnation"] == alice.incarnation != old_inc and b2.ep == ep

@@ -373,6 +373,7 @@ class Proc(object):
         self._lock = threading.RLock()
         self._closing = False
         self._ready_sent = False
+        self._attach_pending = False
         self._bye_received = False
         self._last_attach = 0.0
         self._label = None
@@ -485,6 +486,10 @@ class Proc(object):
         Undeliverable, or passed to an on_undeliverable callback).
         """
         self._check_open()
+        if self._attach_pending and self.bootstrap is not None:
+            # re-attaching (the broker went silent or said 401): a src on the
+            # old proc id would be refused, so wait (bounded) for BOOTSTRAP
+            self._pump(LIVENESS * self.heartbeat, lambda: not self._attach_pending)
         dest = str(dest)
         parse_address(dest, "port")
         m = dict(meta) if meta else {}
@@ -594,6 +599,7 @@ class Proc(object):
         try:
             self.sock.send_multipart(P.encode_control(P.ATTACH, body), flags=zmq.NOBLOCK)
             self._last_sent = self._last_attach
+            self._attach_pending = True
         except zmq.Again:
             pass
 
@@ -663,6 +669,7 @@ class Proc(object):
                 self._on_stop(self.stop_request)
 
     def _on_bootstrap(self, body):
+        self._attach_pending = False
         self.bootstrap = dict(body)
         self._set_address(body["proc"])
         if isinstance(body.get("heartbeat_ms"), int) and body["heartbeat_ms"] > 0:
