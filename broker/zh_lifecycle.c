@@ -14,6 +14,8 @@
     LC-2 (no orphan routes): a proc's route exists only while the proc is
     ready or stopping; its end removes it and marks its id gone, so SENDs
     to it are returned PROC_GONE until the name is spawned again.
+    LC-3 (late READY): a proc stopped while starting could not get its
+    STOP; its READY, when it comes, connects it and gets it the STOP.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,6 +235,14 @@ void
 zh_lifecycle_ready (zh_broker_t *self, const uint8_t *rid, size_t rid_len, const zh_body_t *body)
 {
     zh_proc_t *proc = zh_procs_lookup (self->procs, (const char *)rid, rid_len);
+    if (proc && proc->state == ZH_PS_STOPPING && proc->stop_stage == 1 &&
+        !zh_table_lookup (self->routes, proc->name, strlen (proc->name))) {
+        //  LC-3: stopped while starting, its STOP went nowhere; now that it
+        //  is connected it gets STOP, so it need not wait for SIGTERM.
+        if (zh_broker_add_proc_conn (self, rid, rid_len, proc->name))
+            s_send_stop (self, proc, "stopped while starting", proc->stop_timeout_ms);
+        return;
+    }
     if (!proc || proc->state != ZH_PS_STARTING) {
         zh_broker_reject (self, ZH_SOCK_BACKEND, rid, rid_len, 403,
                           "READY from a proc this broker is not spawning");

@@ -213,3 +213,17 @@ def test_concurrent_stops_coalesce_into_one_outcome(broker, client):
     text = b.stderr_text()
     assert len(re.findall(r"line=\"?stop w@", text)) == 1, text[-2000:]
     assert len(re.findall(r"info proc name=w from=stopping to=stopped", text)) == 1
+
+
+def test_proc_stopped_while_starting_gets_stop_when_ready(broker, client):
+    # The broker is SIGTERMed right after start, before its --spawn proc sent
+    # READY; the proc's READY then gets it a STOP, not a wait for SIGTERM.
+    b = broker("--spawn", "late=%s --ready-delay 500" % TEST_PROC, "--terminate-timeout", "10s")
+    t0 = time.monotonic()
+    b.signal(signal.SIGTERM)
+    b.expect_exit = b.wait(8.0)
+    assert b.expect_exit == 0, "broker still running %.1fs after SIGTERM" % (
+        time.monotonic() - t0)
+    assert time.monotonic() - t0 < 5.0
+    text = b.stderr_text()
+    assert "from=starting to=stopping" in text and "from=stopping to=stopped" in text, text

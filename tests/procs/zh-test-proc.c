@@ -13,6 +13,7 @@
         --stop-delay MS     wait MS after STOP before BYE and exit
         --exit N            exit N at once, before READY
         --crash-after MS    exit 3 MS after READY
+        --ready-delay MS    wait MS before connecting and READY
     It prints "up <proc>" at start and "stop <proc>" when STOP arrives.
 */
 #include <signal.h>
@@ -65,6 +66,8 @@ main (int argc, char **argv)
     int linger = 1000;
     zmq_setsockopt (sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (sock, ZMQ_ROUTING_ID, proc, (size_t)(strchr (proc, '@') - proc));
+    long ready_delay = s_flag (argc, argv, "--ready-delay", 0);
+    if (ready_delay > 0) usleep ((useconds_t)ready_delay * 1000);
     zmq_connect (sock, backend);
     if (!s_flag (argc, argv, "--no-ready", 0)) {
         zh_body_t ready = {.command = ZH_READY,
