@@ -630,17 +630,18 @@ zhost_bye (client_t *c)
     msgpack_pack_map (&pk, 1);
     pack_str (&pk, "reason");
     pack_str (&pk, "bench done");
-    int rc = send_control (c, ZH_BYE, sb.data, sb.size);
+    bool ok = send_control (c, ZH_BYE, sb.data, sb.size) == 0;
     msgpack_sbuffer_destroy (&sb);
     int64_t deadline = now_ns () + 3 * c->hb_ns;
-    while (rc == 0 && !c->got_bye && now_ns () < deadline) {
-        rc = client_recv_msg (c, 0);
-        if (rc <= 0 || frame_size (c, 0) < ZH_HEADER_SIZE) continue;
+    while (ok && !c->got_bye && now_ns () < deadline) {
+        int rc = client_recv_msg (c, 0);
+        if (rc < 0) break;
+        if (rc == 0 || frame_size (c, 0) < ZH_HEADER_SIZE) continue;
         uint8_t command = frame_data (c, 0)[3];
         if (command == ZH_BYE)
             c->got_bye = true;
         else if (command == ZH_PING)
-            rc = send_control (c, ZH_PONG, NULL, 0);
+            ok = send_control (c, ZH_PONG, NULL, 0) == 0;
     }
     if (!c->got_bye) fprintf (stderr, "zhost-bench: %s: no BYE from the broker\n", c->proc);
 }
