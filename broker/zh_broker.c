@@ -23,6 +23,12 @@
       dropped (unflagged, counted) or refused with ERROR (counted).
     - BR-4 (one clock read per turn): `now` is read once per loop turn, so
       liveness bookkeeping costs a store per message, not a syscall.
+    - BR-5 (caches vouch only for identical bytes): a connection remembers
+      the last src that passed the checks and the last dest it parsed; a
+      message whose src/dest bytes are identical skips the parse (and the
+      principal check), since the verdict would be the same. Cached
+      connections and routes are used only while `gen`, bumped on every
+      change to the connection and route tables, is unchanged.
 */
 #include "zh_broker_int.h"
 
@@ -239,6 +245,7 @@ s_conn_remove (zh_broker_t *self, zh_conn_t *conn, const char *why)
         s_gone_remember (self, conn->proc_id, conn->proc_id_len);
     }
     zh_table_delete (self->conns[conn->sock], conn->rid, conn->rid_len);
+    self->gen++; //  BR-5: no cache may point at it any more
     zh_info ("detach", "socket=%s proc=%s reason=%s in=%llu out=%llu", sock_names[conn->sock], name,
              why, (unsigned long long)conn->msgs_in, (unsigned long long)conn->msgs_out);
     zh_conn_destroy (&conn);
@@ -255,6 +262,7 @@ zh_broker_add_proc_conn (zh_broker_t *self, const uint8_t *rid, size_t rid_len, 
     conn->last_recv = conn->last_send = self->now;
     zh_table_insert (self->conns[ZH_SOCK_BACKEND], rid, rid_len, conn);
     zh_table_insert (self->routes, conn->proc_id, conn->proc_id_len, conn);
+    self->gen++;
     s_gone_forget (self, conn->proc_id, conn->proc_id_len);
     return conn;
 }
@@ -341,7 +349,12 @@ static void
 s_route (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count, const zh_head_t *head,
          const zh_addr_t *dest)
 {
-    if (!s_is_self (self, dest->endpoint.ptr, dest->endpoint.len)) {
+    //  BR-5: the route of the connection's cached dest, if still valid.
+    bool cached = from && dest == &from->dest_addr;
+    zh_conn_t *to = NULL;
+    if (cached && from->dest_to && from->dest_to_gen == self->gen)
+        to = (zh_conn_t *)from->dest_to;
+    else if (!s_is_self (self, dest->endpoint.ptr, dest->endpoint.len)) {
         if (from && from->kind == ZH_CONN_PEER)
             zh_broker_bounce (self, from, frames, count, head, ZH_RC_NO_SUCH_PROC,
                               "dest is not at this broker and peers' messages are not relayed");
@@ -349,9 +362,13 @@ s_route (zh_broker_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count, co
             zh_broker_bounce (self, from, frames, count, head, ZH_RC_HOST_UNREACHABLE,
                               "no link to that broker (peer links are not implemented yet)");
         return;
+    } else {
+        to = (zh_conn_t *)zh_table_lookup (self->routes, dest->proc.text.ptr, dest->proc.text.len);
+        if (cached && to) {
+            from->dest_to = to;
+            from->dest_to_gen = self->gen;
+        }
     }
-    zh_conn_t *to =
-        (zh_conn_t *)zh_table_lookup (self->routes, dest->proc.text.ptr, dest->proc.text.len);
     if (to) {
         if (s_send_frames (self, to, frames, count) == 0) {
             self->stats.routed++;
@@ -430,6 +447,81 @@ s_principal_ok (zh_broker_t *self, const zh_conn_t *conn, const zh_addr_t *src)
            s_is_self (self, src->endpoint.ptr, src->endpoint.len);
 }
 
+static void
+s_rebase (zh_span_t *span, const char *from, char *to)
+{
+    if (span->ptr) span->ptr = to + (span->ptr - from);
+}
+
+//  The dest of a head, parsed: from the connection's cache when the bytes
+//  are the same as last time (BR-5), else parsed and cached. NULL with
+//  reason when it is not an address, or not a port address in a SEND.
+static const zh_addr_t *
+s_check_dest (zh_conn_t *conn, const zh_head_t *head, char *reason, size_t size)
+{
+    const zh_addr_t *dest = &conn->dest_addr;
+    if (head->dest_len != conn->dest_cache_len ||
+        memcmp (head->dest, conn->dest_cache, head->dest_len) != 0) {
+        zh_error_t err;
+        zh_addr_t parsed;
+        const char *text = (const char *)head->dest;
+        if (zh_addr_parse (&parsed, text, head->dest_len, &err) != 0) {
+            snprintf (reason, size, "dest: %s", err.reason);
+            return NULL;
+        }
+        if (head->dest_len > ZH_ADDR_CACHE) {
+            conn->dest_cache_len = 0;
+            conn->dest_addr = parsed; //  spans into the head: good for this message
+        } else {
+            memcpy (conn->dest_cache, text, head->dest_len);
+            conn->dest_cache_len = head->dest_len;
+            conn->dest_addr = parsed;
+            zh_span_t *spans[] = {&conn->dest_addr.actor.text, &conn->dest_addr.actor.label,
+                                  &conn->dest_addr.proc.text,  &conn->dest_addr.proc.label,
+                                  &conn->dest_addr.endpoint,   &conn->dest_addr.text};
+            for (size_t i = 0; i < sizeof spans / sizeof spans[0]; i++)
+                s_rebase (spans[i], text, conn->dest_cache);
+        }
+        conn->dest_to = NULL;
+    }
+    if (head->hdr.command == ZH_SEND && dest->kind != ZH_ADDR_PORT) {
+        snprintf (reason, size, "dest: a SEND's dest must be a port address");
+        return NULL;
+    }
+    return dest;
+}
+
+//  Check the src of a head: an actor or proc address of the connection's
+//  principal (BR-1). 0, 400 (not such an address) or 403 (someone else's),
+//  with reason. Bytes identical to the last src that passed are not
+//  checked again (BR-5).
+static int
+s_check_src (zh_broker_t *self, zh_conn_t *conn, const zh_head_t *head, char *reason, size_t size)
+{
+    if (head->src_len == conn->src_cache_len &&
+        memcmp (head->src, conn->src_cache, head->src_len) == 0)
+        return 0;
+    zh_addr_t src;
+    zh_error_t err;
+    if (zh_addr_parse (&src, (const char *)head->src, head->src_len, &err) != 0) {
+        snprintf (reason, size, "src: %s", err.reason);
+        return 400;
+    }
+    if (src.kind == ZH_ADDR_PORT) {
+        snprintf (reason, size, "src: must be an actor or proc address");
+        return 400;
+    }
+    if (!s_principal_ok (self, conn, &src)) {
+        snprintf (reason, size, "src does not belong to this connection");
+        return 403;
+    }
+    if (head->src_len <= ZH_ADDR_CACHE) {
+        memcpy (conn->src_cache, head->src, head->src_len);
+        conn->src_cache_len = head->src_len;
+    }
+    return 0;
+}
+
 //  A SEND or RETURN from a connection that finished its handshake.
 static void
 s_handle_send (zh_broker_t *self, zh_conn_t *conn, size_t count, size_t total)
@@ -442,19 +534,21 @@ s_handle_send (zh_broker_t *self, zh_conn_t *conn, size_t count, size_t total)
         s_reject (self, conn->sock, conn->rid, conn->rid_len, err.code, err.reason, NULL);
         return;
     }
-    zh_addr_t dest, src;
     char reason[ZH_ERROR_REASON_MAX + 8];
-    if (s_parse_addrs (&head, &dest, &src, reason, sizeof reason) != 0) {
+    const zh_addr_t *dest = s_check_dest (conn, &head, reason, sizeof reason);
+    if (!dest) {
         s_reject (self, conn->sock, conn->rid, conn->rid_len, 400, reason, &head);
         return;
     }
-    if (!s_principal_ok (self, conn, &src)) {
-        char name[ZH_ADDR_MAX + 1], q[ZH_ADDR_MAX + 8];
-        zh_warn ("spoof", "socket=%s from=%s src=%s", sock_names[conn->sock],
-                 zh_conn_name (conn, name, sizeof name),
-                 zh_log_quote (q, sizeof q, (const char *)head.src, head.src_len));
-        s_reject (self, conn->sock, conn->rid, conn->rid_len, 403,
-                  "src does not belong to this connection", &head);
+    int verdict = s_check_src (self, conn, &head, reason, sizeof reason);
+    if (verdict != 0) {
+        if (verdict == 403) {
+            char name[ZH_ADDR_MAX + 1], q[ZH_ADDR_MAX + 8];
+            zh_warn ("spoof", "socket=%s from=%s src=%s", sock_names[conn->sock],
+                     zh_conn_name (conn, name, sizeof name),
+                     zh_log_quote (q, sizeof q, (const char *)head.src, head.src_len));
+        }
+        s_reject (self, conn->sock, conn->rid, conn->rid_len, verdict, reason, &head);
         return;
     }
     conn->msgs_in++;
@@ -475,7 +569,7 @@ s_handle_send (zh_broker_t *self, zh_conn_t *conn, size_t count, size_t total)
     }
     data[head.ttl_offset]--;
     head.hdr.ttl--;
-    s_route (self, conn, frames, count, &head, &dest);
+    s_route (self, conn, frames, count, &head, dest);
 }
 
 //  ---------------------------------------------------------------------
@@ -484,7 +578,18 @@ s_handle_send (zh_broker_t *self, zh_conn_t *conn, size_t count, size_t total)
 static zh_conn_t *
 s_conn_lookup (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len)
 {
-    return (zh_conn_t *)zh_table_lookup (self->conns[sock], rid, rid_len);
+    //  BR-5: a run of messages from one peer costs one hash lookup.
+    if (self->last_gen[sock] == self->gen && self->last_rid_len[sock] == rid_len &&
+        self->last_conn[sock] && memcmp (self->last_rid[sock], rid, rid_len) == 0)
+        return self->last_conn[sock];
+    zh_conn_t *conn = (zh_conn_t *)zh_table_lookup (self->conns[sock], rid, rid_len);
+    if (conn && rid_len <= ZH_RID_MAX) {
+        memcpy (self->last_rid[sock], rid, rid_len);
+        self->last_rid_len[sock] = rid_len;
+        self->last_conn[sock] = conn;
+        self->last_gen[sock] = self->gen;
+    }
+    return conn;
 }
 
 static void
@@ -550,6 +655,7 @@ s_handle_attach (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t r
     zh_conn_set_bootstrap (conn, bytes, size);
     zh_table_insert (self->conns[sock], rid, rid_len, conn);
     zh_table_insert (self->routes, proc_id, strlen (proc_id), conn);
+    self->gen++;
     s_send_command (self, sock, rid, rid_len, ZH_BOOTSTRAP, bytes, size);
     char q1[96], q2[96];
     zh_info (
@@ -587,6 +693,7 @@ s_handle_hello (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t ri
         conn = zh_conn_new (sock, ZH_CONN_PEER, rid, rid_len);
         if (!conn) return;
         zh_table_insert (self->conns[sock], rid, rid_len, conn);
+        self->gen++;
     }
     zh_conn_set_peer_endpoint (conn, body->endpoint.ptr, body->endpoint.len);
     conn->last_recv = conn->last_send = self->now;

@@ -85,6 +85,12 @@ struct _zh_broker_t {
     bool stopping_children; //  shutdown phase 1: children first
     bool stop_all_pending;  //  the broker's own bulk stop is running
 
+    uint64_t gen;                        //  bumped on every conns/routes change (BR-5)
+    zh_conn_t *last_conn[ZH_SOCK_COUNT]; //  the last connection looked up, per socket
+    uint8_t last_rid[ZH_SOCK_COUNT][ZH_RID_MAX];
+    size_t last_rid_len[ZH_SOCK_COUNT];
+    uint64_t last_gen[ZH_SOCK_COUNT];
+
     int64_t now; //  ms, monotonic, once per loop turn
     int64_t next_tick;
     bool shutting_down;

@@ -35,6 +35,7 @@ zh_conn_set_proc_id (zh_conn_t *self, const char *proc_id)
 {
     snprintf (self->proc_id, sizeof self->proc_id, "%s", proc_id);
     self->proc_id_len = strlen (self->proc_id);
+    self->src_cache_len = 0; //  a new principal: nothing is vouched for
 }
 
 int
@@ -47,6 +48,7 @@ zh_conn_set_peer_endpoint (zh_conn_t *self, const char *endpoint, size_t len)
     free (self->peer_endpoint);
     self->peer_endpoint = copy;
     self->peer_endpoint_len = len;
+    self->src_cache_len = 0; //  a new principal: nothing is vouched for
     return 0;
 }
 

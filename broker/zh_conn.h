@@ -24,7 +24,9 @@ typedef enum {
     ZH_CONN_PROC        //  a spawned proc on the backend
 } zh_conn_kind_t;
 
-#define ZH_RID_MAX 255
+#define ZH_RID_MAX    255
+#define ZH_ADDR_CACHE 256 //  addresses longer than this are not cached
+#define ZH_ADDR_CACHE 256 //  addresses longer than this are not cached
 
 typedef struct {
     zh_sock_t sock;
@@ -41,8 +43,19 @@ typedef struct {
     int64_t last_recv;  //  ms, monotonic: last message from it
     int64_t last_send;  //  ms, monotonic: last message to it
     bool silent_logged; //  PROC: silence already logged
-    uint64_t msgs_in;   //  SEND/RETURN received from it
-    uint64_t msgs_out;  //  SEND/RETURN delivered to it
+    //  Fast-path caches (BR-5): the last src from this connection that
+    //  passed the address and principal checks; the last dest it sent to,
+    //  parsed (spans point into dest_cache), and that dest's route while
+    //  the broker's table generation is unchanged.
+    char src_cache[ZH_ADDR_CACHE];
+    size_t src_cache_len;
+    char dest_cache[ZH_ADDR_CACHE];
+    size_t dest_cache_len;
+    zh_addr_t dest_addr;
+    void *dest_to;
+    uint64_t dest_to_gen;
+    uint64_t msgs_in;  //  SEND/RETURN received from it
+    uint64_t msgs_out; //  SEND/RETURN delivered to it
 } zh_conn_t;
 
 zh_conn_t *zh_conn_new (zh_sock_t sock, zh_conn_kind_t kind, const uint8_t *rid, size_t rid_len);
