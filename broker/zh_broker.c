@@ -522,15 +522,16 @@ s_check_src (zh_broker_t *self, zh_conn_t *conn, const zh_head_t *head, char *re
     return 0;
 }
 
-//  A SEND or RETURN from a connection that finished its handshake.
+//  A SEND or RETURN from a connection that finished its handshake; its
+//  head frame (frames[0]) is data/size, not checked yet.
 static void
-s_handle_send (zh_broker_t *self, zh_conn_t *conn, size_t count, size_t total)
+s_handle_send (zh_broker_t *self, zh_conn_t *conn, uint8_t *data, size_t size, size_t count,
+               size_t total)
 {
     zmq_msg_t *frames = self->frames;
     zh_head_t head;
     zh_error_t err;
-    uint8_t *data = (uint8_t *)zmq_msg_data (&frames[0]);
-    if (zh_head_decode (&head, data, zmq_msg_size (&frames[0]), &err) != 0) {
+    if (zh_head_decode (&head, data, size, &err) != 0) {
         s_reject (self, conn->sock, conn->rid, conn->rid_len, err.code, err.reason, NULL);
         return;
     }
@@ -784,41 +785,49 @@ s_handle_control (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t 
     }
 }
 
-//  One message from one socket: self->rid and self->frames[0..count).
+//  One message from one socket: self->rid (rid_len bytes) and
+//  self->frames[0..count), the first of size0 bytes.
 static void
-s_handle_message (zh_broker_t *self, zh_sock_t sock, size_t count, size_t total, bool overflow)
+s_handle_message (zh_broker_t *self, zh_sock_t sock, size_t rid_len, size_t size0, size_t count,
+                  size_t total, bool overflow)
 {
     const uint8_t *rid = (const uint8_t *)zmq_msg_data (&self->rid);
-    size_t rid_len = zmq_msg_size (&self->rid);
     zh_conn_t *conn = s_conn_lookup (self, sock, rid, rid_len);
     if (conn) conn->last_recv = self->now;
     if (count == 0) {
         s_reject (self, sock, rid, rid_len, 400, "empty message: no header frame", NULL);
         return;
     }
-    zh_header_t hdr;
-    zh_error_t err;
-    if (zh_header_check (&hdr, (const uint8_t *)zmq_msg_data (&self->frames[0]),
-                         zmq_msg_size (&self->frames[0]), &err) != 0) {
-        s_reject (self, sock, rid, rid_len, err.code, err.reason, NULL);
-        return;
-    }
-    if (zh_command_has_head (hdr.command)) {
+    uint8_t *data = (uint8_t *)zmq_msg_data (&self->frames[0]);
+    if (size0 >= ZH_HEADER_SIZE && zh_command_has_head (data[3])) {
+        //  SEND/RETURN: zh_head_decode checks the header itself.
         if (!conn) {
+            //  §3's order: header (400, 426, 404), then handshake (401).
             zh_head_t head;
-            bool readable = zh_head_decode (&head, (const uint8_t *)zmq_msg_data (&self->frames[0]),
-                                            zmq_msg_size (&self->frames[0]), NULL) == 0;
-            s_reject (self, sock, rid, rid_len, 401, "handshake required before SEND or RETURN",
-                      readable ? &head : NULL);
+            zh_error_t err;
+            if (zh_header_check (NULL, data, size0, &err) != 0)
+                s_reject (self, sock, rid, rid_len, err.code, err.reason, NULL);
+            else {
+                bool readable = zh_head_decode (&head, data, size0, NULL) == 0;
+                s_reject (self, sock, rid, rid_len, 401, "handshake required before SEND or RETURN",
+                          readable ? &head : NULL);
+            }
             return;
         }
         if (overflow) {
             s_reject (self, sock, rid, rid_len, 400, "too many payload frames", NULL);
             return;
         }
-        s_handle_send (self, conn, count, total);
-    } else
-        s_handle_control (self, sock, rid, rid_len, conn, &hdr, count, total);
+        s_handle_send (self, conn, data, size0, count, total);
+        return;
+    }
+    zh_header_t hdr;
+    zh_error_t err;
+    if (zh_header_check (&hdr, data, size0, &err) != 0) {
+        s_reject (self, sock, rid, rid_len, err.code, err.reason, NULL);
+        return;
+    }
+    s_handle_control (self, sock, rid, rid_len, conn, &hdr, count, total);
 }
 
 //  Read up to ZH_BATCH messages from one socket without blocking.
@@ -827,8 +836,9 @@ s_drain_socket (zh_broker_t *self, zh_sock_t sock)
 {
     void *socket = self->socks[sock];
     for (int n = 0; n < ZH_BATCH; n++) {
-        if (zmq_msg_recv (&self->rid, socket, ZMQ_DONTWAIT) == -1) return;
-        size_t count = 0, total = 0;
+        int rid_len = zmq_msg_recv (&self->rid, socket, ZMQ_DONTWAIT);
+        if (rid_len == -1) return;
+        size_t count = 0, total = 0, size0 = 0;
         bool overflow = false;
         while (zmq_msg_more (count ? &self->frames[count - 1] : &self->rid)) {
             if (count == ZH_FRAMES_CAP) {
@@ -842,12 +852,14 @@ s_drain_socket (zh_broker_t *self, zh_sock_t sock)
                 if (!more) break;
                 continue;
             }
-            zmq_msg_recv (&self->frames[count], socket, 0);
-            total += zmq_msg_size (&self->frames[count]);
+            int size = zmq_msg_recv (&self->frames[count], socket, 0);
+            if (size < 0) break;
+            if (count == 0) size0 = (size_t)size;
+            total += (size_t)size;
             count++;
         }
         self->last_activity = self->now;
-        s_handle_message (self, sock, count, total, overflow);
+        s_handle_message (self, sock, (size_t)rid_len, size0, count, total, overflow);
     }
 }
 
