@@ -55,20 +55,12 @@ static int inproc_counter = 0;
 //  ---------------------------------------------------------------------
 //  Small helpers
 
-static int64_t
-s_now_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint64_t
 s_random_u64 (void)
 {
     uint64_t value = 0;
     if (getrandom (&value, sizeof value, 0) != (ssize_t)sizeof value)
-        value = ((uint64_t)rand () << 32) ^ (uint64_t)rand () ^ (uint64_t)s_now_ms ();
+        value = ((uint64_t)rand () << 32) ^ (uint64_t)rand () ^ (uint64_t)zclock_mono ();
     return value;
 }
 
@@ -968,12 +960,12 @@ zh_broker_run (zh_broker_t *self)
     int fds[ZH_POLL_MAX];
     int64_t tick_ms = self->config->heartbeat_ms / 4;
     if (tick_ms < 5) tick_ms = 5;
-    self->now = s_now_ms ();
+    self->now = zclock_mono ();
     self->next_tick = self->now + tick_ms;
     zh_procs_reap (self->procs, self->now); //  a --spawn child may have died already
 
     while (true) {
-        self->now = s_now_ms ();
+        self->now = zclock_mono ();
         if (self->stop_requested) s_begin_shutdown (self, "stop");
         if (self->shutting_down) {
             //  Done at the deadline, or once the connections went quiet.
@@ -1009,7 +1001,7 @@ zh_broker_run (zh_broker_t *self)
             zh_err ("poll", "error=%s", zmq_strerror (errno));
             return 1;
         }
-        self->now = s_now_ms ();
+        self->now = zclock_mono ();
         for (int s = 0; s < ZH_SOCK_COUNT; s++)
             if (items[s].revents & ZMQ_POLLIN) s_drain_socket (self, (zh_sock_t)s);
         if (items[ZH_SOCK_COUNT].revents & ZMQ_POLLIN) s_handle_signals (self);
@@ -1025,7 +1017,7 @@ int
 zh_broker_spawn_thread (zh_broker_t *self, const char *name, zh_thread_main_fn *fn, void *arg,
                         int64_t ready_timeout_ms, zh_error_t *err)
 {
-    self->now = s_now_ms ();
+    self->now = zclock_mono ();
     return zh_procs_spawn_thread (self->procs, name, fn, arg, ready_timeout_ms, self->now, err)
                ? 0
                : -1;
@@ -1263,7 +1255,7 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
         zh_error_set (err, 1, 0, "cannot create the process manager");
         goto fail;
     }
-    self->now = s_now_ms ();
+    self->now = zclock_mono ();
     if (zh_lifecycle_spawn_config (self, err) != 0) goto fail;
     if (!config->curve_secret)
         zh_warn ("security", "curve=off note=\"the frontend is open to anyone who can reach it: "

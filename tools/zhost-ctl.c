@@ -350,14 +350,6 @@ s_parse (options_t *o, int argc, char **argv)
 //  ---------------------------------------------------------------------
 //  Time
 
-static int64_t
-s_now_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 //  How long ctl waits for the answer (ms; -1 forever).
 static int64_t
 s_answer_wait_ms (const options_t *o)
@@ -920,7 +912,7 @@ s_send_control (session_t *s, uint8_t command, const zh_body_t *body)
     int rc = zmq_send (s->sock, header, sizeof header, data ? ZMQ_SNDMORE : 0);
     if (rc >= 0 && data) rc = zmq_send (s->sock, data, size, 0);
     free (data);
-    s->last_sent = s_now_ms ();
+    s->last_sent = zclock_mono ();
     return rc < 0 ? -1 : 0;
 }
 
@@ -938,7 +930,7 @@ static int
 s_wait (session_t *s, message_t *m, int64_t deadline)
 {
     while (true) {
-        int64_t now = s_now_ms ();
+        int64_t now = zclock_mono ();
         if (deadline >= 0 && now >= deadline) return 0;
         if (s->heartbeat_ms > 0 && now - s->last_sent >= s->heartbeat_ms)
             s_send_control (s, ZH_PING, NULL);
@@ -1141,7 +1133,7 @@ s_attach (session_t *s, int64_t timeout_ms)
         s_no_bootstrap (s, "could not send ATTACH");
         return EXIT_NO_BROKER;
     }
-    int64_t deadline = s_now_ms () + timeout_ms;
+    int64_t deadline = zclock_mono () + timeout_ms;
     message_t m;
     while (true) {
         int rc = s_wait (s, &m, deadline);
@@ -1195,7 +1187,7 @@ s_send_request (session_t *s)
                               (const uint8_t *)request.data, request.size)
              : -1;
     int rc = written < 0 ? -1 : zmq_send (s->sock, head, (size_t)written, 0);
-    s->last_sent = s_now_ms ();
+    s->last_sent = zclock_mono ();
     free (head);
     msgpack_sbuffer_destroy (&request);
     msgpack_sbuffer_destroy (&meta);
@@ -1304,7 +1296,7 @@ s_handle_message (session_t *s, const message_t *m)
 static int
 s_await_answer (session_t *s, int64_t wait_ms)
 {
-    int64_t deadline = wait_ms < 0 ? -1 : s_now_ms () + wait_ms;
+    int64_t deadline = wait_ms < 0 ? -1 : zclock_mono () + wait_ms;
     message_t m;
     while (true) {
         int rc = s_wait (s, &m, deadline);
@@ -1334,7 +1326,7 @@ s_close (session_t *s)
     if (s_send_reason (s, ZH_BYE, "done") != 0) return;
     int64_t bound = s->heartbeat_ms > 0 ? 3 * s->heartbeat_ms : BYE_WAIT_MAX_MS;
     if (bound > BYE_WAIT_MAX_MS) bound = BYE_WAIT_MAX_MS;
-    int64_t deadline = s_now_ms () + bound;
+    int64_t deadline = zclock_mono () + bound;
     message_t m;
     while (s_wait (s, &m, deadline) > 0) {
         int command = s_command_of (&m);
