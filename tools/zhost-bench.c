@@ -317,7 +317,11 @@ client_open (void *ctx, sys_t sys, const char *endpoint)
     c->sys = sys;
     c->hb_ns = 1000000000;
     c->idle_ns = (int64_t)opts.timeout_ms * 1000000;
-    if (getrandom (c->id, ID_LEN, 0) != ID_LEN) srand48 (now_ns ());
+    if (getrandom (c->id, ID_LEN, 0) != ID_LEN) {
+        srand48 (now_ns () ^ (long)c);
+        for (int i = 0; i < ID_LEN; i++)
+            c->id[i] = (uint8_t)lrand48 ();
+    }
     if (c->id[0] == 0) c->id[0] = 1;
     c->sock = zmq_socket (ctx, ZMQ_DEALER);
     zmq_setsockopt (c->sock, ZMQ_ROUTING_ID, c->id, ID_LEN);
@@ -883,9 +887,15 @@ receiver_gives_up (role_t *r, size_t *seen, int64_t *progress_ns)
         *seen = r->done;
         *progress_ns = now;
     }
-    if (now - *progress_ns > c->idle_ns)
-        return client_fail (c, "silent for %d ms", opts.timeout_ms), true;
-    return now > r->run->deadline_ns && client_fail (c, "time limit");
+    if (now - *progress_ns > c->idle_ns) {
+        client_fail (c, "silent for %d ms", opts.timeout_ms);
+        return true;
+    }
+    if (now > r->run->deadline_ns) {
+        client_fail (c, "time limit of %d ms", opts.time_limit_ms);
+        return true;
+    }
+    return false;
 }
 
 static void *
@@ -949,7 +959,7 @@ first_error (client_t **cs, int n, char *out, size_t cap)
 }
 
 static void
-tp_collect (run_t *run, role_t *rxr, int pairs, int64_t t0, tp_result_t *res)
+tp_collect (role_t *rxr, int pairs, int64_t t0, tp_result_t *res)
 {
     int64_t last = t0;
     for (int i = 0; i < pairs; i++) {
@@ -958,7 +968,6 @@ tp_collect (run_t *run, role_t *rxr, int pairs, int64_t t0, tp_result_t *res)
     }
     res->seconds = (double)(last - t0) / 1e9;
     res->rate = res->seconds > 0 ? (double)res->received / res->seconds : 0;
-    (void)run;
 }
 
 static int
@@ -990,7 +999,7 @@ throughput_run (void *ctx, const server_t *srv, int pairs, size_t size, size_t c
     int64_t t0 = now_ns ();
     for (int i = 0; i < 2 * pairs; i++)
         pthread_join (threads[i], NULL);
-    tp_collect (&run, roles, pairs, t0, res);
+    tp_collect (roles, pairs, t0, res);
     first_error (cs, 2 * pairs, res->error, sizeof res->error);
     close_clients (cs, 2 * pairs);
     pthread_barrier_destroy (&run.start);
