@@ -148,7 +148,7 @@ static int
 scan_uid_part (const char *s, size_t end, size_t i, size_t *next, zh_id_t *id, zh_error_t *err)
 {
     size_t open = i;
-    size_t stop;
+    size_t stop = 0;
     if (scan_uid58 (s, end, i + 1, &stop, &id->uid, err)) return -1;
     if (stop == end || s[stop] == '@')
         return zh_error_set (err, ZH_ERR_ADDR, open, "id: unclosed '<' at %zu", open);
@@ -437,8 +437,8 @@ int
 zh_uid58_decode (const char *text, size_t len, uint64_t *value, zh_error_t *err)
 {
     if (text == NULL || len == 0) return zh_error_set (err, ZH_ERR_ADDR, 0, "uid58: empty at 0");
-    size_t stop;
-    uint64_t decoded;
+    size_t stop = 0;
+    uint64_t decoded = 0;
     if (scan_uid58 (text, len, 0, &stop, &decoded, err)) return -1;
     if (stop != len)
         return zh_error_set (err, ZH_ERR_ADDR, stop, "uid58: '%s' at %zu is not a base58 digit",

@@ -834,7 +834,7 @@ zh_return_meta_encode (const zh_failure_t *prior, size_t prior_count, const char
 static int
 s_failure_read (mp_cursor_t *cur, zh_failure_t *failure, size_t index, zh_error_t *err)
 {
-    uint64_t pairs;
+    uint64_t pairs = 0;
     if (mp_read_map (cur, &pairs))
         return zh_error_set (err, ZH_ERR_MALFORMED, cur->off,
                              "RETURN meta: failure %zu is not a map", index);
@@ -886,7 +886,7 @@ zh_return_meta_decode (zh_return_meta_t *rm, const uint8_t *data, size_t size, z
         return zh_error_set (err, ZH_ERR_MALFORMED, 0, "RETURN meta: not exactly one msgpack map");
 
     mp_cursor_t cur = {data, size, 0};
-    uint64_t pairs;
+    uint64_t pairs = 0;
     mp_read_map (&cur, &pairs);
     unsigned seen = 0;
     for (uint64_t i = 0; i < pairs; i++) {
@@ -924,7 +924,7 @@ zh_return_meta_decode (zh_return_meta_t *rm, const uint8_t *data, size_t size, z
 static int
 s_meta_seek (mp_cursor_t *cur, const char *name)
 {
-    uint64_t pairs;
+    uint64_t pairs = 0;
     if (!cur->data || mp_read_map (cur, &pairs)) return -1;
     for (uint64_t i = 0; i < pairs; i++) {
         zh_span_t key;

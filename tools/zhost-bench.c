@@ -464,8 +464,8 @@ client_recv_payload (client_t *c, const uint8_t **p, size_t *len, int flags)
 static int
 client_service (client_t *c)
 {
-    const uint8_t *p;
-    size_t len;
+    const uint8_t *p = NULL;
+    size_t len = 0;
     int rc;
     while ((rc = client_recv_payload (c, &p, &len, ZMQ_DONTWAIT)) == 1)
         ;
@@ -616,8 +616,8 @@ client_register (client_t *c)
 {
     if (c->sys == SYS_ZHOST) return zhost_attach (c);
     static const uint8_t empty[1];
-    const uint8_t *p;
-    size_t len;
+    const uint8_t *p = NULL;
+    size_t len = 0;
     client_set_peer (c, c);
     if (client_send_payload (c, empty, 0) < 0) return -1;
     return client_wait_payload (c, &p, &len, opts.timeout_ms) == 1 ? 0 : -1;
@@ -903,8 +903,8 @@ receiver_main (void *arg)
 {
     role_t *r = arg;
     client_t *c = r->client;
-    const uint8_t *p;
-    size_t len, seen = 0, bad = 0;
+    const uint8_t *p = NULL;
+    size_t len = 0, seen = 0, bad = 0;
     pthread_barrier_wait (&r->run->start);
     int64_t progress_ns = now_ns ();
     while (r->done < r->run->count) {
@@ -1025,8 +1025,8 @@ echo_main (void *arg)
 {
     role_t *r = arg;
     client_t *c = r->client;
-    const uint8_t *p;
-    size_t len;
+    const uint8_t *p = NULL;
+    size_t len = 0;
     int64_t progress_ns = now_ns ();
     for (;;) {
         int rc = client_recv_payload (c, &p, &len, 0);
@@ -1050,8 +1050,8 @@ echo_main (void *arg)
 static int64_t
 round_trip (client_t *a, uint8_t *payload, size_t size, uint64_t seq)
 {
-    const uint8_t *p;
-    size_t len;
+    const uint8_t *p = NULL;
+    size_t len = 0;
     memcpy (payload, &seq, sizeof seq);
     int64_t t0 = now_ns ();
     if (client_send_payload (a, payload, size) < 0) return -1;
