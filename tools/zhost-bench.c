@@ -56,6 +56,13 @@
 
 #include "zh_proto.h"
 
+#if defined(__has_include)
+#if __has_include(<zhost/zhost.h>)
+#include <zhost/zhost.h>
+#define HAVE_LIBZHOST 1
+#endif
+#endif
+
 #define ID_LEN     16                      //  routing id of every client
 #define PREFIX_MAX (14 + 2 * ZH_FIELD_MAX) //  a head without its inline part
 #define FRAMES_MAX 4                       //  frames a client keeps per message
@@ -64,7 +71,7 @@
 #define MAX_REPEAT 15
 #define STOP_BYTE  'Q' //  a 1-byte payload that ends an echo
 
-typedef enum { SYS_ZHOST, SYS_CLASSIC, SYS_BARE, SYS_COUNT } sys_t;
+typedef enum { SYS_ZHOST, SYS_CLASSIC, SYS_BARE, SYS_COUNT, CHILD_RAW, CHILD_LIB } sys_t;
 static const char *sys_names[SYS_COUNT] = {"zhost", "classic", "bare"};
 
 //  ---------------------------------------------------------------------
@@ -86,6 +93,12 @@ typedef struct {
     bool callgrind;
     bool json;
     bool enabled[SYS_COUNT];
+    bool spawn_mode;       //  --spawn-latency: spawn/stop latency only
+    bool lib_mode;         //  --lib: libzhost beside the raw zhost client only
+    const char *test_proc; //  zh-test-proc, NULL when not found
+    size_t spawn_count;    //  procs spawned, stopped, then bulk-stopped
+    int max_in_flight;     //  of the bulk stop_all
+    size_t lib_cg_count;   //  messages of the client-side callgrind run (0: none)
 } opts_t;
 
 static opts_t opts = {
@@ -99,6 +112,9 @@ static opts_t opts = {
     .io_threads = 1,
     .cg_count = 100000,
     .enabled = {true, true, true},
+    .spawn_count = 50,
+    .max_in_flight = 16,
+    .lib_cg_count = 20000,
 };
 
 static int64_t
@@ -673,6 +689,7 @@ typedef struct {
     pthread_t drainer;
     bool running;
     bool valgrind;
+    bool spawner; //  zhost: started for the spawn/stop measurement
     char endpoint[512];
     char runtime_dir[64];
 } server_t;
@@ -741,6 +758,10 @@ server_argv (server_t *s, const char *cg_out, char *hwm, char *cg_arg, const cha
         argv[n++] = s->runtime_dir;
         argv[n++] = "--log-level";
         argv[n++] = "warn";
+        if (s->spawner) {
+            argv[n++] = "--terminate-timeout";
+            argv[n++] = "5s";
+        }
     } else {
         argv[n++] = opts.self;
         argv[n++] = s->sys == SYS_BARE ? "--bare" : "--forwarder";
@@ -769,11 +790,13 @@ spawn_child (const char **argv, int out_fd, int close_fd)
 static int remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw);
 
 //  Start a server (under callgrind when cg_out is set) and wait for ready.
+//  spawner: the broker gets --terminate-timeout 5s (spawn/stop latency).
 static int
-server_start (server_t *s, sys_t sys, const char *cg_out)
+server_start_as (server_t *s, sys_t sys, const char *cg_out, bool spawner)
 {
     memset (s, 0, sizeof *s);
     s->sys = sys;
+    s->spawner = spawner && sys == SYS_ZHOST;
     s->valgrind = cg_out != NULL;
     snprintf (s->runtime_dir, sizeof s->runtime_dir, "/tmp/zhost-bench-XXXXXX");
     if (sys == SYS_ZHOST && !mkdtemp (s->runtime_dir)) return -1;
@@ -795,6 +818,12 @@ server_start (server_t *s, sys_t sys, const char *cg_out)
     }
     s->running = pthread_create (&s->drainer, NULL, drain_main, s) == 0;
     return 0;
+}
+
+static int
+server_start (server_t *s, sys_t sys, const char *cg_out)
+{
+    return server_start_as (s, sys, cg_out, false);
 }
 
 //  SIGTERM, wait (SIGKILL after timeout_ms), clean up. The exit status.
@@ -1114,6 +1143,570 @@ latency_run (void *ctx, const server_t *srv, size_t size, rtt_result_t *res)
     return res->done == res->expected ? 0 : -1;
 }
 
+static bool file_exists (const char *path);
+
+//  ---------------------------------------------------------------------
+//  Spawn and stop latency: a raw zhost client on the broker's control
+//  socket asks the host agent (host_agent.service:1@<endpoint>) to spawn
+//  zh-test-proc, one proc at a time (answered once the proc sent READY),
+//  then to stop each (answered once it exited), then, after spawning a
+//  second set, to stop_all of them with max_in_flight.
+
+typedef struct {
+    bool ok;
+    char status[32];   //  stop: the proc's end ("stopped")
+    char code[64];     //  ok false: error.code
+    char message[256]; //  ok false: error.message
+    int64_t attempted; //  stop_all
+    int64_t stopped;   //  stop_all
+    int64_t failed;    //  stop_all
+} answer_t;
+
+typedef struct {
+    size_t count;      //  procs asked for
+    size_t spawned;    //  spawn answers ok
+    size_t stopped;    //  stop answers ok with status "stopped"
+    int64_t *spawn_ns; //  each spawn → READY
+    int64_t *stop_ns;  //  each stop → exit
+    double bulk_ms;    //  stop_all of the second set, NAN if not run
+    size_t bulk_count; //  procs in the second set
+    answer_t bulk;     //  stop_all's answer
+    bool run;
+    char error[300];
+} spawn_result_t;
+
+static spawn_result_t spawn_res = {.bulk_ms = NAN};
+
+static void
+answer_field (answer_t *a, const msgpack_object_kv *kv)
+{
+    const msgpack_object *v = &kv->val;
+    if (key_is (&kv->key, "ok")) a->ok = v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean;
+    if (key_is (&kv->key, "status")) copy_str (a->status, sizeof a->status, v);
+    if (key_is (&kv->key, "attempted")) a->attempted = obj_int (v);
+    if (key_is (&kv->key, "stopped")) a->stopped = obj_int (v);
+    if (key_is (&kv->key, "failed")) a->failed = obj_int (v);
+    if (key_is (&kv->key, "error") && v->type == MSGPACK_OBJECT_MAP)
+        for (uint32_t i = 0; i < v->via.map.size; i++) {
+            const msgpack_object_kv *e = &v->via.map.ptr[i];
+            if (key_is (&e->key, "code")) copy_str (a->code, sizeof a->code, &e->val);
+            if (key_is (&e->key, "message")) copy_str (a->message, sizeof a->message, &e->val);
+        }
+}
+
+static int
+answer_parse (const uint8_t *data, size_t size, answer_t *a)
+{
+    memset (a, 0, sizeof *a);
+    msgpack_unpacked u;
+    msgpack_unpacked_init (&u);
+    size_t off = 0;
+    int rc = -1;
+    if (msgpack_unpack_next (&u, (const char *)data, size, &off) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < u.data.via.map.size; i++)
+            answer_field (a, &u.data.via.map.ptr[i]);
+        rc = 0;
+    }
+    msgpack_unpacked_destroy (&u);
+    return rc;
+}
+
+//  Send one request (a packed msgpack map) to the host agent, meta
+//  {"reply": our port 1, "seq": n}, RETURN_UNDELIVERABLE set; wait up to
+//  timeout_ms for the answer at our port. 0 (ok true) or -1 (c->error).
+static int
+agent_call (client_t *c, const msgpack_sbuffer *req, int timeout_ms, answer_t *ans)
+{
+    static uint64_t seq;
+    char dest[600], src[600], reply[600];
+    snprintf (dest, sizeof dest, "host_agent.service:1@%s", c->host);
+    snprintf (src, sizeof src, "a.%s@%s", c->proc, c->host);
+    snprintf (reply, sizeof reply, "a.%s:1@%s", c->proc, c->host);
+    msgpack_sbuffer meta;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&meta);
+    msgpack_packer_init (&pk, &meta, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 2);
+    pack_str (&pk, "reply");
+    pack_str (&pk, reply);
+    pack_str (&pk, "seq");
+    msgpack_pack_uint64 (&pk, ++seq);
+    size_t cap = zh_head_size (strlen (dest), strlen (src), meta.size, req->size);
+    uint8_t *head = malloc (cap);
+    long n = head ? zh_head_write (head, cap, ZH_SEND, ZH_TTL_DEFAULT,
+                                   ZH_FLAG_INLINE | ZH_FLAG_RETURN_UNDELIVERABLE, dest,
+                                   strlen (dest), src, strlen (src), (const uint8_t *)meta.data,
+                                   meta.size, (const uint8_t *)req->data, req->size)
+                  : -1;
+    msgpack_sbuffer_destroy (&meta);
+    size_t returned = c->returned;
+    int rc = n < 0 ? client_fail (c, "agent request does not fit a head")
+                   : send_copy (c, head, (size_t)n, NULL, 0, 0);
+    free (head);
+    if (rc < 0) return -1;
+    const uint8_t *p = NULL;
+    size_t len = 0;
+    int64_t deadline = now_ns () + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        rc = client_recv_payload (c, &p, &len, 0);
+        if (rc < 0) return -1;
+        if (c->returned != returned) return client_fail (c, "the agent request came back");
+        if (rc == 1) break;
+        if (now_ns () > deadline) return client_fail (c, "no answer within %d ms", timeout_ms);
+        client_keepalive (c, now_ns ());
+    }
+    if (!p || answer_parse (p, len, ans) < 0) return client_fail (c, "unreadable agent answer");
+    if (!ans->ok) return client_fail (c, "agent: %s: %s", ans->code, ans->message);
+    return 0;
+}
+
+static void
+pack_op (msgpack_sbuffer *sb, const char *op, const char *name, const char *argv0, int mif)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_clear (sb);
+    msgpack_packer_init (&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 1 + (name != NULL) + (argv0 != NULL) + (mif > 0));
+    pack_str (&pk, "op");
+    pack_str (&pk, op);
+    if (name) {
+        pack_str (&pk, "name");
+        pack_str (&pk, name);
+    }
+    if (argv0) {
+        pack_str (&pk, "argv");
+        msgpack_pack_array (&pk, 1);
+        pack_str (&pk, argv0);
+    }
+    if (mif > 0) {
+        pack_str (&pk, "max_in_flight");
+        msgpack_pack_int (&pk, mif);
+    }
+}
+
+//  Spawn `count` procs named <prefix><i>, one at a time; times into ns
+//  (may be NULL). The number spawned.
+static size_t
+spawn_set (client_t *c, msgpack_sbuffer *sb, const char *prefix, size_t count, int64_t *ns)
+{
+    char name[32];
+    answer_t ans;
+    for (size_t i = 0; i < count; i++) {
+        snprintf (name, sizeof name, "%s%zu", prefix, i);
+        pack_op (sb, "spawn", name, opts.test_proc, 0);
+        int64_t t0 = now_ns ();
+        if (agent_call (c, sb, opts.timeout_ms, &ans) < 0) return i;
+        if (ns) ns[i] = now_ns () - t0;
+    }
+    return count;
+}
+
+static void
+spawn_measure (client_t *c, spawn_result_t *res)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init (&sb);
+    answer_t ans;
+    char name[32];
+    res->spawned = spawn_set (c, &sb, "s", res->count, res->spawn_ns);
+    for (size_t i = 0; i < res->spawned; i++) {
+        snprintf (name, sizeof name, "s%zu", i);
+        pack_op (&sb, "stop", name, NULL, 0);
+        int64_t t0 = now_ns ();
+        if (agent_call (c, &sb, 10000 + opts.timeout_ms, &ans) < 0) break;
+        res->stop_ns[res->stopped++] = now_ns () - t0;
+        if (strcmp (ans.status, "stopped") != 0)
+            client_fail (c, "s%zu ended %s, not stopped", i, ans.status);
+    }
+    if (res->stopped == res->count) {
+        res->bulk_count = spawn_set (c, &sb, "b", res->count, NULL);
+        pack_op (&sb, "stop_all", NULL, NULL, opts.max_in_flight);
+        int64_t t0 = now_ns ();
+        if (res->bulk_count == res->count && agent_call (c, &sb, 60000, &res->bulk) == 0)
+            res->bulk_ms = (double)(now_ns () - t0) / 1e6;
+    }
+    msgpack_sbuffer_destroy (&sb);
+}
+
+static int
+measure_spawn (void *ctx)
+{
+    spawn_result_t *res = &spawn_res;
+    res->run = true;
+    res->count = opts.spawn_count;
+    if (!opts.test_proc || !file_exists (opts.test_proc)) {
+        snprintf (res->error, sizeof res->error, "no zh-test-proc (--test-proc PATH)");
+        return -1;
+    }
+    server_t srv;
+    char control[128];
+    if (server_start_as (&srv, SYS_ZHOST, NULL, true) < 0) {
+        snprintf (res->error, sizeof res->error, "the broker did not start");
+        return -1;
+    }
+    snprintf (control, sizeof control, "ipc://%s/control", srv.runtime_dir);
+    res->spawn_ns = calloc (res->count, sizeof (int64_t));
+    res->stop_ns = calloc (res->count, sizeof (int64_t));
+    client_t *c = client_open (ctx, SYS_ZHOST, control);
+    if (c && client_register (c) == 0) spawn_measure (c, res);
+    if (c && c->error[0]) snprintf (res->error, sizeof res->error, "%s", c->error);
+    if (!c) snprintf (res->error, sizeof res->error, "cannot connect to %s", control);
+    client_close (&c);
+    server_stop (&srv, 30000); //  stops whatever proc is left
+    fprintf (stderr, "spawn: %zu/%zu spawned, %zu stopped, stop_all %.1f ms%s%s\n", res->spawned,
+             res->count, res->stopped, res->bulk_ms, res->error[0] ? "  " : "", res->error);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  libzhost clients: the same 64 B throughput 1→1 and ping-pong, each
+//  client a libzhost proc attached to the broker's frontend, posting from
+//  an actor to a port whose handler counts (or answers).
+
+typedef struct {
+    double tp[MAX_REPEAT], p50[MAX_REPEAT], p99[MAX_REPEAT];
+    int n_tp, n_rtt;
+    size_t lost_tp, lost_rtt;
+    double tp_med, p50_med, p99_med;
+    bool run;
+    //  client-side instructions per message (callgrind), raw and lib
+    bool cg_run;
+    double cg_raw, cg_lib;
+    char cg_note[300];
+} lib_result_t;
+
+static lib_result_t lib_res = {
+    .tp_med = NAN, .p50_med = NAN, .p99_med = NAN, .cg_raw = NAN, .cg_lib = NAN};
+
+#ifdef HAVE_LIBZHOST
+typedef struct {
+    zhost_proc_t *proc;
+    zhost_actor_t *actor;
+    char dest[600];  //  the peer's port 1
+    size_t size;     //  expected payload size
+    size_t received; //  payloads at our port
+    size_t bad;      //  of the wrong size
+    bool echo;       //  send each payload back to dest
+    bool stop;       //  echo: the STOP_BYTE arrived
+    uint64_t last;   //  the first 8 bytes of the last payload
+    char error[256];
+} lib_client_t;
+
+static int
+lib_fail (lib_client_t *c, const char *fmt, ...)
+{
+    if (c->error[0] == 0) {
+        va_list ap;
+        va_start (ap, fmt);
+        vsnprintf (c->error, sizeof c->error, fmt, ap);
+        va_end (ap);
+    }
+    return -1;
+}
+
+static int
+lib_on_msg (zhost_actor_t *actor, const zhost_msg_t *msg, void *arg)
+{
+    lib_client_t *c = arg;
+    const zhost_part_t *p = msg->part_count ? &msg->parts[0] : NULL;
+    size_t len = p ? p->size : 0;
+    if (c->echo) {
+        c->received++;
+        if (len == 1 && ((const uint8_t *)p->data)[0] == STOP_BYTE) {
+            c->stop = true;
+            return 0;
+        }
+        zhost_post_opts_t o = {.no_return = true};
+        zhost_error_t err;
+        if (zhost_proc_post (c->proc, actor, c->dest, p, p ? 1 : 0, &o, &err) < 0)
+            return lib_fail (c, "echo: %s", err.message), 1;
+        return 0;
+    }
+    c->received++;
+    if (len >= sizeof c->last) memcpy (&c->last, p->data, sizeof c->last);
+    c->bad += len != c->size;
+    return 0;
+}
+
+//  Attach a libzhost proc with one actor (name) listening on port 1.
+static lib_client_t *
+lib_open (const char *endpoint, const char *name, size_t size)
+{
+    lib_client_t *c = calloc (1, sizeof *c);
+    zhost_error_t err;
+    c->size = size;
+    c->proc = zhost_proc_attach (endpoint, "bench", &err);
+    if (!c->proc) {
+        fprintf (stderr, "zhost-bench: libzhost attach to %s: %s\n", endpoint, err.message);
+        free (c);
+        return NULL;
+    }
+    c->actor = zhost_proc_spawn_actor (c->proc, name, NULL, NULL);
+    if (!c->actor || zhost_actor_open_port (c->actor, 1, lib_on_msg, c) < 0) {
+        fprintf (stderr, "zhost-bench: libzhost: cannot install actor %s\n", name);
+        zhost_proc_destroy (&c->proc);
+        free (c);
+        return NULL;
+    }
+    return c;
+}
+
+static void
+lib_set_peer (lib_client_t *c, lib_client_t *peer)
+{
+    zhost_actor_port_addr (peer->actor, 1, c->dest, sizeof c->dest);
+}
+
+static void
+lib_close (lib_client_t **c_p)
+{
+    if (!*c_p) return;
+    zhost_proc_destroy (&(*c_p)->proc); //  a clean stop: BYE, the broker's BYE
+    free (*c_p);
+    *c_p = NULL;
+}
+
+typedef struct {
+    lib_client_t *c;
+    size_t count;
+    const uint8_t *payload;
+    pthread_barrier_t *start;
+    atomic_int *abort;
+    atomic_int *rx_done;
+    int64_t deadline_ns;
+    int64_t last_ns; //  receiver: when the last payload arrived
+    size_t sent;
+} lib_role_t;
+
+//  Post, stepping the proc while its own queue is full. 0 or -1.
+static int
+lib_post (lib_role_t *r, const zhost_part_t *part, int64_t idle_ns)
+{
+    zhost_post_opts_t o = {.no_return = true};
+    zhost_error_t err;
+    int64_t blocked_since = 0;
+    while (zhost_proc_post (r->c->proc, r->c->actor, r->c->dest, part, 1, &o, &err) < 0) {
+        if (err.code != ZHOST_E_SOCKET) return lib_fail (r->c, "post: %s", err.message);
+        int64_t now = now_ns ();
+        if (!blocked_since) blocked_since = now;
+        if (atomic_load (r->abort) || now - blocked_since > idle_ns || now > r->deadline_ns)
+            return lib_fail (r->c, "post blocked: %s", err.message);
+        if (zhost_proc_step (r->c->proc, SLICE_MS) < 0) return lib_fail (r->c, "proc closed");
+    }
+    return 0;
+}
+
+static void *
+lib_sender_main (void *arg)
+{
+    lib_role_t *r = arg;
+    zhost_part_t part = {r->payload, r->c->size};
+    int64_t idle_ns = (int64_t)opts.timeout_ms * 1000000;
+    pthread_barrier_wait (r->start);
+    size_t i;
+    for (i = 0; i < r->count; i++) {
+        if ((i & 1023) == 0) {
+            if (atomic_load (r->abort) || now_ns () > r->deadline_ns) break;
+            if (zhost_proc_step (r->c->proc, 0) < 0) break;
+        }
+        if (lib_post (r, &part, idle_ns) < 0) break;
+    }
+    r->sent = i;
+    if (i < r->count) atomic_store (r->abort, 1);
+    //  What waits in the proc's own queue goes out as the loop runs.
+    while (!atomic_load (r->rx_done) && !atomic_load (r->abort) && now_ns () < r->deadline_ns)
+        if (zhost_proc_step (r->c->proc, SLICE_MS) < 0) break;
+    return NULL;
+}
+
+static void *
+lib_receiver_main (void *arg)
+{
+    lib_role_t *r = arg;
+    lib_client_t *c = r->c;
+    int64_t idle_ns = (int64_t)opts.timeout_ms * 1000000;
+    pthread_barrier_wait (r->start);
+    int64_t progress_ns = now_ns ();
+    size_t seen = 0;
+    while (c->received < r->count) {
+        if (zhost_proc_step (c->proc, SLICE_MS) < 0) {
+            lib_fail (c, "proc closed: %s", zhost_proc_reason (c->proc));
+            break;
+        }
+        int64_t now = now_ns ();
+        if (c->received != seen) seen = c->received, progress_ns = now;
+        if (atomic_load (r->abort)) break;
+        if (now - progress_ns > idle_ns || now > r->deadline_ns) {
+            lib_fail (c, "silent for %d ms or over the time limit", opts.timeout_ms);
+            break;
+        }
+    }
+    r->last_ns = now_ns ();
+    atomic_store (r->rx_done, 1);
+    if (c->bad) lib_fail (c, "%zu payloads of the wrong size", c->bad);
+    return NULL;
+}
+
+static void
+lib_error (lib_client_t **cs, int n, char *out, size_t cap)
+{
+    for (int i = 0; i < n && !out[0]; i++)
+        if (cs[i] && cs[i]->error[0]) snprintf (out, cap, "%s", cs[i]->error);
+}
+
+//  64 B (size) 1→1 with libzhost clients: count posts, timed from the
+//  start to the last arrival at the receiver's handler.
+static int
+lib_throughput_run (const char *endpoint, size_t size, size_t count, tp_result_t *res)
+{
+    memset (res, 0, sizeof *res);
+    res->expected = count;
+    lib_client_t *cs[2] = {lib_open (endpoint, "b", size), lib_open (endpoint, "a", size)};
+    if (!cs[0] || !cs[1]) {
+        snprintf (res->error, sizeof res->error, "libzhost attach failed");
+        lib_close (&cs[0]), lib_close (&cs[1]);
+        return -1;
+    }
+    lib_set_peer (cs[1], cs[0]);
+    uint8_t *payload = malloc (size ? size : 1);
+    memset (payload, 0xA5, size);
+    pthread_barrier_t start;
+    atomic_int abort_flag = 0, rx_done = 0;
+    pthread_barrier_init (&start, NULL, 3);
+    lib_role_t roles[2];
+    for (int i = 0; i < 2; i++)
+        roles[i] = (lib_role_t){.c = cs[i],
+                                .count = count,
+                                .payload = payload,
+                                .start = &start,
+                                .abort = &abort_flag,
+                                .rx_done = &rx_done,
+                                .deadline_ns = now_ns () + (int64_t)opts.time_limit_ms * 1000000};
+    pthread_t threads[2];
+    pthread_create (&threads[0], NULL, lib_receiver_main, &roles[0]);
+    pthread_create (&threads[1], NULL, lib_sender_main, &roles[1]);
+    pthread_barrier_wait (&start);
+    int64_t t0 = now_ns ();
+    pthread_join (threads[0], NULL);
+    pthread_join (threads[1], NULL);
+    res->received = cs[0]->received;
+    res->seconds = (double)(roles[0].last_ns - t0) / 1e9;
+    res->rate = res->seconds > 0 ? (double)res->received / res->seconds : 0;
+    lib_error (cs, 2, res->error, sizeof res->error);
+    lib_close (&cs[0]), lib_close (&cs[1]);
+    pthread_barrier_destroy (&start);
+    free (payload);
+    return res->received == res->expected ? 0 : -1;
+}
+
+static void *
+lib_echo_main (void *arg)
+{
+    lib_role_t *r = arg;
+    lib_client_t *c = r->c;
+    int64_t idle_ns = (int64_t)opts.timeout_ms * 1000000, progress_ns = now_ns ();
+    size_t seen = 0;
+    while (!c->stop && !atomic_load (r->abort)) {
+        if (zhost_proc_step (c->proc, SLICE_MS) < 0) {
+            lib_fail (c, "echo: proc closed");
+            break;
+        }
+        int64_t now = now_ns ();
+        if (c->received != seen) seen = c->received, progress_ns = now;
+        if (now - progress_ns > idle_ns) {
+            lib_fail (c, "echo: silent for %d ms", opts.timeout_ms);
+            break;
+        }
+    }
+    return NULL;
+}
+
+//  One libzhost round trip of payload carrying seq: ns, or -1.
+static int64_t
+lib_round_trip (lib_role_t *r, uint8_t *payload, size_t size, uint64_t seq)
+{
+    lib_client_t *a = r->c;
+    zhost_part_t part = {payload, size};
+    memcpy (payload, &seq, sizeof seq);
+    int64_t t0 = now_ns ();
+    if (lib_post (r, &part, (int64_t)opts.timeout_ms * 1000000) < 0) return -1;
+    int64_t deadline = t0 + (int64_t)opts.timeout_ms * 1000000;
+    while (a->last != seq) {
+        if (zhost_proc_step (a->proc, SLICE_MS) < 0) return lib_fail (a, "proc closed");
+        if (now_ns () > deadline) return lib_fail (a, "no echo for %d ms", opts.timeout_ms);
+    }
+    return now_ns () - t0;
+}
+
+static int
+lib_latency_run (const char *endpoint, size_t size, rtt_result_t *res)
+{
+    uint8_t payload[1024 + sizeof (uint64_t)] = {0}, stop = STOP_BYTE;
+    memset (res, 0, sizeof *res);
+    res->expected = opts.rtt_count;
+    if (size < sizeof (uint64_t) || size > sizeof payload) return -1;
+    lib_client_t *cs[2] = {lib_open (endpoint, "b", size), lib_open (endpoint, "a", size)};
+    if (!cs[0] || !cs[1]) {
+        snprintf (res->error, sizeof res->error, "libzhost attach failed");
+        lib_close (&cs[0]), lib_close (&cs[1]);
+        return -1;
+    }
+    cs[0]->echo = true;
+    lib_set_peer (cs[0], cs[1]);
+    lib_set_peer (cs[1], cs[0]);
+    atomic_int abort_flag = 0, rx_done = 0;
+    int64_t deadline = now_ns () + (int64_t)opts.time_limit_ms * 1000000;
+    lib_role_t echo = {.c = cs[0], .abort = &abort_flag, .rx_done = &rx_done};
+    lib_role_t ping = {
+        .c = cs[1], .abort = &abort_flag, .rx_done = &rx_done, .deadline_ns = deadline};
+    int64_t *rtt = calloc (opts.rtt_count + 1, sizeof *rtt);
+    pthread_t thread;
+    pthread_create (&thread, NULL, lib_echo_main, &echo);
+    for (size_t i = 0; i < opts.warmup + opts.rtt_count && now_ns () < deadline; i++) {
+        int64_t t = lib_round_trip (&ping, payload, size, i + 1);
+        if (t < 0) break;
+        if (i >= opts.warmup) rtt[res->done++] = t;
+    }
+    zhost_part_t part = {&stop, 1};
+    if (lib_post (&ping, &part, (int64_t)opts.timeout_ms * 1000000) < 0)
+        atomic_store (&abort_flag, 1);
+    zhost_proc_step (cs[1]->proc, 0);
+    pthread_join (thread, NULL);
+    rtt_stats (rtt, res->done, res);
+    free (rtt);
+    lib_error (cs, 2, res->error, sizeof res->error);
+    lib_close (&cs[0]), lib_close (&cs[1]);
+    return res->done == res->expected ? 0 : -1;
+}
+#endif
+
+//  Child mode for callgrind: one 64 B 1→1 run of opts.count messages
+//  with raw (lib false) or libzhost clients against a running broker.
+static int
+client_child_main (bool lib, const char *endpoint)
+{
+    tp_result_t res;
+    int rc = -1;
+    if (lib) {
+#ifdef HAVE_LIBZHOST
+        rc = lib_throughput_run (endpoint, 64, opts.count, &res);
+#else
+        fprintf (stderr, "zhost-bench: built without libzhost\n");
+        return 1;
+#endif
+    } else {
+        void *ctx = zmq_ctx_new ();
+        server_t srv = {.sys = SYS_ZHOST};
+        snprintf (srv.endpoint, sizeof srv.endpoint, "%s", endpoint);
+        rc = throughput_run (ctx, &srv, 1, 64, opts.count, &res);
+        zmq_ctx_term (ctx);
+    }
+    fprintf (stderr, "client %s: %zu/%zu in %.2f s%s%s\n", lib ? "lib" : "raw", res.received,
+             res.expected, res.seconds, res.error[0] ? "  " : "", res.error);
+    return rc < 0 ? 1 : 0;
+}
+
 //  ---------------------------------------------------------------------
 //  The forwarders (child mode). SIGTERM ends them cleanly, so that
 //  callgrind writes its output.
@@ -1406,6 +1999,78 @@ print_callgrind (void)
     }
 }
 
+//  p50, p99 and max in ms of n samples (sorted here).
+static void
+ns_stats (int64_t *ns, size_t n, double *p50, double *p99, double *max)
+{
+    *p50 = *p99 = *max = NAN;
+    if (n == 0) return;
+    qsort (ns, n, sizeof *ns, cmp_i64);
+    *p50 = (double)ns[n / 2] / 1e6;
+    *p99 = (double)ns[n * 99 / 100] / 1e6;
+    *max = (double)ns[n - 1] / 1e6;
+}
+
+static void
+print_spawn (void)
+{
+    spawn_result_t *r = &spawn_res;
+    if (!r->run) return;
+    double sp[3], st[3];
+    ns_stats (r->spawn_ns, r->spawned, &sp[0], &sp[1], &sp[2]);
+    ns_stats (r->stop_ns, r->stopped, &st[0], &st[1], &st[2]);
+    printf ("\nspawn and stop latency: %zu procs (%s), one at a time, through the host agent "
+            "on the control socket\n\n%-32s %6s %10s %10s %10s\n",
+            r->count, opts.test_proc ? opts.test_proc : "zh-test-proc", "measurement", "n",
+            "p50 ms", "p99 ms", "max ms");
+    printf ("%-32s %6zu %10.2f %10.2f %10.2f\n", "spawn -> READY (answer)", r->spawned, sp[0],
+            sp[1], sp[2]);
+    printf ("%-32s %6zu %10.2f %10.2f %10.2f\n", "stop -> exited (answer)", r->stopped, st[0],
+            st[1], st[2]);
+    if (!isnan (r->bulk_ms))
+        printf ("stop_all of %zu procs, max_in_flight %d: %.1f ms in all (%.2f ms per proc); "
+                "attempted %" PRId64 ", stopped %" PRId64 ", failed %" PRId64 "\n",
+                r->bulk_count, opts.max_in_flight, r->bulk_ms, r->bulk_ms / (double)r->bulk_count,
+                r->bulk.attempted, r->bulk.stopped, r->bulk.failed);
+    if (r->error[0]) printf ("ERROR: %s\n", r->error);
+}
+
+static void
+print_lib (void)
+{
+    lib_result_t *l = &lib_res;
+    if (!l->run) return;
+    double raw[3] = {rows[ROW_TP64_1].value[SYS_ZHOST], rows[ROW_P50].value[SYS_ZHOST],
+                     rows[ROW_P99].value[SYS_ZHOST]};
+    double lib[3] = {l->tp_med, l->p50_med, l->p99_med};
+    const char *names[3] = {"throughput 64 B 1->1", "rtt 64 B p50", "rtt 64 B p99"};
+    const char *units[3] = {"msg/s", "us", "us"};
+    char a[32], b[32], ratio[32];
+    printf ("\nlibzhost clients beside raw zhost clients, the same broker, median of %d runs\n\n"
+            "%-24s %-6s %12s %12s %9s %14s\n",
+            opts.repeat, "measurement", "unit", "raw zhost", "libzhost", "lib/raw", "lib - raw");
+    for (int i = 0; i < 3; i++) {
+        fmt_ratio (ratio, sizeof ratio, lib[i], raw[i]);
+        printf ("%-24s %-6s %12s %12s %9s %+14.*f\n", names[i], units[i],
+                fmt_value (a, sizeof a, raw[i]), fmt_value (b, sizeof b, lib[i]), ratio, i ? 1 : 0,
+                lib[i] - raw[i]);
+    }
+    printf ("library overhead per message: %.2f us per hop at rtt p50 (a round trip is 2 "
+            "posts, 2 handler calls); %.3f us per message at 64 B 1->1 throughput\n",
+            (lib[1] - raw[1]) / 2, 1e6 / lib[0] - 1e6 / raw[0]);
+    if (l->cg_run)
+        printf ("client-side instructions per 64 B message (callgrind): raw %s, libzhost %s, "
+                "ratio %s, +%.0f\n  %s\n",
+                fmt_value (a, sizeof a, l->cg_raw), fmt_value (b, sizeof b, l->cg_lib),
+                fmt_ratio (ratio, sizeof ratio, l->cg_lib, l->cg_raw), l->cg_lib - l->cg_raw,
+                l->cg_note);
+    else if (l->cg_note[0])
+        printf ("client-side instructions: %s\n", l->cg_note);
+    if (l->lost_tp || l->lost_rtt)
+        printf ("LOSS: libzhost: %zu messages, %zu round trips missing over all runs\n", l->lost_tp,
+                l->lost_rtt);
+}
+
 static void
 json_number (const char *key, double v, bool comma)
 {
@@ -1430,6 +2095,46 @@ json_samples (const row_t *r)
 }
 
 static void
+json_spawn (void)
+{
+    spawn_result_t *r = &spawn_res;
+    if (!r->run) return;
+    double sp[3], st[3];
+    ns_stats (r->spawn_ns, r->spawned, &sp[0], &sp[1], &sp[2]);
+    ns_stats (r->stop_ns, r->stopped, &st[0], &st[1], &st[2]);
+    printf (",\n \"spawn\": {\"procs\": %zu, \"spawned\": %zu, \"stopped\": %zu, ", r->count,
+            r->spawned, r->stopped);
+    json_number ("spawn_ready_p50_ms", sp[0], true);
+    json_number ("spawn_ready_p99_ms", sp[1], true);
+    json_number ("spawn_ready_max_ms", sp[2], true);
+    json_number ("stop_p50_ms", st[0], true);
+    json_number ("stop_p99_ms", st[1], true);
+    json_number ("stop_max_ms", st[2], true);
+    printf ("\"stop_all\": {\"procs\": %zu, \"max_in_flight\": %d, \"stopped\": %" PRId64
+            ", \"failed\": %" PRId64 ", ",
+            r->bulk_count, opts.max_in_flight, r->bulk.stopped, r->bulk.failed);
+    json_number ("total_ms", r->bulk_ms, false);
+    printf ("}, \"error\": \"%s\"}", r->error);
+}
+
+static void
+json_lib (void)
+{
+    lib_result_t *l = &lib_res;
+    if (!l->run) return;
+    printf (",\n \"lib\": {");
+    json_number ("raw_throughput_64B_1to1", rows[ROW_TP64_1].value[SYS_ZHOST], true);
+    json_number ("lib_throughput_64B_1to1", l->tp_med, true);
+    json_number ("raw_rtt_64B_p50", rows[ROW_P50].value[SYS_ZHOST], true);
+    json_number ("lib_rtt_64B_p50", l->p50_med, true);
+    json_number ("raw_rtt_64B_p99", rows[ROW_P99].value[SYS_ZHOST], true);
+    json_number ("lib_rtt_64B_p99", l->p99_med, true);
+    json_number ("client_ir_per_msg_raw", l->cg_raw, true);
+    json_number ("client_ir_per_msg_lib", l->cg_lib, true);
+    printf ("\"lost\": {\"messages\": %zu, \"round_trips\": %zu}}", l->lost_tp, l->lost_rtt);
+}
+
+static void
 print_json (void)
 {
     char cpu[256];
@@ -1437,9 +2142,15 @@ print_json (void)
     printf ("{\"config\": {\"count\": %zu, \"rtt_count\": %zu, \"hwm\": %d, \"repeat\": %d, "
             "\"nproc\": %ld, \"cpu\": \"%s\"},\n \"results\": [",
             opts.count, opts.rtt_count, opts.hwm, opts.repeat, sysconf (_SC_NPROCESSORS_ONLN), cpu);
+    bool first_row = true;
     for (int i = 0; i < ROW_COUNT && !opts.callgrind; i++) {
         row_t *r = &rows[i];
-        printf ("%s\n  {\"name\": \"%s\", \"unit\": \"%s\", ", i ? "," : "", r->key, r->unit);
+        if (!r->n[SYS_ZHOST] && !r->n[SYS_CLASSIC] && !r->n[SYS_BARE] && !r->lost[SYS_ZHOST] &&
+            !r->lost[SYS_CLASSIC] && !r->lost[SYS_BARE])
+            continue; //  not measured in this mode
+        printf ("%s\n  {\"name\": \"%s\", \"unit\": \"%s\", ", first_row ? "" : ",", r->key,
+                r->unit);
+        first_row = false;
         for (int s = 0; s < SYS_COUNT; s++)
             json_number (sys_names[s], r->value[s], true);
         json_number ("ratio", row_ratio (r), true);
@@ -1458,7 +2169,10 @@ print_json (void)
         printf ("}");
         first = false;
     }
-    printf ("}}\n");
+    printf ("}");
+    json_spawn ();
+    json_lib ();
+    printf ("}\n");
 }
 
 //  ---------------------------------------------------------------------
@@ -1489,28 +2203,202 @@ record_rtt (sys_t s, const rtt_result_t *res, int run)
              res->expected, res->error[0] ? "  " : "", res->error);
 }
 
+static double callgrind_total (const char *path);
+
+//  libzhost figures beside the raw zhost client's: only through the
+//  broker, and only for 64 B 1→1 and the round trip.
+static bool
+lib_wanted (void)
+{
+#ifdef HAVE_LIBZHOST
+    return opts.enabled[SYS_ZHOST] && (opts.lib_mode || !opts.spawn_mode);
+#else
+    return false;
+#endif
+}
+
+static void
+lib_tp_once (const server_t *srv, int run)
+{
+#ifdef HAVE_LIBZHOST
+    tp_result_t res;
+    char v[32];
+    lib_res.run = true;
+    lib_throughput_run (srv->endpoint, 64, opts.count, &res);
+    lib_res.lost_tp += res.expected - res.received;
+    if (res.received == res.expected && lib_res.n_tp < MAX_REPEAT)
+        lib_res.tp[lib_res.n_tp++] = res.rate;
+    fprintf (stderr, "%-22s %-8s run %d: %s msg/s (%zu/%zu in %.3f s)%s%s\n",
+             "throughput 64 B 1->1", "libzhost", run + 1, fmt_value (v, sizeof v, res.rate),
+             res.received, res.expected, res.seconds, res.error[0] ? "  " : "", res.error);
+#else
+    (void)srv, (void)run;
+#endif
+}
+
+static void
+lib_rtt_once (const server_t *srv, int run)
+{
+#ifdef HAVE_LIBZHOST
+    rtt_result_t res;
+    lib_res.run = true;
+    lib_latency_run (srv->endpoint, 64, &res);
+    lib_res.lost_rtt += res.expected - res.done;
+    if (res.done == res.expected && lib_res.n_rtt < MAX_REPEAT) {
+        lib_res.p50[lib_res.n_rtt] = res.p50_us;
+        lib_res.p99[lib_res.n_rtt++] = res.p99_us;
+    }
+    fprintf (stderr, "%-22s %-8s run %d: p50 %.1f us, p99 %.1f us, mean %.1f us (%zu/%zu)%s%s\n",
+             "rtt 64 B", "libzhost", run + 1, res.p50_us, res.p99_us, res.mean_us, res.done,
+             res.expected, res.error[0] ? "  " : "", res.error);
+#else
+    (void)srv, (void)run;
+#endif
+}
+
 static void
 measure_throughput (void *ctx, server_t *srv, int row, size_t size, int pairs)
 {
     tp_result_t res;
-    for (int r = 0; r < opts.repeat; r++)
+    for (int r = 0; r < opts.repeat; r++) {
         for (int s = 0; s < SYS_COUNT; s++) {
             if (!opts.enabled[s]) continue;
             throughput_run (ctx, &srv[s], pairs, size, opts.count, &res);
             record_tp (&rows[row], (sys_t)s, &res, r);
         }
+        if (row == ROW_TP64_1 && lib_wanted ()) lib_tp_once (&srv[SYS_ZHOST], r);
+    }
 }
 
 static void
 measure_latency (void *ctx, server_t *srv)
 {
     rtt_result_t res;
-    for (int r = 0; r < opts.repeat; r++)
+    for (int r = 0; r < opts.repeat; r++) {
         for (int s = 0; s < SYS_COUNT; s++) {
             if (!opts.enabled[s]) continue;
             latency_run (ctx, &srv[s], 64, &res);
             record_rtt ((sys_t)s, &res, r);
         }
+        if (lib_wanted ()) lib_rtt_once (&srv[SYS_ZHOST], r);
+    }
+}
+
+static double
+median_of (double *v, int n)
+{
+    if (n == 0) return NAN;
+    qsort (v, (size_t)n, sizeof (double), cmp_double);
+    return v[n / 2];
+}
+
+//  Run `self --client-raw|--client-lib ENDPOINT --count n` under
+//  callgrind; its total instructions, or NAN.
+static double
+client_callgrind (const char *endpoint, bool lib, size_t n, const char *dir)
+{
+    char out[PATH_MAX + 40], path[PATH_MAX], count[32], hwm[32];
+    snprintf (path, sizeof path, "%s/callgrind.client-%s-%zu.out", dir, lib ? "lib" : "raw", n);
+    snprintf (out, sizeof out, "--callgrind-out-file=%s", path);
+    snprintf (count, sizeof count, "%zu", n);
+    snprintf (hwm, sizeof hwm, "%d", opts.hwm);
+    const char *argv[] = {"valgrind",
+                          "--tool=callgrind",
+                          "-q",
+                          "--dump-instr=no",
+                          out,
+                          opts.self,
+                          lib ? "--client-lib" : "--client-raw",
+                          endpoint,
+                          "--count",
+                          count,
+                          "--hwm",
+                          hwm,
+                          "--timeout",
+                          "120000",
+                          NULL};
+    pid_t pid = fork ();
+    if (pid == 0) {
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
+        execvp (argv[0], (char *const *)argv);
+        _exit (127);
+    }
+    if (pid < 0) return NAN;
+    int status = -1;
+    int64_t deadline = now_ns () + (int64_t)600 * 1000000000;
+    while (waitpid (pid, &status, WNOHANG) == 0) {
+        if (now_ns () > deadline) {
+            kill (pid, SIGKILL);
+            waitpid (pid, &status, 0);
+            break;
+        }
+        msleep (50);
+    }
+    double total = WIFEXITED (status) && WEXITSTATUS (status) == 0 ? callgrind_total (path) : NAN;
+    fprintf (stderr, "callgrind client %s, %zu msgs: %.0f Ir (status 0x%x)\n", lib ? "lib" : "raw",
+             n, total, status);
+    if (!opts.cg_dir) remove (path);
+    return total;
+}
+
+//  Client-side instructions per message: (Ir(N) - Ir(N/10)) / (N - N/10),
+//  so that attach, start-up and BYE cancel out.
+static void
+measure_lib_callgrind (const server_t *srv)
+{
+    lib_result_t *l = &lib_res;
+    size_t big = opts.lib_cg_count, small = big / 10;
+    if (big == 0) {
+        snprintf (l->cg_note, sizeof l->cg_note, "not run (--lib-callgrind-count 0)");
+        return;
+    }
+    if (system ("valgrind --version >/dev/null 2>&1") != 0) {
+        snprintf (l->cg_note, sizeof l->cg_note, "not run: valgrind not found");
+        return;
+    }
+    char tmp[] = "/tmp/zhost-bench-cg-XXXXXX";
+    const char *dir = opts.cg_dir;
+    if (!dir && !(dir = mkdtemp (tmp))) return;
+    if (opts.cg_dir) mkdir (dir, 0755);
+    l->cg_run = true;
+    double raw[2], lib[2];
+    raw[0] = client_callgrind (srv->endpoint, false, small, dir);
+    raw[1] = client_callgrind (srv->endpoint, false, big, dir);
+    lib[0] = client_callgrind (srv->endpoint, true, small, dir);
+    lib[1] = client_callgrind (srv->endpoint, true, big, dir);
+    l->cg_raw = (raw[1] - raw[0]) / (double)(big - small);
+    l->cg_lib = (lib[1] - lib[0]) / (double)(big - small);
+    snprintf (l->cg_note, sizeof l->cg_note,
+              "(Ir of %zu msgs - Ir of %zu msgs) / %zu, all threads of the client process", big,
+              small, big - small);
+    if (!opts.cg_dir) rmdir (dir);
+}
+
+static void
+lib_finish (void)
+{
+    lib_res.tp_med = median_of (lib_res.tp, lib_res.n_tp);
+    lib_res.p50_med = median_of (lib_res.p50, lib_res.n_rtt);
+    lib_res.p99_med = median_of (lib_res.p99, lib_res.n_rtt);
+}
+
+//  --lib alone: raw zhost clients and libzhost clients, alternating,
+//  through one broker; then the client-side instruction counts.
+static int
+measure_lib (void *ctx)
+{
+    server_t srv[SYS_COUNT];
+    if (server_start (&srv[SYS_ZHOST], SYS_ZHOST, NULL) < 0) return -1;
+    for (int s = 0; s < SYS_COUNT; s++)
+        opts.enabled[s] = s == SYS_ZHOST;
+    measure_throughput (ctx, srv, ROW_TP64_1, 64, 1);
+    measure_latency (ctx, srv);
+    measure_lib_callgrind (&srv[SYS_ZHOST]);
+    server_stop (&srv[SYS_ZHOST], 10000);
+    for (int i = 0; i < ROW_COUNT; i++)
+        row_finish (&rows[i]);
+    lib_finish ();
+    return 0;
 }
 
 static int
@@ -1532,6 +2420,7 @@ measure_all (void *ctx)
         if (opts.enabled[s]) server_stop (&srv[s], 10000);
     for (int i = 0; i < ROW_COUNT; i++)
         row_finish (&rows[i]);
+    lib_finish ();
     return 0;
 }
 
@@ -1619,7 +2508,18 @@ usage (FILE *f)
                 "  --io-threads N       io threads of the clients' context (1)\n"
                 "  --callgrind-count N  messages in a --callgrind run (100000)\n"
                 "  --callgrind-dir DIR  keep callgrind.<system>.out files there\n"
-                "  --json               print JSON instead of the table\n");
+                "  --json               print JSON instead of the table\n"
+                "spawn/stop latency and libzhost (also part of the default run):\n"
+                "  --spawn-latency      only: spawn -> READY and stop -> exit latency of\n"
+                "                       zh-test-proc through the host agent, and a stop_all\n"
+                "  --test-proc PATH     zh-test-proc (default: next to this program)\n"
+                "  --spawn-count N      procs spawned and stopped one at a time (50)\n"
+                "  --max-in-flight N    of the stop_all of as many procs (16)\n"
+                "  --lib                only: libzhost clients beside raw zhost clients (64 B\n"
+                "                       1->1 throughput, rtt), and client-side instructions\n"
+                "  --lib-callgrind-count N  messages of that callgrind run, 0: none (20000)\n"
+                "       zhost-bench --client-raw|--client-lib ENDPOINT  one 64 B 1->1 run\n"
+                "                       against a broker (child mode, run under callgrind)\n");
 }
 
 static bool
@@ -1642,6 +2542,20 @@ find_broker (const char *self)
         file_exists (path))
         return path;
     if (snprintf (path, sizeof path, "%s/../build-broker/zhost-broker", dir) < (int)sizeof path &&
+        file_exists (path))
+        return path;
+    return NULL;
+}
+
+static const char *
+find_test_proc (const char *self)
+{
+    static char path[PATH_MAX];
+    char dir[PATH_MAX];
+    snprintf (dir, sizeof dir, "%s", self);
+    char *slash = strrchr (dir, '/');
+    if (slash) *slash = 0;
+    if (snprintf (path, sizeof path, "%s/zh-test-proc", dir) < (int)sizeof path &&
         file_exists (path))
         return path;
     return NULL;
@@ -1685,6 +2599,9 @@ static const num_opt_t num_opts[] = {
     {"--timeout", NULL, &opts.timeout_ms, 100, 3600000},
     {"--time-limit", NULL, &opts.time_limit_ms, 100, 86400000},
     {"--io-threads", NULL, &opts.io_threads, 1, 16},
+    {"--spawn-count", &opts.spawn_count, NULL, 1, 10000},
+    {"--max-in-flight", NULL, &opts.max_in_flight, 1, 10000},
+    {"--lib-callgrind-count", &opts.lib_cg_count, NULL, 0, 10000000},
 };
 
 //  A numeric option: set it and return true; false if a is not one.
@@ -1712,7 +2629,12 @@ parse_str_opt (const char *a, const char *v, const char **broker, const char **e
     if (!strcmp (a, "--forwarder") || !strcmp (a, "--bare")) {
         *child = a[2] == 'b' ? SYS_BARE : SYS_CLASSIC;
         *endpoint = v;
-    } else if (!strcmp (a, "--broker"))
+    } else if (!strcmp (a, "--client-raw") || !strcmp (a, "--client-lib")) {
+        *child = !strcmp (a, "--client-lib") ? CHILD_LIB : CHILD_RAW;
+        *endpoint = v;
+    } else if (!strcmp (a, "--test-proc"))
+        opts.test_proc = v;
+    else if (!strcmp (a, "--broker"))
         *broker = v;
     else if (!strcmp (a, "--callgrind-dir"))
         opts.cg_dir = v;
@@ -1729,6 +2651,10 @@ parse_flag (const char *a)
 {
     if (!strcmp (a, "--callgrind"))
         opts.callgrind = true;
+    else if (!strcmp (a, "--spawn-latency"))
+        opts.spawn_mode = true;
+    else if (!strcmp (a, "--lib"))
+        opts.lib_mode = true;
     else if (!strcmp (a, "--json"))
         opts.json = true;
     else if (!strcmp (a, "--help") || !strcmp (a, "-h"))
@@ -1760,6 +2686,7 @@ parse_args (int argc, char **argv, const char **endpoint)
         }
     }
     opts.broker = broker ? broker : find_broker (opts.self);
+    if (!opts.test_proc) opts.test_proc = find_test_proc (opts.self);
     return child;
 }
 
@@ -1772,6 +2699,8 @@ main (int argc, char **argv)
     opts.self = self;
     const char *endpoint = NULL;
     sys_t child = parse_args (argc, argv, &endpoint);
+    if (child == CHILD_RAW || child == CHILD_LIB)
+        return client_child_main (child == CHILD_LIB, endpoint);
     if (child != SYS_COUNT) return forwarder_main (child, endpoint);
     if (opts.enabled[SYS_ZHOST] && (!opts.broker || !file_exists (opts.broker))) {
         fprintf (stderr, "zhost-bench: no zhost-broker found (--broker PATH); measuring the "
@@ -1781,14 +2710,30 @@ main (int argc, char **argv)
     }
     void *ctx = zmq_ctx_new ();
     zmq_ctx_set (ctx, ZMQ_IO_THREADS, opts.io_threads);
-    int rc = opts.callgrind ? measure_callgrind (ctx) : measure_all (ctx);
+    int rc = 0;
+    bool spawn = opts.spawn_mode || (!opts.lib_mode && !opts.callgrind);
+    if (opts.callgrind)
+        rc = measure_callgrind (ctx);
+    else if (opts.lib_mode)
+        rc = opts.enabled[SYS_ZHOST] ? measure_lib (ctx) : -1;
+    else if (!opts.spawn_mode)
+        rc = measure_all (ctx);
+    if (rc == 0 && spawn && opts.enabled[SYS_ZHOST]) {
+        if (measure_spawn (ctx) < 0 && opts.spawn_mode) rc = -1;
+        if (!opts.spawn_mode && spawn_res.error[0])
+            fprintf (stderr, "zhost-bench: spawn latency: %s\n", spawn_res.error);
+    }
     zmq_ctx_term (ctx);
-    if (rc < 0) return 1;
     if (opts.json)
         print_json ();
     else if (opts.callgrind)
         print_callgrind ();
-    else
-        print_table ();
-    return 0;
+    else {
+        if (!opts.spawn_mode && !opts.lib_mode) print_table ();
+        print_lib ();
+        print_spawn ();
+    }
+    free (spawn_res.spawn_ns);
+    free (spawn_res.stop_ns);
+    return rc < 0 ? 1 : 0;
 }
