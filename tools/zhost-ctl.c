@@ -36,6 +36,7 @@
 #include "zh_addr.h"
 #include "zh_config.h"
 #include "zh_error.h"
+#include "zh_pack.h"
 #include "zh_proto.h"
 
 #define PROGRAM        "zhost-ctl"
@@ -558,20 +559,6 @@ s_json (FILE *out, const msgpack_object *o)
 //  ---------------------------------------------------------------------
 //  Reading the answer map
 
-static const msgpack_object *
-s_get (const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP) return NULL;
-    size_t len = strlen (key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object *k = &map->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len &&
-            memcmp (k->via.str.ptr, key, len) == 0)
-            return &map->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 //  A scalar as text into buf ("" when absent; "-" for nil).
 static const char *
 s_text (const msgpack_object *o, char *buf, size_t size)
@@ -613,13 +600,13 @@ s_proc_outcome (const msgpack_object *entry, char *buf, size_t size)
     char value[256];
     const msgpack_object *o;
     buf[0] = 0;
-    if ((o = s_get (entry, "exit_code")))
+    if ((o = zh_map_get (entry, "exit_code")))
         snprintf (buf, size, "exit %s", TEXT (o, value));
-    else if ((o = s_get (entry, "signal"))) {
-        const msgpack_object *core = s_get (entry, "core_dumped");
+    else if ((o = zh_map_get (entry, "signal"))) {
+        const msgpack_object *core = zh_map_get (entry, "core_dumped");
         bool dumped = core && core->type == MSGPACK_OBJECT_BOOLEAN && core->via.boolean;
         snprintf (buf, size, "signal %s%s", TEXT (o, value), dumped ? " (core dumped)" : "");
-    } else if ((o = s_get (entry, "reason")))
+    } else if ((o = zh_map_get (entry, "reason")))
         snprintf (buf, size, "%s", TEXT (o, value));
     return buf;
 }
@@ -631,9 +618,9 @@ static void
 s_print_ping (const msgpack_object *answer)
 {
     char host[1100], incarnation[32], version[64];
-    printf ("pong from %s (version %s, incarnation %s)\n", TEXT (s_get (answer, "host"), host),
-            TEXT (s_get (answer, "version"), version),
-            TEXT (s_get (answer, "incarnation"), incarnation));
+    printf ("pong from %s (version %s, incarnation %s)\n", TEXT (zh_map_get (answer, "host"), host),
+            TEXT (zh_map_get (answer, "version"), version),
+            TEXT (zh_map_get (answer, "incarnation"), incarnation));
 }
 
 #define LIST_COLUMNS 5
@@ -641,11 +628,11 @@ s_print_ping (const msgpack_object *answer)
 static void
 s_list_row (const msgpack_object *entry, char cells[LIST_COLUMNS][1100])
 {
-    s_text (s_get (entry, "name"), cells[0], sizeof cells[0]);
-    s_text (s_get (entry, "status"), cells[1], sizeof cells[1]);
-    s_text (s_get (entry, "pid"), cells[2], sizeof cells[2]);
+    s_text (zh_map_get (entry, "name"), cells[0], sizeof cells[0]);
+    s_text (zh_map_get (entry, "status"), cells[1], sizeof cells[1]);
+    s_text (zh_map_get (entry, "pid"), cells[2], sizeof cells[2]);
     s_proc_outcome (entry, cells[3], sizeof cells[3]);
-    s_text (s_get (entry, "proc"), cells[4], sizeof cells[4]);
+    s_text (zh_map_get (entry, "proc"), cells[4], sizeof cells[4]);
     if (!cells[3][0]) snprintf (cells[3], sizeof cells[3], "-");
 }
 
@@ -654,7 +641,7 @@ s_print_list (const msgpack_object *answer)
 {
     static const char *headers[LIST_COLUMNS] = {"NAME", "STATUS", "PID", "EXIT/SIGNAL/REASON",
                                                 "PROC"};
-    const msgpack_object *procs = s_get (answer, "procs");
+    const msgpack_object *procs = zh_map_get (answer, "procs");
     uint32_t n = procs && procs->type == MSGPACK_OBJECT_ARRAY ? procs->via.array.size : 0;
     char (*rows)[LIST_COLUMNS][1100] = calloc (n + 1, sizeof *rows);
     if (!rows) return;
@@ -679,7 +666,7 @@ s_print_list (const msgpack_object *answer)
 static void
 s_print_status (const msgpack_object *answer)
 {
-    const msgpack_object *entry = s_get (answer, "proc");
+    const msgpack_object *entry = zh_map_get (answer, "proc");
     char value[1100];
     if (entry && entry->type == MSGPACK_OBJECT_MAP)
         for (uint32_t i = 0; i < entry->via.map.size; i++) {
@@ -687,7 +674,7 @@ s_print_status (const msgpack_object *answer)
             printf ("%s: %s\n", TEXT (&entry->via.map.ptr[i].key, key),
                     TEXT (&entry->via.map.ptr[i].val, value));
         }
-    const msgpack_object *tail = s_get (answer, "tail");
+    const msgpack_object *tail = zh_map_get (answer, "tail");
     if (tail && tail->type == MSGPACK_OBJECT_STR && tail->via.str.size > 0) {
         printf ("output tail:\n");
         const char *p = tail->via.str.ptr, *end = p + tail->via.str.size;
@@ -750,9 +737,9 @@ static void
 s_print_end (const options_t *o, const msgpack_object *answer)
 {
     char status[64], outcome[300];
-    const msgpack_object *entry = s_get (answer, "proc");
+    const msgpack_object *entry = zh_map_get (answer, "proc");
     s_proc_outcome (entry, outcome, sizeof outcome);
-    TEXT (s_get (answer, "status"), status);
+    TEXT (zh_map_get (answer, "status"), status);
     if (outcome[0])
         printf ("%s: %s (%s)\n", o->name, status, outcome);
     else
@@ -777,8 +764,8 @@ s_print_ok (const options_t *o, const msgpack_object *answer)
         s_print_stats (answer);
         break;
     case CMD_SPAWN:
-        printf ("spawned %s pid %s (proc %s)\n", o->name, TEXT (s_get (answer, "pid"), b),
-                TEXT (s_get (answer, "proc"), a));
+        printf ("spawned %s pid %s (proc %s)\n", o->name, TEXT (zh_map_get (answer, "pid"), b),
+                TEXT (zh_map_get (answer, "proc"), a));
         break;
     case CMD_STOP:
     case CMD_KILL:
@@ -787,8 +774,8 @@ s_print_ok (const options_t *o, const msgpack_object *answer)
     case CMD_STOP_ALL:
     case CMD_SHUTDOWN:
         printf ("%s: attempted %s, stopped %s, failed %s\n", o->cmd->word,
-                TEXT (s_get (answer, "attempted"), a), TEXT (s_get (answer, "stopped"), b),
-                TEXT (s_get (answer, "failed"), c));
+                TEXT (zh_map_get (answer, "attempted"), a),
+                TEXT (zh_map_get (answer, "stopped"), b), TEXT (zh_map_get (answer, "failed"), c));
         break;
     default:
         break;
@@ -832,10 +819,10 @@ s_report_failure (const options_t *o, const char *code, const char *message)
 static void
 s_report_answer_error (const options_t *o, const msgpack_object *answer)
 {
-    const msgpack_object *error = s_get (answer, "error");
+    const msgpack_object *error = zh_map_get (answer, "error");
     char code[128], message[4096];
-    TEXT (s_get (error, "code"), code);
-    TEXT (s_get (error, "message"), message);
+    TEXT (zh_map_get (error, "code"), code);
+    TEXT (zh_map_get (error, "message"), message);
     const char *text = message;
     size_t n = strlen (code);
     if (n && strncmp (text, code, n) == 0 && text[n] == ':')
@@ -1220,7 +1207,7 @@ s_handle_answer (session_t *s, const message_t *m, const zh_head_t *head)
         fprintf (stderr, PROGRAM ": %s: the answer is not a msgpack map\n", s->opts->cmd->word);
     else {
         const msgpack_object *answer = &unpacked.data;
-        const msgpack_object *ok = s_get (answer, "ok");
+        const msgpack_object *ok = zh_map_get (answer, "ok");
         bool success = ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean;
         if (s->opts->json) {
             s_json (stdout, answer);
