@@ -624,7 +624,11 @@ s_handle_attach (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t r
     conn = zh_conn_new (sock, ZH_CONN_CLIENT, rid, rid_len);
     if (!conn) return;
     zh_conn_set_proc_id (conn, proc_id);
-    conn->admin = (sock == ZH_SOCK_CONTROL);
+    //  Admin: the control socket, or a frontend client whose CURVE key is an
+    //  admin key (our ZAP handler sets User-Id to the key).
+    conn->admin = sock == ZH_SOCK_CONTROL ||
+                  (self->curve &&
+                   zh_curve_is_admin (self->curve, zmq_msg_gets (&self->frames[0], "User-Id")));
     conn->last_recv = conn->last_send = self->now;
 
     char proc_addr[ZH_ADDR_MAX + 1];
@@ -991,6 +995,9 @@ zh_broker_run (zh_broker_t *self)
         for (int s = 0; s < ZH_SOCK_COUNT; s++)
             items[n++] = (zmq_pollitem_t){self->socks[s], 0, ZMQ_POLLIN, 0};
         items[n++] = (zmq_pollitem_t){NULL, self->signal_fd, ZMQ_POLLIN, 0};
+        size_t zap_item = n;
+        if (self->curve)
+            items[n++] = (zmq_pollitem_t){zh_curve_zap_socket (self->curve), 0, ZMQ_POLLIN, 0};
         size_t n_fds = zh_procs_fds (self->procs, fds, ZH_POLL_MAX - n);
         for (size_t i = 0; i < n_fds; i++)
             items[n++] = (zmq_pollitem_t){NULL, fds[i], ZMQ_POLLIN, 0};
@@ -1005,8 +1012,10 @@ zh_broker_run (zh_broker_t *self)
         for (int s = 0; s < ZH_SOCK_COUNT; s++)
             if (items[s].revents & ZMQ_POLLIN) s_drain_socket (self, (zh_sock_t)s);
         if (items[ZH_SOCK_COUNT].revents & ZMQ_POLLIN) s_handle_signals (self);
+        if (self->curve && (items[zap_item].revents & ZMQ_POLLIN)) zh_curve_handle (self->curve);
+        size_t fd_items = zap_item + (self->curve ? 1 : 0);
         for (size_t i = 0; i < n_fds; i++)
-            if (items[ZH_SOCK_COUNT + 1 + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+            if (items[fd_items + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
                 zh_procs_read_fd (self->procs, fds[i]);
     }
     zh_info ("exit", "routed=%llu code=0", (unsigned long long)self->stats.routed);
@@ -1151,6 +1160,10 @@ s_bind_sockets (zh_broker_t *self, zh_error_t *err)
         if (!self->socks[s])
             return zh_error_set (err, 1, 0, "cannot create sockets: %s", zmq_strerror (errno));
 
+    if (self->curve && zh_curve_apply (self->curve, self->socks[ZH_SOCK_FRONTEND]) != 0)
+        return zh_error_set (err, 1, 0,
+                             "--curve-secret: cannot make the frontend a CURVE server: %s",
+                             zmq_strerror (errno));
     for (size_t i = 0; i < config->frontend_count; i++) {
         const char *ep = config->frontends[i];
         if (zmq_bind (self->socks[ZH_SOCK_FRONTEND], ep) != 0)
@@ -1224,14 +1237,6 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
         zh_error_set (err, 2, 0, "--frontend: at least one endpoint is needed");
         goto fail;
     }
-    //  CURVE on the frontend (DESIGN.md, Security) is not built yet: refuse
-    //  its flags rather than run open while the user believes it closed.
-    if (config->curve_secret || config->curve_allow || config->curve_admin) {
-        zh_error_set (err, 2, 0,
-                      "--curve-secret/--curve-allow/--curve-admin: CURVE is not implemented in "
-                      "this version; run without them on a trusted network only");
-        goto fail;
-    }
     if (s_take_runtime_dir (self, err) != 0) goto fail;
     self->ctx = zmq_ctx_new ();
     if (!self->ctx) {
@@ -1239,6 +1244,11 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
         goto fail;
     }
     zmq_ctx_set (self->ctx, ZMQ_BLOCKY, 0);
+    if (config->curve_secret || config->curve_allow || config->curve_admin) {
+        self->curve = zh_curve_new (self->ctx, config->curve_secret, config->curve_allow,
+                                    config->curve_admin, err);
+        if (!self->curve) goto fail;
+    }
     if (s_bind_sockets (self, err) != 0) goto fail;
     zh_actor_addr_format (self->agent_addr, sizeof self->agent_addr, "host_agent", "service",
                           self->advertised[0]);
@@ -1265,7 +1275,12 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
     }
     self->now = zclock_mono ();
     if (zh_lifecycle_spawn_config (self, err) != 0) goto fail;
-    if (!config->curve_secret)
+    if (self->curve) {
+        char q[64];
+        const char *key = zh_curve_public_txt (self->curve);
+        zh_info ("security", "curve=on public_key=%s",
+                 zh_log_quote (q, sizeof q, key, strlen (key)));
+    } else
         zh_warn ("security", "curve=off note=\"the frontend is open to anyone who can reach it: "
                              "use it on a trusted network only\"");
     for (size_t i = 0; i < self->bound_count; i++)
@@ -1322,6 +1337,7 @@ zh_broker_destroy (zh_broker_t **self_p)
             zmq_setsockopt (self->socks[s], ZMQ_LINGER, &linger, sizeof linger);
             zmq_close (self->socks[s]);
         }
+    zh_curve_destroy (&self->curve);
     if (self->ctx) zmq_ctx_term (self->ctx);
     for (int s = 0; s < ZH_SOCK_COUNT; s++) {
         if (self->conns[s]) s_destroy_conns (self->conns[s]);

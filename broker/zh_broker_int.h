@@ -17,6 +17,7 @@
 #include "zh_broker.h"
 #include "zh_config.h"
 #include "zh_conn.h"
+#include "zh_curve.h"
 #include "zh_error.h"
 #include "zh_procs.h"
 #include "zh_proto.h"
@@ -81,6 +82,7 @@ struct _zh_broker_t {
     char service_addr[ZH_ADDR_MAX + 1]; //  service@<adv0>: src of RETURNs
     uint64_t incarnation;
 
+    zh_curve_t *curve;      //  CURVE on the frontend, or NULL
     zh_procs_t *procs;      //  the process manager
     bool stopping_children; //  shutdown phase 1: children first
     bool stop_all_pending;  //  the broker's own bulk stop is running

@@ -528,23 +528,23 @@ static const option_t s_options[] = {
      .kind = KIND_STRING,
      .from = FROM_ALL,
      .field = FIELD (curve_secret),
-     .help = "The broker's secret CURVE certificate; the frontend then requires CURVE. "
-             "(Not implemented yet: the broker refuses to start with it.)"},
+     .help = "The broker's secret zcert certificate (NAME.key_secret, as zhost-ctl keygen "
+             "writes it); the frontend then requires CURVE."},
     {.name = "curve-allow",
      .env = "ZHOST_CURVE_ALLOW",
      .arg = "DIR",
      .kind = KIND_STRING,
      .from = FROM_ALL,
      .field = FIELD (curve_allow),
-     .help = "Directory of the public keys of allowed clients. (Not implemented yet.)"},
+     .help = "Directory of the zcert public certificates of the clients allowed to connect."},
     {.name = "curve-admin",
      .env = "ZHOST_CURVE_ADMIN",
      .arg = "DIR",
      .kind = KIND_STRING,
      .from = FROM_ALL,
      .field = FIELD (curve_admin),
-     .help = "Directory of the public keys allowed admin operations. (Not implemented "
-             "yet.)"},
+     .help = "Directory of the zcert public certificates of admin clients (they may connect "
+             "and run admin operations on the frontend)."},
     {.name = "config",
      .env = "ZHOST_CONFIG",
      .arg = "FILE",

@@ -229,10 +229,3 @@ def test_flag_beats_environment(broker, client):
     b = broker("--hwm", "55", env={"ZHOST_HWM": "77"})
     assert client(b).bootstrap["hwm"] == 55
 
-
-def test_curve_flags_are_refused_until_curve_exists(broker_bin, tmp_path):
-    # A broker must never run open while its user believes it requires CURVE.
-    for flag in ("--curve-secret", "--curve-allow", "--curve-admin"):
-        p = run_broker([flag, str(tmp_path), "--runtime-dir", str(tmp_path / "rt")])
-        assert p.returncode == 2, (flag, p.returncode, p.stderr)
-        assert "CURVE is not implemented" in p.stderr and flag in p.stderr

@@ -1,0 +1,97 @@
+"""CURVE on the frontend (DESIGN.md, Security; broker/zh_curve.c).
+
+Scenario: keys made with `zhost-ctl keygen`; the broker runs with
+--curve-secret, --curve-allow (alice) and --curve-admin (root). alice
+attaches and is served but may not run admin ops; root may (CU-1: an admin
+key needs no allow entry); mallory's key and a client without CURVE never
+get a BOOTSTRAP; the control socket is unchanged. Bad flag combinations
+exit 2 naming the flag."""
+
+import os
+import subprocess
+
+import pytest
+import zmq
+import zmq.auth
+
+import zhp
+from conftest import BUILD_DIR, run_broker
+
+CTL = os.path.join(BUILD_DIR, "zhost-ctl")
+TEST_PROC = os.path.join(BUILD_DIR, "zh-test-proc")
+
+
+@pytest.fixture
+def keys(tmp_path):
+    if not os.access(CTL, os.X_OK):
+        pytest.skip("no zhost-ctl in %s" % BUILD_DIR)
+    d = tmp_path / "keys"
+    allow, admin = tmp_path / "allow", tmp_path / "admin"
+    for p in (d, allow, admin):
+        p.mkdir()
+    for name in ("broker", "alice", "root", "mallory"):
+        subprocess.run([CTL, "keygen", name, "--out", str(d)], check=True,
+                       stdout=subprocess.DEVNULL)
+    (allow / "alice.key").write_bytes((d / "alice.key").read_bytes())
+    (d / "pubonly").mkdir()
+    (d / "pubonly" / "broker.key").write_bytes((d / "broker.key").read_bytes())
+    (admin / "root.key").write_bytes((d / "root.key").read_bytes())
+    return d, allow, admin
+
+
+def curve_client(zctx, b, keydir, name):
+    pub, sec = zmq.auth.load_certificate(str(keydir / ("%s.key_secret" % name)))
+    server, _ = zmq.auth.load_certificate(str(keydir / "broker.key"))
+    return zhp.Client(zctx, b.frontend[0], name=name, curve=(pub, sec, server))
+
+
+def test_allowed_admin_and_refused_keys(broker, zctx, keys, client):
+    d, allow, admin = keys
+    b = broker("--curve-secret", d / "broker.key_secret", "--curve-allow", allow,
+               "--curve-admin", admin, "--terminate-timeout", "1s")
+    assert "curve=on" in b.stderr_text()
+    alice = curve_client(zctx, b, d, "alice")
+    alice.attach("alice")
+    assert alice.request("ping")["ok"] is True
+    no = alice.request("spawn", name="x", argv=["/bin/true"])
+    assert no["ok"] is False and no["error"]["code"] == "NOT_ALLOWED"
+
+    root = curve_client(zctx, b, d, "root")
+    root.attach("root")
+    if os.access(TEST_PROC, os.X_OK):
+        ans = root.request("spawn", name="w", argv=[TEST_PROC], timeout=10.0)
+        assert ans["ok"] is True, ans
+        assert root.request("stop", name="w", timeout=10.0)["status"] == "stopped"
+
+    # alice and root talk to each other under CURVE
+    alice.send(root.port(), [b"hi root"])
+    assert root.expect(zhp.SEND).parts == [b"hi root"]
+
+    # mallory's key is in neither directory; a plain client has no key
+    for c in (curve_client(zctx, b, d, "mallory"),
+              zhp.Client(zctx, b.frontend[0], name="plain")):
+        c.send_frames(zhp.control(zhp.ATTACH))
+        assert c.try_recv(1.0) is None, "%s was answered" % c.name
+    assert "curve-denied" in b.stderr_text()
+
+    # the control socket is not CURVE (0700 runtime dir) and stays admin
+    ctl = client(b, via="control")
+    assert ctl.request("list")["ok"] is True
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--curve-allow", "{allow}"], "--curve-secret"),
+    (["--curve-secret", "{keys}/broker.key_secret"], "--curve-allow"),
+    (["--curve-secret", "{keys}/nonexistent", "--curve-allow", "{allow}"], "--curve-secret"),
+    (["--curve-secret", "{keys}/pubonly/broker.key", "--curve-allow", "{allow}"],
+     "--curve-secret"),
+    (["--curve-secret", "{keys}/broker.key_secret", "--curve-allow", "{keys}/alice.key"],
+     "--curve-allow"),
+])
+def test_bad_curve_flags_exit_2(keys, tmp_path, args, named):
+    d, allow, admin = keys
+    argv = [a.format(keys=d, allow=allow) for a in args]
+    p = run_broker(argv + ["--runtime-dir", str(tmp_path / "rt"),
+                           "--frontend", "tcp://127.0.0.1:0"])
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert named in p.stderr, p.stderr
