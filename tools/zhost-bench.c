@@ -882,9 +882,32 @@ typedef struct {
     size_t expected;
     size_t received;
     double seconds;
-    double rate; //  received per second
+    double rate;          //  received per second
+    double server_cpu_us; //  the server process's CPU time (user + sys) per message
     char error[300];
 } tp_result_t;
+
+//  CPU time (user + system, all threads) a process has used, in seconds;
+//  from /proc/PID/stat, clock-tick resolution. -1 when unreadable.
+static double
+process_cpu_seconds (pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen (path, "r");
+    if (!f) return -1;
+    size_t n = fread (buf, 1, sizeof buf - 1, f);
+    fclose (f);
+    buf[n] = 0;
+    const char *p = strrchr (buf, ')');
+    unsigned long utime = 0, stime = 0;
+    //  after "pid (comm)": state ppid pgrp session tty tpgid flags minflt
+    //  cminflt majflt cmajflt utime stime
+    if (!p ||
+        sscanf (p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf (_SC_CLK_TCK);
+}
 
 static void *
 sender_main (void *arg)
@@ -1024,11 +1047,15 @@ throughput_run (void *ctx, const server_t *srv, int pairs, size_t size, size_t c
         roles[i] = (role_t){.run = &run, .client = cs[i]};
         pthread_create (&threads[i], NULL, i < pairs ? receiver_main : sender_main, &roles[i]);
     }
+    double cpu0 = process_cpu_seconds (srv->pid);
     pthread_barrier_wait (&run.start);
     int64_t t0 = now_ns ();
     for (int i = 0; i < 2 * pairs; i++)
         pthread_join (threads[i], NULL);
     tp_collect (roles, pairs, t0, res);
+    double cpu1 = process_cpu_seconds (srv->pid);
+    res->server_cpu_us =
+        cpu0 >= 0 && cpu1 >= 0 && res->received ? (cpu1 - cpu0) * 1e6 / (double)res->received : NAN;
     first_error (cs, 2 * pairs, res->error, sizeof res->error);
     close_clients (cs, 2 * pairs);
     pthread_barrier_destroy (&run.start);
@@ -1821,7 +1848,17 @@ typedef struct {
     double value[SYS_COUNT]; //  the median, NAN when none
 } row_t;
 
-enum { ROW_TP64_1, ROW_TP64_4, ROW_TP1K_1, ROW_TP1K_4, ROW_P50, ROW_P99, ROW_COUNT };
+enum {
+    ROW_TP64_1,
+    ROW_TP64_4,
+    ROW_TP1K_1,
+    ROW_TP1K_4,
+    ROW_P50,
+    ROW_P99,
+    ROW_CPU64_1,
+    ROW_CPU64_4,
+    ROW_COUNT
+};
 
 static row_t rows[ROW_COUNT] = {
     {.key = "throughput_64B_1to1",
@@ -1852,6 +1889,18 @@ static row_t rows[ROW_COUNT] = {
     {.key = "rtt_64B_p99",
      .label = "rtt 64 B p99",
      .unit = "us",
+     .higher_better = false,
+     .target = 0},
+    //  The server's CPU time per message: steadier than msg/s on a shared
+    //  machine, since it does not depend on who else got the CPUs.
+    {.key = "server_cpu_64B_1to1",
+     .label = "server cpu 64 B 1->1",
+     .unit = "us/msg",
+     .higher_better = false,
+     .target = 0},
+    {.key = "server_cpu_64B_4to4",
+     .label = "server cpu 64 B 4->4",
+     .unit = "us/msg",
      .higher_better = false,
      .target = 0},
 };
@@ -1904,6 +1953,7 @@ static const char *
 fmt_value (char *buf, size_t cap, double v)
 {
     if (isnan (v)) return snprintf (buf, cap, "-"), buf;
+    if (v < 10) return snprintf (buf, cap, "%.3f", v), buf;
     if (v < 10000) return snprintf (buf, cap, "%.1f", v), buf;
     char digits[32];
     snprintf (digits, sizeof digits, "%.0f", v);
@@ -2265,6 +2315,10 @@ measure_throughput (void *ctx, server_t *srv, int row, size_t size, int pairs)
             if (!opts.enabled[s]) continue;
             throughput_run (ctx, &srv[s], pairs, size, opts.count, &res);
             record_tp (&rows[row], (sys_t)s, &res, r);
+            int cpu_row = row == ROW_TP64_1 ? ROW_CPU64_1 : row == ROW_TP64_4 ? ROW_CPU64_4 : -1;
+            if (cpu_row >= 0 && res.received == res.expected && !isnan (res.server_cpu_us) &&
+                rows[cpu_row].n[s] < MAX_REPEAT)
+                rows[cpu_row].samples[s][rows[cpu_row].n[s]++] = res.server_cpu_us;
         }
         if (row == ROW_TP64_1 && lib_wanted ()) lib_tp_once (&srv[SYS_ZHOST], r);
     }
