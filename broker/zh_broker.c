@@ -202,8 +202,14 @@ s_gone_remember (zh_broker_t *self, const char *proc_id, size_t len)
 {
     if (zh_table_lookup (self->gone, proc_id, len)) return;
     if (self->gone_count == ZH_GONE_MAX) {
+        //  Evict the oldest; its key goes only if the table still points at
+        //  this slot (a name gone, spawned again and gone again has a newer
+        //  slot, which keeps it).
         char *oldest = self->gone_ring[self->gone_head];
-        zh_table_delete (self->gone, oldest, strlen (oldest));
+        size_t oldest_len = strlen (oldest);
+        if (zh_table_lookup (self->gone, oldest, oldest_len) ==
+            (void *)(uintptr_t)(self->gone_head + 1))
+            zh_table_delete (self->gone, oldest, oldest_len);
         free (oldest);
         self->gone_ring[self->gone_head] = NULL;
         self->gone_head = (self->gone_head + 1) % ZH_GONE_MAX;
@@ -214,14 +220,14 @@ s_gone_remember (zh_broker_t *self, const char *proc_id, size_t len)
     size_t slot = (self->gone_head + self->gone_count) % ZH_GONE_MAX;
     self->gone_ring[slot] = copy;
     self->gone_count++;
-    zh_table_insert (self->gone, proc_id, len, (void *)1);
+    zh_table_insert (self->gone, proc_id, len, (void *)(uintptr_t)(slot + 1));
 }
 
 static void
 s_gone_forget (zh_broker_t *self, const char *proc_id, size_t len)
 {
-    //  The ring keeps its copy; a stale ring entry only deletes a key
-    //  that is no longer there.
+    //  The ring keeps its copy; its eviction leaves the key alone unless the
+    //  table points at that slot.
     zh_table_delete (self->gone, proc_id, len);
 }
 
@@ -654,13 +660,12 @@ s_handle_attach (zh_broker_t *self, zh_sock_t sock, const uint8_t *rid, size_t r
     zh_table_insert (self->routes, proc_id, strlen (proc_id), conn);
     self->gen++;
     s_send_command (self, sock, rid, rid_len, ZH_BOOTSTRAP, bytes, size);
-    char q1[96], q2[96];
+    char q1[96];
     zh_info (
         "attach", "socket=%s proc=%s label=%s lang=%s pid=%lld", sock_names[sock], proc_id, label,
         (body->present & ZH_F_LANG) ? zh_log_quote (q1, sizeof q1, body->lang.ptr, body->lang.len)
                                     : "-",
         (body->present & ZH_F_PID) ? (long long)body->pid : -1LL);
-    (void)q2;
 }
 
 static void
