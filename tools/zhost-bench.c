@@ -80,7 +80,8 @@ static const char *sys_names[SYS_COUNT] = {"zhost", "classic", "bare"};
 typedef struct {
     const char *self;   //  this executable (runs the forwarders)
     const char *broker; //  zhost-broker, NULL when not found
-    size_t count;       //  messages per sender per throughput run
+    size_t count;       //  messages per sender per 64 B throughput run
+    size_t count_1k;    //  messages per sender per 1 KiB throughput run
     size_t rtt_count;   //  round trips per latency run
     size_t warmup;      //  round trips not counted
     int repeat;         //  runs per figure; the median is reported
@@ -92,6 +93,7 @@ typedef struct {
     const char *cg_dir; //  keep callgrind outputs here
     bool callgrind;
     bool json;
+    bool bare_as_zhp; //  pad bare frames to the length of zhost's SEND frames
     bool enabled[SYS_COUNT];
     bool spawn_mode;       //  --spawn-latency: spawn/stop latency only
     bool lib_mode;         //  --lib: libzhost beside the raw zhost client only
@@ -102,7 +104,8 @@ typedef struct {
 } opts_t;
 
 static opts_t opts = {
-    .count = 200000,
+    .count = 1000000,
+    .count_1k = 250000,
     .rtt_count = 20000,
     .warmup = 1000,
     .repeat = 3,
@@ -282,11 +285,19 @@ typedef struct {
     int64_t last_ping_ns;       //  zhost: when we last sent PING
     uint8_t prefix[PREFIX_MAX]; //  zhost: head before the payload; bare: [len][dest-id]
     size_t prefix_len;
+    size_t pad;                   //  bare: bytes between dest-id and payload
+    size_t endpoint_len;          //  of the endpoint it connected to
     uint8_t peer_id[ID_LEN];      //  classic: the dest routing id
     zmq_msg_t frames[FRAMES_MAX]; //  the last message received
     int nf;
     atomic_int *abort; //  set by any thread of a run to stop it
-    int64_t idle_ns;   //  give up after this long blocked
+    //  When a receiver of the run last got something (NULL outside
+    //  throughput runs): a sender blocked while receivers make progress is
+    //  flow control, not a hang. libzmq grants a writer credit only every
+    //  hwm - 1024 messages read, so with --count near --hwm a sender can
+    //  wait for seconds while the server drains the others fairly.
+    atomic_llong *progress_ns;
+    int64_t idle_ns; //  give up after this long blocked
     bool got_bye;
     size_t returned; //  zhost: RETURNs received
     char error[256]; //  the first failure, "" if none
@@ -331,6 +342,7 @@ client_open (void *ctx, sys_t sys, const char *endpoint)
     client_t *c = calloc (1, sizeof *c);
     if (!c) return NULL;
     c->sys = sys;
+    c->endpoint_len = strlen (endpoint);
     c->hb_ns = 1000000000;
     c->idle_ns = (int64_t)opts.timeout_ms * 1000000;
     if (getrandom (c->id, ID_LEN, 0) != ID_LEN) {
@@ -396,6 +408,12 @@ static int
 send_control (client_t *c, uint8_t command, const void *body, size_t body_len)
 {
     uint8_t hdr[ZH_HEADER_SIZE] = {ZH_MAGIC0, ZH_MAGIC1, ZH_VERSION, command, 0, 0};
+    //  A PING or PONG behind a full queue is skipped, not waited for: the
+    //  queued SENDs are signs of life enough (PROTOCOL §7: any message).
+    if ((command == ZH_PING || command == ZH_PONG) && !body_len) {
+        if (zmq_send (c->sock, hdr, sizeof hdr, ZMQ_DONTWAIT) == 0 || errno == EAGAIN) return 0;
+        return client_fail (c, "send command 0x%02x: %s", command, zmq_strerror (errno));
+    }
     if (zmq_send (c->sock, hdr, sizeof hdr, body_len ? ZMQ_SNDMORE : 0) < 0 ||
         (body_len && zmq_send (c->sock, body, body_len, 0) < 0))
         return client_fail (c, "send command 0x%02x: %s", command, zmq_strerror (errno));
@@ -446,9 +464,10 @@ client_take_payload (client_t *c, const uint8_t **p, size_t *len)
         *len = frame_size (c, 1);
         return 1;
     case SYS_BARE:
-        if (c->nf != 1 || n < 1 || n < 1u + d[0]) return client_fail (c, "bare: bad frame");
-        *p = d + 1 + d[0];
-        *len = n - 1 - d[0];
+        if (c->nf != 1 || n < 1 || n < 1u + d[0] + c->pad)
+            return client_fail (c, "bare: bad frame");
+        *p = d + 1 + d[0] + c->pad;
+        *len = n - 1 - d[0] - c->pad;
         return 1;
     default:
         if (n < ZH_HEADER_SIZE || d[0] != ZH_MAGIC0 || d[1] != ZH_MAGIC1)
@@ -507,6 +526,8 @@ send_retry (client_t *c, zmq_msg_t *m, int flags)
             return client_fail (c, "send: %s", zmq_strerror (errno));
         int64_t now = now_ns ();
         if (!blocked_since) blocked_since = now;
+        if (c->progress_ns && atomic_load (c->progress_ns) > blocked_since)
+            blocked_since = atomic_load (c->progress_ns);
         if (client_aborted (c)) return -1;
         if (now - blocked_since > c->idle_ns)
             return client_fail (c, "send blocked for %d ms", opts.timeout_ms);
@@ -539,6 +560,19 @@ client_send_payload (client_t *c, const uint8_t *p, size_t len)
     return send_copy (c, c->prefix, c->prefix_len, p, len, 0);
 }
 
+//  The length of the head a zhost bench client writes before its inline
+//  part, attached to a broker at an endpoint of that length: header, D and
+//  dest "b.bench<uid58>:1@EP", S and src "a.bench<uid58>@EP", M = 0, with an
+//  11-character uid58 (the length of 97.7 % of random u64s).
+static size_t seen_prefix[SYS_COUNT]; //  the last head/prefix length each system's clients wrote
+
+static size_t
+zhp_prefix_len (size_t endpoint_len)
+{
+    return ZH_HEADER_SIZE + 2 + (2 + 5 + 13 + 3 + endpoint_len) + 2 +
+           (2 + 5 + 13 + 1 + endpoint_len) + 4;
+}
+
 //  Address the messages c sends to peer (which may be c itself).
 static int
 client_set_peer (client_t *c, const client_t *peer)
@@ -551,12 +585,16 @@ client_set_peer (client_t *c, const client_t *peer)
     case SYS_BARE:
         c->prefix[0] = ID_LEN;
         memcpy (c->prefix + 1, peer->id, ID_LEN);
-        c->prefix_len = 1 + ID_LEN;
+        c->pad = opts.bare_as_zhp ? zhp_prefix_len (c->endpoint_len) - (1 + ID_LEN) : 0;
+        memset (c->prefix + 1 + ID_LEN, 0, c->pad);
+        c->prefix_len = 1 + ID_LEN + c->pad;
+        seen_prefix[SYS_BARE] = c->prefix_len;
         return 0;
     default:
         snprintf (dest, sizeof dest, "b.%s:1@%s", peer->proc, peer->host);
         snprintf (src, sizeof src, "a.%s@%s", c->proc, c->host);
         c->prefix_len = head_prefix_write (c->prefix, sizeof c->prefix, dest, src);
+        seen_prefix[SYS_ZHOST] = c->prefix_len;
         return c->prefix_len ? 0 : client_fail (c, "head too long");
     }
 }
@@ -868,6 +906,7 @@ typedef struct {
     int64_t deadline_ns;
     pthread_barrier_t start;
     atomic_int abort;
+    atomic_llong progress_ns; //  when a receiver last got a payload
     uint8_t *payload;
 } run_t;
 
@@ -884,6 +923,7 @@ typedef struct {
     double seconds;
     double rate;          //  received per second
     double server_cpu_us; //  the server process's CPU time (user + sys) per message
+    double client_cpu_us; //  this process's (every client thread, its I/O thread) per message
     char error[300];
 } tp_result_t;
 
@@ -965,7 +1005,11 @@ receiver_main (void *arg)
         if (rc == 1) {
             r->done++;
             bad += len != r->run->size;
-            if ((r->done & 255) == 0) client_keepalive (c, now_ns ());
+            if ((r->done & 255) == 0) {
+                int64_t now = now_ns ();
+                atomic_store (&r->run->progress_ns, now);
+                client_keepalive (c, now);
+            }
         } else if (receiver_gives_up (r, &seen, &progress_ns))
             break;
     }
@@ -995,6 +1039,7 @@ open_pairs (void *ctx, const server_t *srv, run_t *run, int pairs, client_t **tx
         tx[i] = client_open (ctx, srv->sys, srv->endpoint);
         if (!tx[i]) return -1;
         tx[i]->abort = &run->abort;
+        tx[i]->progress_ns = &run->progress_ns;
         if (client_register (tx[i]) < 0 || client_set_peer (tx[i], rx[i]) < 0) return -1;
     }
     return 0;
@@ -1047,15 +1092,17 @@ throughput_run (void *ctx, const server_t *srv, int pairs, size_t size, size_t c
         roles[i] = (role_t){.run = &run, .client = cs[i]};
         pthread_create (&threads[i], NULL, i < pairs ? receiver_main : sender_main, &roles[i]);
     }
-    double cpu0 = process_cpu_seconds (srv->pid);
+    double cpu0 = process_cpu_seconds (srv->pid), own0 = process_cpu_seconds (getpid ());
     pthread_barrier_wait (&run.start);
     int64_t t0 = now_ns ();
     for (int i = 0; i < 2 * pairs; i++)
         pthread_join (threads[i], NULL);
     tp_collect (roles, pairs, t0, res);
-    double cpu1 = process_cpu_seconds (srv->pid);
+    double cpu1 = process_cpu_seconds (srv->pid), own1 = process_cpu_seconds (getpid ());
     res->server_cpu_us =
         cpu0 >= 0 && cpu1 >= 0 && res->received ? (cpu1 - cpu0) * 1e6 / (double)res->received : NAN;
+    res->client_cpu_us =
+        own0 >= 0 && own1 >= 0 && res->received ? (own1 - own0) * 1e6 / (double)res->received : NAN;
     first_error (cs, 2 * pairs, res->error, sizeof res->error);
     close_clients (cs, 2 * pairs);
     pthread_barrier_destroy (&run.start);
@@ -1857,6 +1904,8 @@ enum {
     ROW_P99,
     ROW_CPU64_1,
     ROW_CPU64_4,
+    ROW_CCPU64_1,
+    ROW_CCPU64_4,
     ROW_COUNT
 };
 
@@ -1900,6 +1949,18 @@ static row_t rows[ROW_COUNT] = {
      .target = 0},
     {.key = "server_cpu_64B_4to4",
      .label = "server cpu 64 B 4->4",
+     .unit = "us/msg",
+     .higher_better = false,
+     .target = 0},
+    //  The bench process's CPU time per message (its senders, receivers
+    //  and I/O thread): what the clients and their kernel work cost.
+    {.key = "client_cpu_64B_1to1",
+     .label = "client cpu 64 B 1->1",
+     .unit = "us/msg",
+     .higher_better = false,
+     .target = 0},
+    {.key = "client_cpu_64B_4to4",
+     .label = "client cpu 64 B 4->4",
      .unit = "us/msg",
      .higher_better = false,
      .target = 0},
@@ -1994,27 +2055,56 @@ cpu_model (char *buf, size_t cap)
     if (f) fclose (f);
 }
 
+//  The most any server could move with zhost's clients as measured: the
+//  CPUs divided by the clients' CPU time per message (the server free).
+static void
+print_ceiling (void)
+{
+    static const int pairs[][3] = {{ROW_TP64_1, ROW_CCPU64_1, 1}, {ROW_TP64_4, ROW_CCPU64_4, 4}};
+    long ncpu = sysconf (_SC_NPROCESSORS_ONLN);
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        double client = rows[pairs[i][1]].value[SYS_ZHOST];
+        double classic = rows[pairs[i][0]].value[SYS_CLASSIC];
+        if (isnan (client) || client <= 0) continue;
+        double ceiling = (double)ncpu * 1e6 / client;
+        char a[32], b[32];
+        printf ("%sceiling 64 B %d->%d: a server costing nothing, with zhost's clients at %.3f "
+                "us/msg on %ld cpus: %s msg/s = %s x classic\n",
+                i ? "" : "\n", pairs[i][2], pairs[i][2], client, ncpu,
+                fmt_value (a, sizeof a, ceiling), fmt_ratio (b, sizeof b, ceiling, classic));
+    }
+}
+
 static void
 print_table (void)
 {
-    char cpu[256], a[32], b[32], c[32], ratio[32];
+    char cpu[256], a[32], b[32], c[32], ratio[32], vs_bare[32];
     cpu_model (cpu, sizeof cpu);
-    printf ("zhost-bench: tcp on 127.0.0.1, %zu msgs per sender, %zu round trips, hwm %d, "
-            "median of %d runs\nmachine: %ld cpus, %s\n\n",
-            opts.count, opts.rtt_count, opts.hwm, opts.repeat, sysconf (_SC_NPROCESSORS_ONLN), cpu);
-    printf ("%-24s %-6s %12s %12s %14s %-9s %-7s %12s\n", "measurement", "unit", "zhost", "classic",
-            "zhost/classic", "target", "", "bare");
+    printf ("zhost-bench: tcp on 127.0.0.1, %zu msgs (64 B) and %zu (1 KiB) per sender, %zu "
+            "round trips, hwm %d, median of %d runs\nmachine: %ld cpus, %s\n\n",
+            opts.count, opts.count_1k, opts.rtt_count, opts.hwm, opts.repeat,
+            sysconf (_SC_NPROCESSORS_ONLN), cpu);
+    if (seen_prefix[SYS_ZHOST] || seen_prefix[SYS_BARE])
+        printf ("bytes before the payload in each frame: zhost %zu (SEND head), classic 0 (dest "
+                "id in a frame of its own), bare %zu%s\n\n",
+                seen_prefix[SYS_ZHOST], seen_prefix[SYS_BARE],
+                opts.bare_as_zhp ? " (--bare-as-zhp: padded to zhost's length)" : "");
+    printf ("%-24s %-6s %12s %12s %14s %-9s %-7s %12s %10s\n", "measurement", "unit", "zhost",
+            "classic", "zhost/classic", "target", "", opts.bare_as_zhp ? "bare=zhp" : "bare",
+            "zhost/bare");
     for (int i = 0; i < ROW_COUNT; i++) {
         row_t *r = &rows[i];
         char target[16] = "";
         if (r->target)
             snprintf (target, sizeof target, "%s %.2f", r->higher_better ? ">=" : "<=", r->target);
         fmt_ratio (ratio, sizeof ratio, r->value[SYS_ZHOST], r->value[SYS_CLASSIC]);
-        printf ("%-24s %-6s %12s %12s %14s %-9s %-7s %12s\n", r->label, r->unit,
+        printf ("%-24s %-6s %12s %12s %14s %-9s %-7s %12s %10s\n", r->label, r->unit,
                 fmt_value (a, sizeof a, r->value[SYS_ZHOST]),
                 fmt_value (b, sizeof b, r->value[SYS_CLASSIC]), ratio, target, row_verdict (r),
-                fmt_value (c, sizeof c, r->value[SYS_BARE]));
+                fmt_value (c, sizeof c, r->value[SYS_BARE]),
+                fmt_ratio (vs_bare, sizeof vs_bare, r->value[SYS_ZHOST], r->value[SYS_BARE]));
     }
+    print_ceiling ();
     for (int i = 0; i < ROW_COUNT; i++)
         for (int s = 0; s < SYS_COUNT; s++)
             if (rows[i].lost[s])
@@ -2189,9 +2279,13 @@ print_json (void)
 {
     char cpu[256];
     cpu_model (cpu, sizeof cpu);
-    printf ("{\"config\": {\"count\": %zu, \"rtt_count\": %zu, \"hwm\": %d, \"repeat\": %d, "
-            "\"nproc\": %ld, \"cpu\": \"%s\"},\n \"results\": [",
-            opts.count, opts.rtt_count, opts.hwm, opts.repeat, sysconf (_SC_NPROCESSORS_ONLN), cpu);
+    printf ("{\"config\": {\"count\": %zu, \"count_1k\": %zu, \"rtt_count\": %zu, \"hwm\": %d, "
+            "\"repeat\": %d, "
+            "\"nproc\": %ld, \"cpu\": \"%s\", \"bare_as_zhp\": %s, \"prefix_bytes\": "
+            "{\"zhost\": %zu, \"bare\": %zu}},\n \"results\": [",
+            opts.count, opts.count_1k, opts.rtt_count, opts.hwm, opts.repeat,
+            sysconf (_SC_NPROCESSORS_ONLN), cpu, opts.bare_as_zhp ? "true" : "false",
+            seen_prefix[SYS_ZHOST], seen_prefix[SYS_BARE]);
     bool first_row = true;
     for (int i = 0; i < ROW_COUNT && !opts.callgrind; i++) {
         row_t *r = &rows[i];
@@ -2307,18 +2401,27 @@ lib_rtt_once (const server_t *srv, int run)
 }
 
 static void
+record_cpu (row_t *row, sys_t s, double us)
+{
+    if (!isnan (us) && row->n[s] < MAX_REPEAT) row->samples[s][row->n[s]++] = us;
+}
+
+static void
 measure_throughput (void *ctx, server_t *srv, int row, size_t size, int pairs)
 {
     tp_result_t res;
     for (int r = 0; r < opts.repeat; r++) {
         for (int s = 0; s < SYS_COUNT; s++) {
             if (!opts.enabled[s]) continue;
-            throughput_run (ctx, &srv[s], pairs, size, opts.count, &res);
+            throughput_run (ctx, &srv[s], pairs, size, size > 64 ? opts.count_1k : opts.count,
+                            &res);
             record_tp (&rows[row], (sys_t)s, &res, r);
             int cpu_row = row == ROW_TP64_1 ? ROW_CPU64_1 : row == ROW_TP64_4 ? ROW_CPU64_4 : -1;
-            if (cpu_row >= 0 && res.received == res.expected && !isnan (res.server_cpu_us) &&
-                rows[cpu_row].n[s] < MAX_REPEAT)
-                rows[cpu_row].samples[s][rows[cpu_row].n[s]++] = res.server_cpu_us;
+            if (cpu_row >= 0 && res.received == res.expected) {
+                record_cpu (&rows[cpu_row], (sys_t)s, res.server_cpu_us);
+                record_cpu (&rows[cpu_row + (ROW_CCPU64_1 - ROW_CPU64_1)], (sys_t)s,
+                            res.client_cpu_us);
+            }
         }
         if (row == ROW_TP64_1 && lib_wanted ()) lib_tp_once (&srv[SYS_ZHOST], r);
     }
@@ -2552,7 +2655,8 @@ usage (FILE *f)
                 "  --broker PATH        zhost-broker (default: $ZHOST_BROKER, next to this\n"
                 "                       program, or ../build-broker/zhost-broker)\n"
                 "  --systems LIST       comma list of zhost,classic,bare (default all)\n"
-                "  --count N            messages per sender per throughput run (200000)\n"
+                "  --count N            messages per sender per 64 B throughput run (1000000)\n"
+                "  --count-1k N         messages per sender per 1 KiB throughput run (250000)\n"
                 "  --rtt-count N        round trips per latency run (20000)\n"
                 "  --warmup N           uncounted round trips first (1000)\n"
                 "  --repeat N           runs per figure, median reported (3, max 15)\n"
@@ -2563,6 +2667,8 @@ usage (FILE *f)
                 "  --callgrind-count N  messages in a --callgrind run (100000)\n"
                 "  --callgrind-dir DIR  keep callgrind.<system>.out files there\n"
                 "  --json               print JSON instead of the table\n"
+                "  --bare-as-zhp        pad the bare forwarder's frames to the length of\n"
+                "                       zhost's SEND frames (same bytes, no head)\n"
                 "spawn/stop latency and libzhost (also part of the default run):\n"
                 "  --spawn-latency      only: spawn -> READY and stop -> exit latency of\n"
                 "                       zh-test-proc through the host agent, and a stop_all\n"
@@ -2645,6 +2751,7 @@ typedef struct {
 
 static const num_opt_t num_opts[] = {
     {"--count", &opts.count, NULL, 1, 100000000},
+    {"--count-1k", &opts.count_1k, NULL, 1, 100000000},
     {"--rtt-count", &opts.rtt_count, NULL, 1, 10000000},
     {"--warmup", &opts.warmup, NULL, 0, 10000000},
     {"--callgrind-count", &opts.cg_count, NULL, 1, 100000000},
@@ -2711,6 +2818,8 @@ parse_flag (const char *a)
         opts.lib_mode = true;
     else if (!strcmp (a, "--json"))
         opts.json = true;
+    else if (!strcmp (a, "--bare-as-zhp"))
+        opts.bare_as_zhp = true;
     else if (!strcmp (a, "--help") || !strcmp (a, "-h"))
         usage (stdout), exit (0);
     else
