@@ -37,6 +37,7 @@
 #include <msgpack.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -94,6 +95,7 @@ typedef struct {
     bool callgrind;
     bool json;
     bool bare_as_zhp; //  pad bare frames to the length of zhost's SEND frames
+    bool pin;         //  servers on the last CPU, this process on the others
     bool enabled[SYS_COUNT];
     bool spawn_mode;       //  --spawn-latency: spawn/stop latency only
     bool lib_mode;         //  --lib: libzhost beside the raw zhost client only
@@ -810,6 +812,18 @@ server_argv (server_t *s, const char *cg_out, char *hwm, char *cg_arg, const cha
     argv[n] = NULL;
 }
 
+//  Let this process (and the threads it starts later) run on CPUs
+//  first..first+n-1 only. 0, or -1 with errno.
+static int
+pin_to_cpus (long first, long n)
+{
+    cpu_set_t set;
+    CPU_ZERO (&set);
+    for (long cpu = first; cpu < first + n; cpu++)
+        CPU_SET ((int)cpu, &set);
+    return sched_setaffinity (0, sizeof set, &set);
+}
+
 static pid_t
 spawn_child (const char **argv, int out_fd, int close_fd)
 {
@@ -819,6 +833,7 @@ spawn_child (const char **argv, int out_fd, int close_fd)
         close (out_fd);
         close (close_fd);
         prctl (PR_SET_PDEATHSIG, SIGKILL);
+        if (opts.pin) pin_to_cpus (sysconf (_SC_NPROCESSORS_ONLN) - 1, 1);
         execvp (argv[0], (char *const *)argv);
         _exit (127);
     }
@@ -2056,12 +2071,13 @@ cpu_model (char *buf, size_t cap)
 }
 
 //  The most any server could move with zhost's clients as measured: the
-//  CPUs divided by the clients' CPU time per message (the server free).
+//  clients' CPUs (all, or all but the server's with --pin) divided by
+//  their CPU time per message, as if the server cost nothing.
 static void
 print_ceiling (void)
 {
     static const int pairs[][3] = {{ROW_TP64_1, ROW_CCPU64_1, 1}, {ROW_TP64_4, ROW_CCPU64_4, 4}};
-    long ncpu = sysconf (_SC_NPROCESSORS_ONLN);
+    long ncpu = sysconf (_SC_NPROCESSORS_ONLN) - (opts.pin ? 1 : 0); //  the clients' CPUs
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         double client = rows[pairs[i][1]].value[SYS_ZHOST];
         double classic = rows[pairs[i][0]].value[SYS_CLASSIC];
@@ -2084,6 +2100,9 @@ print_table (void)
             "round trips, hwm %d, median of %d runs\nmachine: %ld cpus, %s\n\n",
             opts.count, opts.count_1k, opts.rtt_count, opts.hwm, opts.repeat,
             sysconf (_SC_NPROCESSORS_ONLN), cpu);
+    if (opts.pin)
+        printf ("--pin: every server on CPU %ld, the clients on CPUs 0-%ld\n\n",
+                sysconf (_SC_NPROCESSORS_ONLN) - 1, sysconf (_SC_NPROCESSORS_ONLN) - 2);
     if (seen_prefix[SYS_ZHOST] || seen_prefix[SYS_BARE])
         printf ("bytes before the payload in each frame: zhost %zu (SEND head), classic 0 (dest "
                 "id in a frame of its own), bare %zu%s\n\n",
@@ -2281,11 +2300,11 @@ print_json (void)
     cpu_model (cpu, sizeof cpu);
     printf ("{\"config\": {\"count\": %zu, \"count_1k\": %zu, \"rtt_count\": %zu, \"hwm\": %d, "
             "\"repeat\": %d, "
-            "\"nproc\": %ld, \"cpu\": \"%s\", \"bare_as_zhp\": %s, \"prefix_bytes\": "
+            "\"nproc\": %ld, \"cpu\": \"%s\", \"pin\": %s, \"bare_as_zhp\": %s, \"prefix_bytes\": "
             "{\"zhost\": %zu, \"bare\": %zu}},\n \"results\": [",
             opts.count, opts.count_1k, opts.rtt_count, opts.hwm, opts.repeat,
-            sysconf (_SC_NPROCESSORS_ONLN), cpu, opts.bare_as_zhp ? "true" : "false",
-            seen_prefix[SYS_ZHOST], seen_prefix[SYS_BARE]);
+            sysconf (_SC_NPROCESSORS_ONLN), cpu, opts.pin ? "true" : "false",
+            opts.bare_as_zhp ? "true" : "false", seen_prefix[SYS_ZHOST], seen_prefix[SYS_BARE]);
     bool first_row = true;
     for (int i = 0; i < ROW_COUNT && !opts.callgrind; i++) {
         row_t *r = &rows[i];
@@ -2669,6 +2688,8 @@ usage (FILE *f)
                 "  --json               print JSON instead of the table\n"
                 "  --bare-as-zhp        pad the bare forwarder's frames to the length of\n"
                 "                       zhost's SEND frames (same bytes, no head)\n"
+                "  --pin                every server on the last CPU, the clients (this\n"
+                "                       process) on the others (needs 2 CPUs or more)\n"
                 "spawn/stop latency and libzhost (also part of the default run):\n"
                 "  --spawn-latency      only: spawn -> READY and stop -> exit latency of\n"
                 "                       zh-test-proc through the host agent, and a stop_all\n"
@@ -2820,6 +2841,8 @@ parse_flag (const char *a)
         opts.json = true;
     else if (!strcmp (a, "--bare-as-zhp"))
         opts.bare_as_zhp = true;
+    else if (!strcmp (a, "--pin"))
+        opts.pin = true;
     else if (!strcmp (a, "--help") || !strcmp (a, "-h"))
         usage (stdout), exit (0);
     else
@@ -2870,6 +2893,12 @@ main (int argc, char **argv)
                          "baselines only\n");
         opts.enabled[SYS_ZHOST] = false;
         if (!opts.enabled[SYS_CLASSIC] && !opts.enabled[SYS_BARE]) return 1;
+    }
+    long ncpu = sysconf (_SC_NPROCESSORS_ONLN);
+    if (opts.pin && (ncpu < 2 || pin_to_cpus (0, ncpu - 1) < 0)) {
+        fprintf (stderr, "zhost-bench: --pin: %s\n",
+                 ncpu < 2 ? "needs 2 CPUs or more" : strerror (errno));
+        return 2;
     }
     void *ctx = zmq_ctx_new ();
     zmq_ctx_set (ctx, ZMQ_IO_THREADS, opts.io_threads);
