@@ -324,36 +324,54 @@ s_bounce (zhost_proc_t *self, zmq_msg_t *frames, size_t count, const zh_head_t *
 void
 zhost_dispatch_send (zhost_proc_t *self, zmq_msg_t *frames, size_t count, const zh_head_t *head)
 {
-    zh_addr_t dest;
-    zh_error_t perr;
     char reason[ZH_ADDR_MAX + 64];
-    if (zh_addr_parse_kind (&dest, ZH_ADDR_PORT, (const char *)head->dest, head->dest_len, &perr) !=
-        0) {
-        zh_warn ("bad-dest", "proc=%s reason=\"%s\"", self->addr, perr.reason);
-        self->dropped++;
-        return;
+    zhost_actor_t *actor;
+    uint64_t number;
+    if (self->recv_dest_len && head->dest_len == self->recv_dest_len &&
+        memcmp (head->dest, self->recv_dest, head->dest_len) == 0) {
+        actor = self->recv_actor; //  LZ-1
+        number = self->recv_port;
+    } else {
+        zh_addr_t dest;
+        zh_error_t perr;
+        if (zh_addr_parse_kind (&dest, ZH_ADDR_PORT, (const char *)head->dest, head->dest_len,
+                                &perr) != 0) {
+            zh_warn ("bad-dest", "proc=%s reason=\"%s\"", self->addr, perr.reason);
+            self->dropped++;
+            return;
+        }
+        actor = s_actor_lookup (self, dest.actor.text.ptr, dest.actor.text.len);
+        number = dest.port;
+        if (!actor) {
+            snprintf (reason, sizeof reason, "no actor %.*s on proc %s", (int)dest.actor.text.len,
+                      dest.actor.text.ptr, self->addr);
+            s_bounce (self, frames, count, head, ZH_RC_NO_SUCH_ACTOR, reason);
+            return;
+        }
+        //  Only a dest whose actor exists is cached: one spawned later must
+        //  be found.
+        self->recv_dest_len = 0;
+        if (head->dest_len <= sizeof self->recv_dest) {
+            memcpy (self->recv_dest, head->dest, head->dest_len);
+            self->recv_dest_len = head->dest_len;
+            self->recv_actor = actor;
+            self->recv_port = number;
+        }
     }
-    zhost_actor_t *actor = s_actor_lookup (self, dest.actor.text.ptr, dest.actor.text.len);
-    if (!actor) {
-        snprintf (reason, sizeof reason, "no actor %.*s on proc %s", (int)dest.actor.text.len,
-                  dest.actor.text.ptr, self->addr);
-        s_bounce (self, frames, count, head, ZH_RC_NO_SUCH_ACTOR, reason);
-        return;
-    }
-    zhost_port_t *port = s_port_find (actor, dest.port);
+    zhost_port_t *port = s_port_find (actor, number);
     if (!port) {
         snprintf (reason, sizeof reason, "actor %s has no port %llu", actor->addr,
-                  (unsigned long long)dest.port);
+                  (unsigned long long)number);
         s_bounce (self, frames, count, head, ZH_RC_NO_SUCH_PORT, reason);
         return;
     }
     //  AC-1
     zhost_handler_fn *handler = port->handler;
     void *arg = port->arg;
-    if (port->once) zhost_actor_close_port (actor, dest.port);
+    if (port->once) zhost_actor_close_port (actor, number);
     zhost_msgbuf_t buf;
     if (zhost_msgbuf_fill (&buf, head, head->meta, head->meta_len, frames, count) == 0) {
-        buf.msg.port = dest.port;
+        buf.msg.port = number;
         zhost_note_result (actor, handler (actor, &buf.msg, arg), "port");
     }
     zhost_msgbuf_release (&buf);
@@ -499,6 +517,27 @@ s_build (zhost_proc_t *self, zmq_msg_t *frames, const char *src, const char *des
     return n;
 }
 
+//  A post's dest must be a port address; the last one accepted is
+//  remembered (LZ-1). 0, or -1 with err set.
+static int
+s_post_dest_check (zhost_proc_t *self, const char *dest, zhost_error_t *err)
+{
+    size_t len = dest ? strlen (dest) : 0;
+    if (len && len == self->post_dest_len && memcmp (dest, self->post_dest, len) == 0) return 0;
+    zh_addr_t addr;
+    zh_error_t perr;
+    if (!dest || zh_addr_parse_kind (&addr, ZH_ADDR_PORT, dest, len, &perr) != 0) {
+        zhost_error_put (err, ZHOST_E_INVALID, "post: dest %s is not a port address: %s",
+                         dest ? dest : "(null)", dest ? perr.reason : "missing");
+        return -1;
+    }
+    if (len <= sizeof self->post_dest) {
+        memcpy (self->post_dest, dest, len);
+        self->post_dest_len = len;
+    }
+    return 0;
+}
+
 int
 zhost_proc_post (zhost_proc_t *self, zhost_actor_t *from, const char *dest,
                  const zhost_part_t *parts, size_t count, const zhost_post_opts_t *opts,
@@ -510,13 +549,7 @@ zhost_proc_post (zhost_proc_t *self, zhost_actor_t *from, const char *dest,
                          self->status == ZHOST_CLOSED ? "closed" : "stopped");
         return -1;
     }
-    zh_addr_t addr;
-    zh_error_t perr;
-    if (!dest || zh_addr_parse_kind (&addr, ZH_ADDR_PORT, dest, strlen (dest), &perr) != 0) {
-        zhost_error_put (err, ZHOST_E_INVALID, "post: dest %s is not a port address: %s",
-                         dest ? dest : "(null)", dest ? perr.reason : "missing");
-        return -1;
-    }
+    if (s_post_dest_check (self, dest, err) != 0) return -1;
     if (count > ZH_MAX_FRAMES) {
         zhost_error_put (err, ZHOST_E_INVALID, "post to %s: %zu parts (at most %d)", dest, count,
                          ZH_MAX_FRAMES);

@@ -18,6 +18,8 @@
 #include "zh_proto.h"
 #include "zhost/zhost.h"
 
+#define ZHOST_ADDR_CACHE 256 //  longer addresses are parsed every time (LZ-1)
+
 //  One open port of an actor.
 typedef struct {
     uint64_t number;
@@ -83,6 +85,16 @@ struct _zhost_proc_t {
     int depth;           //  nesting of zhost_proc_step (requests in handlers)
     char reason[256];    //  why it stopped or closed
     uint64_t dropped;    //  SENDs dropped (unflagged, or after stop)
+    //  LZ-1 (caches vouch only for identical bytes): the last dest a post
+    //  accepted, and the last dest a SEND was dispatched to with the actor
+    //  it named (actors live as long as their proc) and its port number.
+    //  Bytes identical to those get the same verdict without a parse.
+    char post_dest[ZHOST_ADDR_CACHE];
+    size_t post_dest_len; //  0: empty
+    char recv_dest[ZHOST_ADDR_CACHE];
+    size_t recv_dest_len; //  0: empty
+    zhost_actor_t *recv_actor;
+    uint64_t recv_port;
 };
 
 //  zhost_proc.c
