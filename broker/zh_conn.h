@@ -26,7 +26,6 @@ typedef enum {
 
 #define ZH_RID_MAX    255
 #define ZH_ADDR_CACHE 256 //  addresses longer than this are not cached
-#define ZH_ADDR_CACHE 256 //  addresses longer than this are not cached
 
 typedef struct {
     zh_sock_t sock;

@@ -38,6 +38,7 @@
 #define S_LIVENESS          3
 #define S_BATCH             1000   //  messages handled per step
 #define S_OUTQ_MAX          100000 //  messages waiting in the proc's queue
+#define S_SOCKET_HWM        10000  //  the DEALER's SNDHWM and RCVHWM
 #define S_SMALL_FRAMES      8
 
 static volatile sig_atomic_t s_signalled = 0;
@@ -284,6 +285,11 @@ s_connect (zhost_proc_t *self, const void *rid, size_t rid_len, zhost_error_t *e
     int linger = S_LINGER_MS;
     zmq_setsockopt (self->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (self->sock, ZMQ_ROUTING_ID, rid, rid_len);
+    //  As deep as the broker's own queue toward us (its default --hwm), so
+    //  a burst goes to libzmq rather than through the proc's queue.
+    int hwm = S_SOCKET_HWM;
+    zmq_setsockopt (self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     if (zmq_connect (self->sock, self->endpoint) != 0) {
         zhost_error_put (err, ZHOST_E_SOCKET, "cannot connect to %s: %s", self->endpoint,
                          zmq_strerror (errno));
