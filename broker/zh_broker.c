@@ -35,6 +35,8 @@
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -972,6 +974,12 @@ zh_broker_run (zh_broker_t *self)
     self->now = zclock_mono ();
     self->next_tick = self->now + tick_ms;
     zh_procs_reap (self->procs, self->now); //  a --spawn child may have died already
+    if (self->pinned) {
+        char cpus[256];
+        int rc = pthread_setaffinity_np (pthread_self (), sizeof self->pin_cpus, &self->pin_cpus);
+        zh_info ("cpu", "pinned=%s%s%s", zh_cpu_list_format (&self->pin_cpus, cpus, sizeof cpus),
+                 rc ? " error=" : "", rc ? strerror (rc) : "");
+    }
 
     while (true) {
         self->now = zclock_mono ();
@@ -1221,6 +1229,38 @@ s_bind_sockets (zh_broker_t *self, zh_error_t *err)
     return 0;
 }
 
+//  --cpu: the CPUs of the list the broker may use (its start-up affinity
+//  bounds them) become libzmq's threads' affinity now, before any socket
+//  starts them; zh_broker_run pins the loop's thread. Children keep
+//  start_cpus (zh_procs_set_child_cpus). 0, or -1 with err (exit 2).
+static int
+s_pin_setup (zh_broker_t *self, zh_error_t *err)
+{
+    cpu_set_t wanted;
+    char have[256], asked[256];
+    if (zh_cpu_list_parse (self->config->cpus, &wanted, err) != 0) return -1;
+    if (sched_getaffinity (0, sizeof self->start_cpus, &self->start_cpus) != 0)
+        return zh_error_set (err, 1, 0, "--cpu: sched_getaffinity: %s", strerror (errno));
+    CPU_AND (&self->pin_cpus, &wanted, &self->start_cpus);
+    if (CPU_COUNT (&self->pin_cpus) == 0)
+        return zh_error_set (err, 2, 0,
+                             "--cpu: none of %s is available to the broker (it may use %s)",
+                             zh_cpu_list_format (&wanted, asked, sizeof asked),
+                             zh_cpu_list_format (&self->start_cpus, have, sizeof have));
+    if (!CPU_EQUAL (&self->pin_cpus, &wanted))
+        zh_warn ("cpu", "asked=%s available=%s using=%s",
+                 zh_cpu_list_format (&wanted, asked, sizeof asked),
+                 zh_cpu_list_format (&self->start_cpus, have, sizeof have),
+                 zh_cpu_list_format (&self->pin_cpus, asked, sizeof asked));
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET (cpu, &self->pin_cpus) &&
+            zmq_ctx_set (self->ctx, ZMQ_THREAD_AFFINITY_CPU_ADD, cpu) != 0)
+            return zh_error_set (err, 1, 0, "--cpu: libzmq refused CPU %d: %s", cpu,
+                                 zmq_strerror (errno));
+    self->pinned = true;
+    return 0;
+}
+
 zh_broker_t *
 zh_broker_new (const zh_config_t *config, zh_error_t *err)
 {
@@ -1249,6 +1289,7 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
         goto fail;
     }
     zmq_ctx_set (self->ctx, ZMQ_BLOCKY, 0);
+    if (config->cpus && s_pin_setup (self, err) != 0) goto fail;
     if (config->curve_secret || config->curve_allow || config->curve_admin) {
         self->curve = zh_curve_new (self->ctx, config->curve_secret, config->curve_allow,
                                     config->curve_admin, err);
@@ -1278,6 +1319,7 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
         zh_error_set (err, 1, 0, "cannot create the process manager");
         goto fail;
     }
+    if (self->pinned) zh_procs_set_child_cpus (self->procs, &self->start_cpus);
     self->now = zclock_mono ();
     if (zh_lifecycle_spawn_config (self, err) != 0) goto fail;
     if (self->curve) {

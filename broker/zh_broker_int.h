@@ -82,6 +82,9 @@ struct _zh_broker_t {
     char service_addr[ZH_ADDR_MAX + 1]; //  service@<adv0>: src of RETURNs
     uint64_t incarnation;
 
+    bool pinned;            //  --cpu: the loop and libzmq's threads on pin_cpus
+    cpu_set_t pin_cpus;     //  --cpu, as far as the broker may use it
+    cpu_set_t start_cpus;   //  the CPUs the broker started with (for children)
     zh_curve_t *curve;      //  CURVE on the frontend, or NULL
     zh_procs_t *procs;      //  the process manager
     bool stopping_children; //  shutdown phase 1: children first

@@ -121,9 +121,11 @@ struct _zh_procs_t {
     size_t count, capacity;
     size_t cursor; //  zh_procs_first/next
     s_job_t *jobs;
-    int depth;       //  calls in progress (callbacks re-enter)
-    bool jobs_dirty; //  a proc became terminal since the last pump
-    int64_t now;     //  latest clock a caller gave
+    int depth;           //  calls in progress (callbacks re-enter)
+    bool jobs_dirty;     //  a proc became terminal since the last pump
+    int64_t now;         //  latest clock a caller gave
+    bool child_cpus_set; //  children get child_cpus (the broker is pinned)
+    cpu_set_t child_cpus;
 };
 
 static const char *s_stream_names[2] = {"stdout", "stderr"};
@@ -641,9 +643,11 @@ static void __attribute__ ((noreturn)) s_child_fail (int status_w)
 
 //  In the child, between fork and exec: async-signal-safe calls only.
 static void __attribute__ ((noreturn))
-s_child (pid_t parent, int out_w, int err_w, int status_w, char *const argv[], char *const envp[])
+s_child (pid_t parent, int out_w, int err_w, int status_w, char *const argv[], char *const envp[],
+         const cpu_set_t *cpus)
 {
     setpgid (0, 0);
+    if (cpus) sched_setaffinity (0, sizeof *cpus, cpus); //  not the broker's --cpu
     prctl (PR_SET_PDEATHSIG, SIGKILL);
     if (getppid () != parent) _exit (127); //  the broker died before PDEATHSIG was armed
     struct sigaction dfl;
@@ -705,7 +709,9 @@ s_launch_process (zh_procs_t *self, zh_proc_t *proc, char *const argv[], char *c
     }
     pid_t parent = getpid ();
     pid_t pid = fork ();
-    if (pid == 0) s_child (parent, out[1], errp[1], status[1], argv, envp);
+    if (pid == 0)
+        s_child (parent, out[1], errp[1], status[1], argv, envp,
+                 self->child_cpus_set ? &self->child_cpus : NULL);
     int fork_errno = errno;
     close (out[1]);
     close (errp[1]);
@@ -822,7 +828,12 @@ zh_procs_spawn_thread (zh_procs_t *self, const char *name, zh_thread_main_fn *fn
     s_enter (self, now);
     entry->proc.pid = getpid ();
     zh_proc_t *proc = NULL;
-    int rc = pthread_create (&thread->tid, NULL, s_thread_run, thread);
+    pthread_attr_t attr;
+    pthread_attr_init (&attr);
+    if (self->child_cpus_set)
+        pthread_attr_setaffinity_np (&attr, sizeof self->child_cpus, &self->child_cpus);
+    int rc = pthread_create (&thread->tid, &attr, s_thread_run, thread);
+    pthread_attr_destroy (&attr);
     if (rc != 0) {
         atomic_store (&thread->refs, 1);
         s_thread_release (thread);
@@ -1287,6 +1298,13 @@ s_thread_abandon (zh_proc_t *proc)
     }
     proc->thread = NULL;
     s_thread_release (thread);
+}
+
+void
+zh_procs_set_child_cpus (zh_procs_t *self, const cpu_set_t *cpus)
+{
+    self->child_cpus_set = cpus != NULL;
+    if (cpus) self->child_cpus = *cpus;
 }
 
 void

@@ -35,6 +35,7 @@
 #ifndef ZH_PROCS_H
 #define ZH_PROCS_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -123,6 +124,11 @@ zh_procs_t *zh_procs_new (void *zmq_ctx, const char *backend_ipc, const char *ba
                           const char *host, int64_t heartbeat_ms, zh_procs_events_t events);
 //  Kills (SIGKILL to each group) and reaps every child still alive.
 void zh_procs_destroy (zh_procs_t **self_p);
+
+//  The CPUs every proc started from now on may run on (process or thread),
+//  whatever the starting thread's own affinity; NULL: inherit it. The
+//  broker sets its start-up CPUs here when --cpu pins its own threads.
+void zh_procs_set_child_cpus (zh_procs_t *self, const cpu_set_t *cpus);
 
 //  Spawn a process. argv is NULL-terminated; env is a NULL-terminated
 //  list of "KEY=VALUE" merged over the broker's environment, with the

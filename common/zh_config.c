@@ -383,7 +383,11 @@ typedef struct {
     size_t count_field;  //  lists: offset of the count
     int64_t min, max;    //  numbers: the accepted range
     const char *choices; //  KIND_CHOICE: "a|b|c"
+    //  KIND_STRING: checks the value's form; NULL = any non-empty text
+    int (*check) (const char *value, zh_error_t *why);
 } option_t;
+
+static int s_check_cpus (const char *value, zh_error_t *why);
 
 #define FIELD(f)   offsetof (zh_config_t, f)
 #define LIST(f, n) .field = FIELD (f), .count_field = FIELD (n)
@@ -545,6 +549,16 @@ static const option_t s_options[] = {
      .field = FIELD (curve_admin),
      .help = "Directory of the zcert public certificates of admin clients (they may connect "
              "and run admin operations on the frontend)."},
+    {.name = "cpu",
+     .env = "ZHOST_CPU",
+     .arg = "LIST",
+     .kind = KIND_STRING,
+     .from = FROM_ALL,
+     .defnote = "none: where the scheduler puts them",
+     .field = FIELD (cpus),
+     .check = s_check_cpus,
+     .help = "Run the broker's loop and libzmq's threads on these CPUs only (e.g. 1 or "
+             "0,2-3); spawned procs keep the CPUs the broker started with."},
     {.name = "config",
      .env = "ZHOST_CONFIG",
      .arg = "FILE",
@@ -595,6 +609,7 @@ s_option_find (const char *name, size_t length)
 static int
 s_set_string (zh_config_t *self, const option_t *opt, const char *value, zh_error_t *why)
 {
+    if (opt->check && opt->check (value, why) != 0) return -1;
     char **field = FIELD_OF (self, opt, char *);
     free (*field);
     *field = strdup (value);
@@ -644,6 +659,76 @@ s_set_number (zh_config_t *self, const option_t *opt, const char *value, zh_erro
     }
     *FIELD_OF (self, opt, int64_t) = number;
     return 0;
+}
+
+//  A CPU list as taskset(1) and cpuset(7) write it: N or N-M items,
+//  comma-separated, every number below CPU_SETSIZE.
+int
+zh_cpu_list_parse (const char *text, cpu_set_t *set, zh_error_t *err)
+{
+    CPU_ZERO (set);
+    const char *p = text;
+    if (!p || !*p) return zh_error_set (err, ZH_ERR_MALFORMED, 0, "empty CPU list");
+    while (true) {
+        long range[2];
+        for (int end = 0; end < 2; end++) {
+            if (!isdigit ((unsigned char)*p))
+                return zh_error_set (err, ZH_ERR_MALFORMED, (size_t)(p - text),
+                                     "'%s' is not a CPU list (write N, N-M or a comma list of "
+                                     "them, e.g. 0,2-3)",
+                                     text);
+            char *stop;
+            errno = 0;
+            range[end] = strtol (p, &stop, 10);
+            if (errno || range[end] >= CPU_SETSIZE)
+                return zh_error_set (err, ZH_ERR_MALFORMED, (size_t)(p - text),
+                                     "'%s': CPU %.*s is beyond %d", text, (int)(stop - p), p,
+                                     CPU_SETSIZE - 1);
+            p = stop;
+            if (end == 0 && *p != '-') {
+                range[1] = range[0];
+                break;
+            }
+            if (end == 0) p++;
+        }
+        if (range[1] < range[0])
+            return zh_error_set (err, ZH_ERR_MALFORMED, (size_t)(p - text),
+                                 "'%s': range %ld-%ld runs backwards", text, range[0], range[1]);
+        for (long cpu = range[0]; cpu <= range[1]; cpu++)
+            CPU_SET ((int)cpu, set);
+        if (*p == 0) return 0;
+        if (*p != ',')
+            return zh_error_set (err, ZH_ERR_MALFORMED, (size_t)(p - text),
+                                 "'%s' is not a CPU list (unexpected '%c')", text, *p);
+        p++;
+    }
+}
+
+char *
+zh_cpu_list_format (const cpu_set_t *set, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET (cpu, set)) continue;
+        int last = cpu;
+        while (last + 1 < CPU_SETSIZE && CPU_ISSET (last + 1, set))
+            last++;
+        int n = last > cpu
+                    ? snprintf (buf + used, size - used, "%s%d-%d", used ? "," : "", cpu, last)
+                    : snprintf (buf + used, size - used, "%s%d", used ? "," : "", cpu);
+        if (n < 0 || (size_t)n >= size - used) break; //  truncated: keep what fits
+        used += (size_t)n;
+        cpu = last;
+    }
+    return buf;
+}
+
+static int
+s_check_cpus (const char *value, zh_error_t *why)
+{
+    cpu_set_t set;
+    return zh_cpu_list_parse (value, &set, why);
 }
 
 //  CF-1: the first value a source gives a list empties it

@@ -17,6 +17,7 @@
 #ifndef ZH_CONFIG_H
 #define ZH_CONFIG_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +72,7 @@ typedef struct {
     char *curve_secret;
     char *curve_allow;
     char *curve_admin;
+    char *cpus; //  --cpu LIST, NULL: not pinned
     char *config_file;
     char *log_level; //  default "info"
     bool help;       //  --help was given
@@ -88,6 +90,13 @@ void zh_config_destroy (zh_config_t **self_p);
 //  reason names the flag (or variable, or file and line) and the value,
 //  e.g. "--heartbeat: '10x' is not a duration (unit must be ms, s, m or h)".
 int zh_config_load (zh_config_t *self, int argc, char **argv, char **envp, zh_error_t *err);
+
+//  Parse a CPU list ("1", "0,2-3": N or N-M items, comma-separated, each
+//  below CPU_SETSIZE) into set. 0, or -1 with err saying what is wrong.
+int zh_cpu_list_parse (const char *text, cpu_set_t *set, zh_error_t *err);
+
+//  Write set as a CPU list ("0,2-3") into buf (truncated to size); buf.
+char *zh_cpu_list_format (const cpu_set_t *set, char *buf, size_t size);
 
 //  Print the --help text: usage, then every flag with its environment
 //  variable and default.

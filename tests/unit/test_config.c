@@ -807,6 +807,53 @@ test_print_marks_a_value_zpl_cannot_hold (void **state)
     zh_config_destroy (&config);
 }
 
+//  --cpu: the CPU list of taskset(1); each bad form says what is wrong.
+static void
+test_cpu_lists_parse_format_and_refuse_bad_forms (void **state)
+{
+    (void)state;
+    cpu_set_t set;
+    zh_error_t err;
+    char text[64];
+    const char *good[][2] = {
+        {"0", "0"}, {"0,2-3", "0,2-3"}, {"3-3", "3"}, {"5,1,2", "1-2,5"}, {"1023", "1023"}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        assert_int_equal (zh_cpu_list_parse (good[i][0], &set, &err), 0);
+        assert_string_equal (zh_cpu_list_format (&set, text, sizeof text), good[i][1]);
+    }
+    assert_int_equal (zh_cpu_list_parse ("0-3", &set, &err), 0);
+    assert_int_equal (CPU_COUNT (&set), 4);
+    const char *bad[][2] = {{"", "empty"},
+                            {"-1", "not a CPU list"},
+                            {"1-", "not a CPU list"},
+                            {"a", "not a CPU list"},
+                            {"1,,2", "not a CPU list"},
+                            {"1,", "not a CPU list"},
+                            {" 1", "not a CPU list"},
+                            {"1 ", "unexpected ' '"},
+                            {"1024", "beyond 1023"},
+                            {"99999999999999999999", "beyond"},
+                            {"3-1", "runs backwards"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal (zh_cpu_list_parse (bad[i][0], &set, &err), -1);
+        if (!strstr (err.reason, bad[i][1])) fail_msg ("'%s': %s", bad[i][0], err.reason);
+    }
+    //  Through the config: the flag and the variable are named.
+    zh_config_t *config = zh_config_new ();
+    char *argv[] = {"zhost-broker", "--cpu", "2-x", NULL};
+    char *envp[] = {NULL};
+    assert_int_equal (zh_config_load (config, 3, argv, envp, &err), -1);
+    assert_non_null (strstr (err.reason, "--cpu: '2-x'"));
+    char *env_bad[] = {"ZHOST_CPU=9-2", NULL};
+    char *no_args[] = {"zhost-broker", NULL};
+    assert_int_equal (zh_config_load (config, 1, no_args, env_bad, &err), -1);
+    assert_non_null (strstr (err.reason, "ZHOST_CPU"));
+    char *env_good[] = {"ZHOST_CPU=0,1", NULL};
+    assert_int_equal (zh_config_load (config, 1, no_args, env_good, &err), 0);
+    assert_string_equal (config->cpus, "0,1");
+    zh_config_destroy (&config);
+}
+
 int
 main (void)
 {
@@ -838,6 +885,7 @@ main (void)
         cmocka_unit_test (test_printed_defaults_load_back_the_same),
         cmocka_unit_test (test_printed_config_loads_back_the_same),
         cmocka_unit_test (test_print_marks_a_value_zpl_cannot_hold),
+        cmocka_unit_test (test_cpu_lists_parse_format_and_refuse_bad_forms),
     };
     return cmocka_run_group_tests (tests, setup_tmpdir, remove_tmpdir);
 }
