@@ -734,6 +734,7 @@ assert_same_config (const zh_config_t *a, const zh_config_t *b)
                          b->curve_allow ? b->curve_allow : "(null)");
     assert_string_equal (a->curve_admin ? a->curve_admin : "(null)",
                          b->curve_admin ? b->curve_admin : "(null)");
+    assert_string_equal (a->cpus ? a->cpus : "(null)", b->cpus ? b->cpus : "(null)");
     assert_string_equal (a->log_level, b->log_level);
 }
 
@@ -770,14 +771,15 @@ test_printed_config_loads_back_the_same (void **state)
 {
     zh_config_t *config = zh_config_new ();
     zh_error_t err;
-    int rc = LOAD (
-        config, no_env, &err, "--frontend", "tcp://*:7100", "--frontend", "ipc:///tmp/zh-front#1",
-        "--advertise", "tcp://host-a:7100", "--runtime-dir", "/tmp/it's \"here\"#x", "--heartbeat",
-        "1500ms", "--liveness", "7", "--delivery-timeout", "2m", "--ready-timeout", "0",
-        "--terminate-timeout", "1h", "--linger", "0", "--max-in-flight", "3", "--max-msg-bytes",
-        "65537", "--hwm", "5", "--ttl", "255", "--spawn", "plain=python3 w.py --id 1", "--spawn",
-        "dq=echo \"a b\"", "--spawn", "both=python3 -c 'print(\"hi there\")' ''", "--curve-secret",
-        "/k/s", "--curve-allow", "/k/allow", "--curve-admin", "/k/admin", "--log-level", "warn");
+    int rc = LOAD (config, no_env, &err, "--frontend", "tcp://*:7100", "--frontend",
+                   "ipc:///tmp/zh-front#1", "--advertise", "tcp://host-a:7100", "--runtime-dir",
+                   "/tmp/it's \"here\"#x", "--heartbeat", "1500ms", "--liveness", "7",
+                   "--delivery-timeout", "2m", "--ready-timeout", "0", "--terminate-timeout", "1h",
+                   "--linger", "0", "--max-in-flight", "3", "--max-msg-bytes", "65537", "--hwm",
+                   "5", "--ttl", "255", "--spawn", "plain=python3 w.py --id 1", "--spawn",
+                   "dq=echo \"a b\"", "--spawn", "both=python3 -c 'print(\"hi there\")' ''",
+                   "--curve-secret", "/k/s", "--curve-allow", "/k/allow", "--curve-admin",
+                   "/k/admin", "--log-level", "warn", "--cpu", "0,2-3");
     if (rc) print_error ("%s\n", err.reason);
     assert_int_equal (rc, 0);
     //  a runtime dir holding both quote characters cannot be ZPL: keep one
