@@ -21,7 +21,7 @@
 #include <cmocka.h>
 #include <zmq.h>
 
-#include "zh_broker.h"
+#include "zh_test_broker.h"
 #include "zh_proto.h"
 
 static int echo_exit_code = 7;
@@ -116,51 +116,20 @@ s_echo_main (void *ctx, const char *proc_addr, const char *backend, const char *
     return code;
 }
 
-static void *
-s_run_broker (void *broker)
-{
-    return (void *)(intptr_t)zh_broker_run ((zh_broker_t *)broker);
-}
-
 static void
 test_client_asks_an_in_process_echo_proc (void **state)
 {
-    char rundir[] = "/tmp/zh-embedded-XXXXXX";
-    assert_non_null (mkdtemp (rundir));
-    char *argv[] = {"test",
-                    "--frontend",
-                    "tcp://127.0.0.1:0",
-                    "--runtime-dir",
-                    rundir,
-                    "--linger",
-                    "200ms",
-                    "--terminate-timeout",
-                    "2s",
-                    "--log-level",
-                    "warn",
-                    NULL};
-    zh_config_t *config = zh_config_new ();
+    zh_test_broker_t t;
+    zh_test_broker_new (&t, "--linger", "200ms", "--terminate-timeout", "2s", "--log-level", "warn",
+                        NULL);
+    zh_broker_t *broker = t.broker;
     zh_error_t err;
-    char *envp[] = {NULL};
-    assert_int_equal (zh_config_load (config, 11, argv, envp, &err), 0);
-    zh_broker_t *broker = zh_broker_new (config, &err);
-    assert_non_null (broker);
     assert_int_equal (zh_broker_spawn_thread (broker, "echo", s_echo_main, NULL, 5000, &err), 0);
     //  A second proc of the same live name is refused.
     assert_int_equal (zh_broker_spawn_thread (broker, "echo", s_echo_main, NULL, 5000, &err), -1);
     assert_non_null (strstr (err.reason, "PROC_EXISTS"));
-
-    char *endpoints = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream (&endpoints, &size);
-    zh_broker_print_endpoints (broker, out);
-    fclose (out);
-    char frontend[256] = "";
-    sscanf (endpoints, "frontend %255s", frontend);
-    free (endpoints);
-
-    pthread_t thread;
-    pthread_create (&thread, NULL, s_run_broker, broker);
+    const char *frontend = t.frontend;
+    zh_test_broker_run (&t);
 
     //  Client: attach over tcp.
     void *ctx = zmq_ctx_new ();
@@ -225,17 +194,10 @@ test_client_asks_an_in_process_echo_proc (void **state)
     }
     assert_true (answered);
 
-    zh_broker_stop (broker);
-    void *code = NULL;
-    pthread_join (thread, &code);
-    assert_int_equal ((intptr_t)code, 0);
+    assert_int_equal (zh_test_broker_end (&t), 0);
     assert_true (echo_stopped);
     zmq_close (client);
     zmq_ctx_term (ctx);
-    zh_broker_destroy (&broker);
-    assert_null (broker);
-    zh_config_destroy (&config);
-    rmdir (rundir);
 }
 
 int

@@ -22,7 +22,7 @@
 
 #include <cmocka.h>
 
-#include "zh_broker.h"
+#include "zh_test_broker.h"
 #include "zhost/zhost.h"
 
 typedef struct {
@@ -58,12 +58,6 @@ s_bounced (zhost_actor_t *actor, const zhost_undeliverable_t *u, void *arg)
     return 0;
 }
 
-static void *
-s_run_broker (void *broker)
-{
-    return (void *)(intptr_t)zh_broker_run ((zh_broker_t *)broker);
-}
-
 //  Step both procs until *watch reaches want (or 5 s pass).
 static bool
 s_pump (zhost_proc_t *a, zhost_proc_t *b, const int *watch, int want)
@@ -87,26 +81,10 @@ static void
 test_caches_never_hide_a_change (void **state)
 {
     (void)state;
-    char rundir[] = "/tmp/zh-libzhost-XXXXXX";
-    assert_non_null (mkdtemp (rundir));
-    char *argv[] = {"test",     "--frontend", "tcp://127.0.0.1:0", "--runtime-dir", rundir,
-                    "--linger", "200ms",      "--log-level",       "error",         NULL};
-    zh_config_t *config = zh_config_new ();
-    zh_error_t err;
-    char *envp[] = {NULL};
-    assert_int_equal (zh_config_load (config, 9, argv, envp, &err), 0);
-    zh_broker_t *broker = zh_broker_new (config, &err);
-    assert_non_null (broker);
-    char *endpoints = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream (&endpoints, &size);
-    zh_broker_print_endpoints (broker, out);
-    fclose (out);
-    char frontend[256] = "";
-    assert_int_equal (sscanf (endpoints, "frontend %255s", frontend), 1);
-    free (endpoints);
-    pthread_t thread;
-    pthread_create (&thread, NULL, s_run_broker, broker);
+    zh_test_broker_t t;
+    zh_test_broker_new (&t, "--linger", "200ms", "--log-level", "error", NULL);
+    zh_test_broker_run (&t);
+    const char *frontend = t.frontend;
 
     zhost_error_t zerr;
     zhost_proc_t *a = zhost_proc_attach (frontend, "a", &zerr);
@@ -181,13 +159,7 @@ test_caches_never_hide_a_change (void **state)
 
     zhost_proc_destroy (&a);
     zhost_proc_destroy (&b);
-    zh_broker_stop (broker);
-    void *code = NULL;
-    pthread_join (thread, &code);
-    assert_int_equal ((intptr_t)code, 0);
-    zh_broker_destroy (&broker);
-    zh_config_destroy (&config);
-    rmdir (rundir);
+    assert_int_equal (zh_test_broker_end (&t), 0);
 }
 
 int
