@@ -1237,7 +1237,7 @@ static int
 s_pin_setup (zh_broker_t *self, zh_error_t *err)
 {
     cpu_set_t wanted;
-    char have[256], asked[256];
+    char have[256], asked[256], using[256];
     if (zh_cpu_list_parse (self->config->cpus, &wanted, err) != 0) return -1;
     if (sched_getaffinity (0, sizeof self->start_cpus, &self->start_cpus) != 0)
         return zh_error_set (err, 1, 0, "--cpu: sched_getaffinity: %s", strerror (errno));
@@ -1251,7 +1251,7 @@ s_pin_setup (zh_broker_t *self, zh_error_t *err)
         zh_warn ("cpu", "asked=%s available=%s using=%s",
                  zh_cpu_list_format (&wanted, asked, sizeof asked),
                  zh_cpu_list_format (&self->start_cpus, have, sizeof have),
-                 zh_cpu_list_format (&self->pin_cpus, asked, sizeof asked));
+                 zh_cpu_list_format (&self->pin_cpus, using, sizeof using));
     for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
         if (CPU_ISSET (cpu, &self->pin_cpus) &&
             zmq_ctx_set (self->ctx, ZMQ_THREAD_AFFINITY_CPU_ADD, cpu) != 0)

@@ -110,3 +110,18 @@ def test_cpu_the_broker_may_not_use_exits_2(tmp_path):
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "none of %d is available to the broker (it may use %s)" % (
         absent, format_cpu_list(os.sched_getaffinity(0))) in p.stderr, p.stderr
+
+
+def test_cpus_the_broker_may_not_use_are_dropped_with_a_warning(broker):
+    mine = os.sched_getaffinity(0)
+    absent = max(mine) + 1
+    if absent >= 1024:
+        pytest.skip("every CPU is available")
+    pin = min(mine)
+    b = broker("--cpu", "%d,%d" % (pin, absent))
+    text = wait_for(lambda: "cpu pinned" in b.stderr_text() and b.stderr_text())
+    assert "warn cpu asked=%s available=%s using=%d" % (
+        format_cpu_list({pin, absent}), format_cpu_list(mine), pin) in text, text
+    assert "cpu pinned=%d" % pin in text
+    for name, cpus in thread_cpus(b.pid).items():
+        assert cpus == {pin}, (name, cpus)
