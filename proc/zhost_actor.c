@@ -321,45 +321,56 @@ s_bounce (zhost_proc_t *self, zmq_msg_t *frames, size_t count, const zh_head_t *
 //  ---------------------------------------------------------------------
 //  Dispatch
 
+//  The actor a SEND's dest names, and its port number: from the LZ-1
+//  cache when the dest bytes are the last ones seen, else parsed (and
+//  cached when the actor exists: one spawned later must be found). NULL
+//  when the dest is not a port address (dropped) or names no actor here
+//  (returned NO_SUCH_ACTOR): the message is dealt with.
+static zhost_actor_t *
+s_dest_actor (zhost_proc_t *self, zmq_msg_t *frames, size_t count, const zh_head_t *head,
+              uint64_t *port)
+{
+    if (self->recv_dest_len && head->dest_len == self->recv_dest_len &&
+        memcmp (head->dest, self->recv_dest, head->dest_len) == 0) {
+        *port = self->recv_port;
+        return self->recv_actor;
+    }
+    zh_addr_t dest;
+    zh_error_t perr;
+    if (zh_addr_parse_kind (&dest, ZH_ADDR_PORT, (const char *)head->dest, head->dest_len, &perr) !=
+        0) {
+        zh_warn ("bad-dest", "proc=%s reason=\"%s\"", self->addr, perr.reason);
+        self->dropped++;
+        return NULL;
+    }
+    zhost_actor_t *actor = s_actor_lookup (self, dest.actor.text.ptr, dest.actor.text.len);
+    if (!actor) {
+        char reason[ZH_ADDR_MAX + 64];
+        snprintf (reason, sizeof reason, "no actor %.*s on proc %s", (int)dest.actor.text.len,
+                  dest.actor.text.ptr, self->addr);
+        s_bounce (self, frames, count, head, ZH_RC_NO_SUCH_ACTOR, reason);
+        return NULL;
+    }
+    self->recv_dest_len = 0;
+    if (head->dest_len <= sizeof self->recv_dest) {
+        memcpy (self->recv_dest, head->dest, head->dest_len);
+        self->recv_dest_len = head->dest_len;
+        self->recv_actor = actor;
+        self->recv_port = dest.port;
+    }
+    *port = dest.port;
+    return actor;
+}
+
 void
 zhost_dispatch_send (zhost_proc_t *self, zmq_msg_t *frames, size_t count, const zh_head_t *head)
 {
-    char reason[ZH_ADDR_MAX + 64];
-    zhost_actor_t *actor;
     uint64_t number;
-    if (self->recv_dest_len && head->dest_len == self->recv_dest_len &&
-        memcmp (head->dest, self->recv_dest, head->dest_len) == 0) {
-        actor = self->recv_actor; //  LZ-1
-        number = self->recv_port;
-    } else {
-        zh_addr_t dest;
-        zh_error_t perr;
-        if (zh_addr_parse_kind (&dest, ZH_ADDR_PORT, (const char *)head->dest, head->dest_len,
-                                &perr) != 0) {
-            zh_warn ("bad-dest", "proc=%s reason=\"%s\"", self->addr, perr.reason);
-            self->dropped++;
-            return;
-        }
-        actor = s_actor_lookup (self, dest.actor.text.ptr, dest.actor.text.len);
-        number = dest.port;
-        if (!actor) {
-            snprintf (reason, sizeof reason, "no actor %.*s on proc %s", (int)dest.actor.text.len,
-                      dest.actor.text.ptr, self->addr);
-            s_bounce (self, frames, count, head, ZH_RC_NO_SUCH_ACTOR, reason);
-            return;
-        }
-        //  Only a dest whose actor exists is cached: one spawned later must
-        //  be found.
-        self->recv_dest_len = 0;
-        if (head->dest_len <= sizeof self->recv_dest) {
-            memcpy (self->recv_dest, head->dest, head->dest_len);
-            self->recv_dest_len = head->dest_len;
-            self->recv_actor = actor;
-            self->recv_port = number;
-        }
-    }
+    zhost_actor_t *actor = s_dest_actor (self, frames, count, head, &number);
+    if (!actor) return;
     zhost_port_t *port = s_port_find (actor, number);
     if (!port) {
+        char reason[ZH_ADDR_MAX + 64];
         snprintf (reason, sizeof reason, "actor %s has no port %llu", actor->addr,
                   (unsigned long long)number);
         s_bounce (self, frames, count, head, ZH_RC_NO_SUCH_PORT, reason);
