@@ -976,9 +976,12 @@ zh_broker_run (zh_broker_t *self)
     zh_procs_reap (self->procs, self->now); //  a --spawn child may have died already
     if (self->pinned) {
         char cpus[256];
+        zh_cpu_list_format (&self->pin_cpus, cpus, sizeof cpus);
         int rc = pthread_setaffinity_np (pthread_self (), sizeof self->pin_cpus, &self->pin_cpus);
-        zh_info ("cpu", "pinned=%s%s%s", zh_cpu_list_format (&self->pin_cpus, cpus, sizeof cpus),
-                 rc ? " error=" : "", rc ? strerror (rc) : "");
+        if (rc == 0)
+            zh_info ("cpu", "pinned=%s", cpus);
+        else //  e.g. a cgroup took the CPUs away since start: run unpinned
+            zh_warn ("cpu", "pinned=none wanted=%s error=\"%s\"", cpus, strerror (rc));
     }
 
     while (true) {

@@ -661,40 +661,46 @@ s_set_number (zh_config_t *self, const option_t *opt, const char *value, zh_erro
     return 0;
 }
 
+//  One CPU number at *p (moved past it). 0, or -1 with err.
+static int
+s_cpu_number (const char *text, const char **p, long *cpu, zh_error_t *err)
+{
+    if (!isdigit ((unsigned char)**p))
+        return zh_error_set (err, ZH_ERR_MALFORMED, (size_t)(*p - text),
+                             "'%s' is not a CPU list (write N, N-M or a comma list of them, "
+                             "e.g. 0,2-3)",
+                             text);
+    char *stop;
+    errno = 0;
+    *cpu = strtol (*p, &stop, 10);
+    if (errno || *cpu >= CPU_SETSIZE)
+        return zh_error_set (err, ZH_ERR_MALFORMED, (size_t)(*p - text),
+                             "'%s': CPU %.*s is beyond %d", text, (int)(stop - *p), *p,
+                             CPU_SETSIZE - 1);
+    *p = stop;
+    return 0;
+}
+
 //  A CPU list as taskset(1) and cpuset(7) write it: N or N-M items,
 //  comma-separated, every number below CPU_SETSIZE.
 int
 zh_cpu_list_parse (const char *text, cpu_set_t *set, zh_error_t *err)
 {
     CPU_ZERO (set);
+    if (!text || !*text) return zh_error_set (err, ZH_ERR_MALFORMED, 0, "empty CPU list");
     const char *p = text;
-    if (!p || !*p) return zh_error_set (err, ZH_ERR_MALFORMED, 0, "empty CPU list");
     while (true) {
-        long range[2];
-        for (int end = 0; end < 2; end++) {
-            if (!isdigit ((unsigned char)*p))
-                return zh_error_set (err, ZH_ERR_MALFORMED, (size_t)(p - text),
-                                     "'%s' is not a CPU list (write N, N-M or a comma list of "
-                                     "them, e.g. 0,2-3)",
-                                     text);
-            char *stop;
-            errno = 0;
-            range[end] = strtol (p, &stop, 10);
-            if (errno || range[end] >= CPU_SETSIZE)
-                return zh_error_set (err, ZH_ERR_MALFORMED, (size_t)(p - text),
-                                     "'%s': CPU %.*s is beyond %d", text, (int)(stop - p), p,
-                                     CPU_SETSIZE - 1);
-            p = stop;
-            if (end == 0 && *p != '-') {
-                range[1] = range[0];
-                break;
-            }
-            if (end == 0) p++;
+        long first, last;
+        if (s_cpu_number (text, &p, &first, err) != 0) return -1;
+        last = first;
+        if (*p == '-') {
+            p++;
+            if (s_cpu_number (text, &p, &last, err) != 0) return -1;
         }
-        if (range[1] < range[0])
+        if (last < first)
             return zh_error_set (err, ZH_ERR_MALFORMED, (size_t)(p - text),
-                                 "'%s': range %ld-%ld runs backwards", text, range[0], range[1]);
-        for (long cpu = range[0]; cpu <= range[1]; cpu++)
+                                 "'%s': range %ld-%ld runs backwards", text, first, last);
+        for (long cpu = first; cpu <= last; cpu++)
             CPU_SET ((int)cpu, set);
         if (*p == 0) return 0;
         if (*p != ',')
