@@ -9,6 +9,8 @@
     proc with STOP (it answers BYE and returns 7) and the broker exits 0.
 */
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -200,11 +202,58 @@ test_client_asks_an_in_process_echo_proc (void **state)
     zmq_ctx_term (ctx);
 }
 
+//  --cpu pins the broker, never its procs: a thread proc started by a
+//  pinned thread still gets the CPUs the broker started with.
+static cpu_set_t probe_cpus;
+static atomic_int probe_done;
+
+static int
+s_probe_main (void *ctx, const char *proc_addr, const char *backend, const char *host,
+              int64_t heartbeat_ms, void *arg)
+{
+    (void)ctx, (void)proc_addr, (void)backend, (void)host, (void)heartbeat_ms, (void)arg;
+    sched_getaffinity (0, sizeof probe_cpus, &probe_cpus);
+    atomic_store (&probe_done, 1);
+    return 0;
+}
+
+static void
+test_thread_procs_keep_the_start_cpus_of_a_pinned_broker (void **state)
+{
+    (void)state;
+    cpu_set_t mine;
+    assert_int_equal (sched_getaffinity (0, sizeof mine, &mine), 0);
+    if (CPU_COUNT (&mine) < 2) skip ();
+    int pin = -1;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET (cpu, &mine)) pin = cpu;
+    char pin_text[16];
+    snprintf (pin_text, sizeof pin_text, "%d", pin);
+    zh_test_broker_t t;
+    zh_test_broker_new (&t, "--cpu", pin_text, "--log-level", "warn", NULL);
+    //  Spawn from a thread pinned as the broker's loop is (the spawn op
+    //  runs there): the proc must not inherit that.
+    cpu_set_t one;
+    CPU_ZERO (&one);
+    CPU_SET (pin, &one);
+    assert_int_equal (pthread_setaffinity_np (pthread_self (), sizeof one, &one), 0);
+    zh_error_t err;
+    assert_int_equal (zh_broker_spawn_thread (t.broker, "probe", s_probe_main, NULL, 5000, &err),
+                      0);
+    for (int i = 0; i < 200 && !atomic_load (&probe_done); i++)
+        usleep (10000);
+    assert_int_equal (pthread_setaffinity_np (pthread_self (), sizeof mine, &mine), 0);
+    assert_true (atomic_load (&probe_done));
+    assert_true (CPU_EQUAL (&probe_cpus, &mine));
+    zh_test_broker_end (&t);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_client_asks_an_in_process_echo_proc),
+        cmocka_unit_test (test_thread_procs_keep_the_start_cpus_of_a_pinned_broker),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
