@@ -40,10 +40,15 @@ def keys(tmp_path):
     return d, allow, admin
 
 
-def curve_client(zctx, b, keydir, name):
+def curve_keys(keydir, name):
+    """(public, secret, server public) for the client `name`."""
     pub, sec = zmq.auth.load_certificate(str(keydir / ("%s.key_secret" % name)))
     server, _ = zmq.auth.load_certificate(str(keydir / "broker.key"))
-    return zhp.Client(zctx, b.frontend[0], name=name, curve=(pub, sec, server))
+    return pub, sec, server
+
+
+def curve_client(zctx, b, keydir, name):
+    return zhp.Client(zctx, b.frontend[0], name=name, curve=curve_keys(keydir, name))
 
 
 HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -105,9 +110,7 @@ def test_allowed_admin_and_refused_keys(broker, zctx, keys, client):
     # mallory's key is in neither directory (ZAP says no); a plain client
     # has no key at all (mechanism mismatch). Both see their handshake fail
     # and never get a BOOTSTRAP.
-    mallory = zmq.auth.load_certificate(str(d / "mallory.key_secret"))
-    server, _ = zmq.auth.load_certificate(str(d / "broker.key"))
-    assert handshake_outcome(zctx, b.frontend[0], (mallory[0], mallory[1], server)) \
+    assert handshake_outcome(zctx, b.frontend[0], curve_keys(d, "mallory")) \
         == zmq.EVENT_HANDSHAKE_FAILED_AUTH
     # (libzmq reports the mismatch as PROTOCOL or, when the broker hangs up
     # first, NO_DETAIL)
