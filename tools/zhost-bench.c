@@ -288,7 +288,7 @@ typedef struct {
     uint8_t prefix[PREFIX_MAX]; //  zhost: head before the payload; bare: [len][dest-id]
     size_t prefix_len;
     size_t pad;                   //  bare: bytes between dest-id and payload
-    size_t endpoint_len;          //  of the endpoint it connected to
+    const char *endpoint;         //  it connected to (the server's, outlives it)
     uint8_t peer_id[ID_LEN];      //  classic: the dest routing id
     zmq_msg_t frames[FRAMES_MAX]; //  the last message received
     int nf;
@@ -344,7 +344,7 @@ client_open (void *ctx, sys_t sys, const char *endpoint)
     client_t *c = calloc (1, sizeof *c);
     if (!c) return NULL;
     c->sys = sys;
-    c->endpoint_len = strlen (endpoint);
+    c->endpoint = endpoint;
     c->hb_ns = 1000000000;
     c->idle_ns = (int64_t)opts.timeout_ms * 1000000;
     if (getrandom (c->id, ID_LEN, 0) != ID_LEN) {
@@ -562,24 +562,37 @@ client_send_payload (client_t *c, const uint8_t *p, size_t len)
     return send_copy (c, c->prefix, c->prefix_len, p, len, 0);
 }
 
-//  The length of the head a zhost bench client writes before its inline
-//  part, attached to a broker at an endpoint of that length: header, D and
-//  dest "b.bench<uid58>:1@EP", S and src "a.bench<uid58>@EP", M = 0, with an
-//  11-character uid58 (the length of 97.7 % of random u64s).
 static size_t seen_prefix[SYS_COUNT]; //  the last head/prefix length each system's clients wrote
 
+//  The head a zhost bench client writes before its inline part: dest
+//  `b.<peer proc>:1@<host>`, src `a.<own proc>@<host>`. Its length, 0 if
+//  too long.
 static size_t
-zhp_prefix_len (size_t endpoint_len)
+zhost_prefix_write (uint8_t *buf, size_t cap, const char *peer_proc, const char *own_proc,
+                    const char *host)
 {
-    return ZH_HEADER_SIZE + 2 + (2 + 5 + 13 + 3 + endpoint_len) + 2 +
-           (2 + 5 + 13 + 1 + endpoint_len) + 4;
+    char dest[600], src[600];
+    snprintf (dest, sizeof dest, "b.%s:1@%s", peer_proc, host);
+    snprintf (src, sizeof src, "a.%s@%s", own_proc, host);
+    return head_prefix_write (buf, cap, dest, src);
+}
+
+//  --bare-as-zhp: what zhost_prefix_write gives clients attached at the
+//  bare forwarder's endpoint, with a proc id of the usual length (label
+//  "bench" and an 11-character uid58, as 97.7 % of random u64s have).
+static size_t
+bare_pad (const client_t *c)
+{
+    uint8_t head[PREFIX_MAX];
+    size_t len = zhost_prefix_write (head, sizeof head, "bench<3xZ9kLmNpQr>", "bench<3xZ9kLmNpQr>",
+                                     c->endpoint);
+    return len > 1 + ID_LEN ? len - (1 + ID_LEN) : 0;
 }
 
 //  Address the messages c sends to peer (which may be c itself).
 static int
 client_set_peer (client_t *c, const client_t *peer)
 {
-    char dest[600], src[600];
     switch (c->sys) {
     case SYS_CLASSIC:
         memcpy (c->peer_id, peer->id, ID_LEN);
@@ -587,15 +600,14 @@ client_set_peer (client_t *c, const client_t *peer)
     case SYS_BARE:
         c->prefix[0] = ID_LEN;
         memcpy (c->prefix + 1, peer->id, ID_LEN);
-        c->pad = opts.bare_as_zhp ? zhp_prefix_len (c->endpoint_len) - (1 + ID_LEN) : 0;
+        c->pad = opts.bare_as_zhp ? bare_pad (c) : 0;
         memset (c->prefix + 1 + ID_LEN, 0, c->pad);
         c->prefix_len = 1 + ID_LEN + c->pad;
         seen_prefix[SYS_BARE] = c->prefix_len;
         return 0;
     default:
-        snprintf (dest, sizeof dest, "b.%s:1@%s", peer->proc, peer->host);
-        snprintf (src, sizeof src, "a.%s@%s", c->proc, c->host);
-        c->prefix_len = head_prefix_write (c->prefix, sizeof c->prefix, dest, src);
+        c->prefix_len =
+            zhost_prefix_write (c->prefix, sizeof c->prefix, peer->proc, c->proc, c->host);
         seen_prefix[SYS_ZHOST] = c->prefix_len;
         return c->prefix_len ? 0 : client_fail (c, "head too long");
     }
