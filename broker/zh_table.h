@@ -29,6 +29,10 @@ void zh_table_delete (zh_table_t *self, const void *key, size_t len);
 
 size_t zh_table_size (zh_table_t *self);
 
+//  The table's hash of len bytes under seed (the table uses a random seed
+//  drawn once per process). Exposed for tests.
+uint64_t zh_table_hash (const void *data, size_t len, uint64_t seed);
+
 //  Iterate items: first, then next until NULL. Do not modify while iterating.
 void *zh_table_first (zh_table_t *self);
 void *zh_table_next (zh_table_t *self);
