@@ -2266,7 +2266,8 @@ print_lib (void)
 static void
 json_number (const char *key, double v, bool comma)
 {
-    if (isnan (v))
+    //  JSON has no NaN or infinity (a ratio over a 0 figure): null.
+    if (!isfinite (v))
         printf ("\"%s\": null%s", key, comma ? ", " : "");
     else
         printf ("\"%s\": %.3f%s", key, v, comma ? ", " : "");
@@ -2280,7 +2281,10 @@ json_samples (const row_t *r)
     for (int s = 0; s < SYS_COUNT; s++) {
         printf ("%s\"%s\": [", s ? ", " : "", sys_names[s]);
         for (int i = 0; i < r->n[s]; i++)
-            printf ("%s%.3f", i ? ", " : "", r->samples[s][i]);
+            if (isfinite (r->samples[s][i]))
+                printf ("%s%.3f", i ? ", " : "", r->samples[s][i]);
+            else
+                printf ("%snull", i ? ", " : "");
         printf ("]");
     }
     printf ("}, ");
@@ -2335,11 +2339,11 @@ print_json (void)
             "\"repeat\": %d, "
             "\"nproc\": %ld, \"cpu\": \"%s\", \"pin\": %s, \"bare_as_zhp\": %s, \"prefix_bytes\": "
             "{\"zhost\": %zu, \"bare\": %zu}, \"client_ctx\": \"%s\", \"io_threads\": %d, "
-            "\"callgrind_pairs\": %d},\n \"results\": [",
+            "\"callgrind_pairs\": %d, \"callgrind_size\": %d},\n \"results\": [",
             opts.count, opts.count_1k, opts.rtt_count, opts.hwm, opts.repeat,
             sysconf (_SC_NPROCESSORS_ONLN), cpu, opts.pin ? "true" : "false",
             opts.bare_as_zhp ? "true" : "false", seen_prefix[SYS_ZHOST], seen_prefix[SYS_BARE],
-            opts.client_ctx_own ? "own" : "shared", opts.io_threads, opts.cg_pairs);
+            opts.client_ctx_own ? "own" : "shared", opts.io_threads, opts.cg_pairs, opts.cg_size);
     bool first_row = true;
     for (int i = 0; i < ROW_COUNT && !opts.callgrind; i++) {
         row_t *r = &rows[i];

@@ -1,0 +1,72 @@
+"""zhost-bench end to end, with tiny counts: the benchmark program itself
+works (it is not run by CI otherwise).
+
+Scenarios: a whole default run (all three servers, each client with its
+own context) prints a figure for every row and system and loses nothing,
+and its spawn and libzhost parts complete; with --client-ctx shared and
+--bare-as-zhp the bare forwarder's frames are as long as zhost's. Nothing
+here is timed: the figures are only checked to exist.
+"""
+import json
+import math
+import os
+import subprocess
+
+from conftest import BUILD_DIR, BROKER_BIN
+
+BENCH = os.path.join(BUILD_DIR, "zhost-bench")
+ROWS = ["throughput_64B_1to1", "throughput_64B_4to4", "throughput_1KiB_1to1",
+        "throughput_1KiB_4to4", "rtt_64B_p50", "rtt_64B_p99", "server_cpu_64B_1to1",
+        "server_cpu_64B_4to4", "client_cpu_64B_1to1", "client_cpu_64B_4to4"]
+SMALL = ["--repeat", "1", "--count", "20000", "--count-1k", "2000", "--rtt-count", "200",
+         "--warmup", "50", "--spawn-count", "2", "--json"]
+
+
+def run_bench(*extra):
+    out = subprocess.run([BENCH, "--broker", BROKER_BIN, *SMALL, *extra],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def check_rows(report, systems=("zhost", "classic", "bare")):
+    names = [r["name"] for r in report["results"]]
+    assert names == ROWS
+    for row in report["results"]:
+        for s in systems:
+            v = row[s]
+            assert v is not None and math.isfinite(v), (row["name"], s, v)
+            # cpu rows may read 0 ticks on a short run; the rest must move
+            assert v > 0 or row["name"].endswith(("1to1", "4to4")) and "cpu" in row["name"], \
+                (row["name"], s, v)
+            assert row["lost"][s] == 0, (row["name"], s, row["lost"])
+
+
+def test_default_run_measures_every_row_and_loses_nothing():
+    report = run_bench()
+    cfg = report["config"]
+    assert cfg["client_ctx"] == "own" and cfg["count"] == 20000
+    check_rows(report)
+    # zhost's SEND head: 14 bytes of lengths and header plus both addresses
+    assert 90 <= cfg["prefix_bytes"]["zhost"] <= 110
+    spawn = report["spawn"]
+    assert spawn["error"] == "" and spawn["spawned"] == 2 and spawn["stopped"] == 2
+    assert spawn["stop_all"]["failed"] == 0 and spawn["stop_all"]["stopped"] == 2
+    lib = report["lib"]
+    assert lib["lost"] == {"messages": 0, "round_trips": 0}
+    assert lib["lib_throughput_64B_1to1"] > 0 and lib["lib_rtt_64B_p50"] > 0
+
+
+def test_shared_context_and_bare_padded_to_zhp_length():
+    report = run_bench("--client-ctx", "shared", "--bare-as-zhp", "--systems", "zhost,bare")
+    cfg = report["config"]
+    assert cfg["client_ctx"] == "shared" and cfg["bare_as_zhp"] is True
+    check_rows(report, systems=("zhost", "bare"))
+    assert cfg["prefix_bytes"]["bare"] == cfg["prefix_bytes"]["zhost"]
+
+
+def test_bad_client_ctx_is_a_usage_error():
+    out = subprocess.run([BENCH, "--client-ctx", "threads"], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 2
+    assert "--client-ctx threads" in out.stderr
