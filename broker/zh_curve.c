@@ -8,6 +8,7 @@
     the user id being the client's Z85 public key.
 */
 #include "zh_curve.h"
+#include "zh_curve_keys.h"
 
 #include <czmq.h>
 #include <string.h>
@@ -34,29 +35,6 @@ s_check_dir (const char *flag, const char *dir, zh_error_t *err)
     return 0;
 }
 
-//  zcert_load takes the public file's name and reads NAME_secret beside
-//  it; accept either name.
-static zcert_t *
-s_load_secret (const char *file, zh_error_t *err)
-{
-    char base[4096];
-    snprintf (base, sizeof base, "%s", file);
-    size_t len = strlen (base);
-    if (len > 7 && strcmp (base + len - 7, "_secret") == 0) base[len - 7] = 0;
-    zcert_t *cert = zcert_load (base);
-    if (!cert) {
-        zh_error_set (err, 2, 0, "--curve-secret %s: not a readable zcert certificate", file);
-        return NULL;
-    }
-    static const char zeros[41] = "0000000000000000000000000000000000000000";
-    if (strcmp (zcert_secret_txt (cert), zeros) == 0) {
-        zcert_destroy (&cert);
-        zh_error_set (err, 2, 0, "--curve-secret %s: no secret key (give the _secret file)", file);
-        return NULL;
-    }
-    return cert;
-}
-
 zh_curve_t *
 zh_curve_new (void *ctx, const char *secret_file, const char *allow_dir, const char *admin_dir,
               zh_error_t *err)
@@ -75,7 +53,7 @@ zh_curve_new (void *ctx, const char *secret_file, const char *allow_dir, const c
         (admin_dir && s_check_dir ("--curve-admin", admin_dir, err) != 0))
         return NULL;
     zh_curve_t *self = (zh_curve_t *)zmalloc (sizeof (zh_curve_t));
-    self->cert = s_load_secret (secret_file, err);
+    self->cert = zh_cert_load (secret_file, true, "--curve-secret", err);
     if (!self->cert) goto fail;
     if (allow_dir) self->allow = zcertstore_new (allow_dir);
     if (admin_dir) self->admin = zcertstore_new (admin_dir);

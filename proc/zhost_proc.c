@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "zh_curve_keys.h"
 #include "zhost_int.h"
 
 #define S_ATTACH_TIMEOUT_MS 5000
@@ -273,7 +274,8 @@ s_proc_new (void)
 
 //  Socket and connect. routing id and endpoint are the caller's.
 static int
-s_connect (zhost_proc_t *self, const void *rid, size_t rid_len, zhost_error_t *err)
+s_connect (zhost_proc_t *self, const void *rid, size_t rid_len, const zh_curve_keys_t *keys,
+           zh_handshake_t **watch, zhost_error_t *err)
 {
     self->ctx = zmq_ctx_new ();
     self->sock = self->ctx ? zmq_socket (self->ctx, ZMQ_DEALER) : NULL;
@@ -290,6 +292,14 @@ s_connect (zhost_proc_t *self, const void *rid, size_t rid_len, zhost_error_t *e
     int hwm = S_SOCKET_HWM;
     zmq_setsockopt (self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (keys && zh_curve_keys_apply (keys, self->sock) != 0) {
+        zhost_error_put (err, ZHOST_E_SOCKET, "cannot set the CURVE keys: %s",
+                         zmq_strerror (errno));
+        return -1;
+    }
+    //  Watched until BOOTSTRAP, so that a refused handshake is an error
+    //  now rather than a silent timeout (without it: only the timeout).
+    if (watch) *watch = zh_handshake_new (self->ctx, self->sock, keys != NULL);
     if (zmq_connect (self->sock, self->endpoint) != 0) {
         zhost_error_put (err, ZHOST_E_SOCKET, "cannot connect to %s: %s", self->endpoint,
                          zmq_strerror (errno));
@@ -387,7 +397,7 @@ zhost_proc_boot (zhost_error_t *err)
     }
     self->spawned = true;
     if (s_read_env (self, err) != 0 ||
-        s_connect (self, self->proc_id, strlen (self->proc_id), err)) {
+        s_connect (self, self->proc_id, strlen (self->proc_id), NULL, NULL, err)) {
         s_proc_free (&self);
         return NULL;
     }
@@ -421,14 +431,22 @@ s_take_bootstrap (zhost_proc_t *self, const zh_body_t *body, zhost_error_t *err)
 
 //  Wait (bounded) for the answer to ATTACH: BOOTSTRAP or ERROR.
 static int
-s_await_bootstrap (zhost_proc_t *self, zhost_error_t *err)
+s_await_bootstrap (zhost_proc_t *self, zh_handshake_t *watch, zhost_error_t *err)
 {
     int64_t deadline = zhost_now_ms () + S_ATTACH_TIMEOUT_MS;
     while (true) {
         int64_t left = deadline - zhost_now_ms ();
         if (left <= 0) break;
-        zmq_pollitem_t item = {self->sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll (&item, 1, (long)left) <= 0) continue;
+        zmq_pollitem_t items[2] = {{self->sock, 0, ZMQ_POLLIN, 0},
+                                   {watch ? zh_handshake_socket (watch) : NULL, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll (items, watch ? 2 : 1, (long)left) <= 0) continue;
+        char why[256];
+        if (watch && (items[1].revents & ZMQ_POLLIN) &&
+            zh_handshake_read (watch, why, sizeof why) < 0) {
+            zhost_error_put (err, ZHOST_E_REFUSED, "ATTACH: %s", why);
+            return -1;
+        }
+        if (!(items[0].revents & ZMQ_POLLIN)) continue;
         s_inmsg_t in;
         bool oversize;
         if (s_recv (self, &in, &oversize) <= 0) continue;
@@ -457,13 +475,49 @@ s_await_bootstrap (zhost_proc_t *self, zhost_error_t *err)
         s_inmsg_close (&in);
         if (done) return rc;
     }
-    zhost_error_put (err, ZHOST_E_TIMEOUT, "no BOOTSTRAP from %s within %d ms", self->endpoint,
-                     S_ATTACH_TIMEOUT_MS);
+    char why[256];
+    int late = watch ? zh_handshake_read (watch, why, sizeof why) : 0;
+    if (late < 0) {
+        zhost_error_put (err, ZHOST_E_REFUSED, "ATTACH: %s", why);
+        return -1;
+    }
+    bool shook = !watch || late == 1 || zh_handshake_succeeded (watch);
+    zhost_error_put (err, ZHOST_E_TIMEOUT, "no BOOTSTRAP from %s within %d ms%s", self->endpoint,
+                     S_ATTACH_TIMEOUT_MS,
+                     shook ? "" : " (no connection: is a broker listening there?)");
     return -1;
+}
+
+int
+zhost_curve_load (zhost_curve_t *curve, const char *server_cert, const char *client_cert,
+                  zhost_error_t *err)
+{
+    zhost_error_put (err, ZHOST_OK, "%s", "");
+    zh_curve_keys_t keys;
+    zh_error_t perr;
+    if (!curve) {
+        zhost_error_put (err, ZHOST_E_INVALID, "%s", "curve: NULL");
+        return -1;
+    }
+    if (zh_curve_keys_load (&keys, server_cert, client_cert, &perr) != 0) {
+        zhost_error_put (err, ZHOST_E_INVALID, "%s", perr.reason);
+        return -1;
+    }
+    memcpy (curve->server_public, keys.server_public, sizeof curve->server_public);
+    memcpy (curve->public_key, keys.public_key, sizeof curve->public_key);
+    memcpy (curve->secret_key, keys.secret_key, sizeof curve->secret_key);
+    return 0;
 }
 
 zhost_proc_t *
 zhost_proc_attach (const char *endpoint, const char *label, zhost_error_t *err)
+{
+    return zhost_proc_attach_curve (endpoint, label, NULL, err);
+}
+
+zhost_proc_t *
+zhost_proc_attach_curve (const char *endpoint, const char *label, const zhost_curve_t *curve,
+                         zhost_error_t *err)
 {
     zhost_error_put (err, ZHOST_OK, "%s", "");
     zh_error_t perr;
@@ -476,6 +530,17 @@ zhost_proc_attach (const char *endpoint, const char *label, zhost_error_t *err)
         zhost_error_put (err, ZHOST_E_INVALID, "attach: label %s: %s", label, perr.reason);
         return NULL;
     }
+    zh_curve_keys_t keys;
+    if (curve) {
+        memset (&keys, 0, sizeof keys);
+        memcpy (keys.server_public, curve->server_public, ZH_Z85_KEY_LEN);
+        memcpy (keys.public_key, curve->public_key, ZH_Z85_KEY_LEN);
+        memcpy (keys.secret_key, curve->secret_key, ZH_Z85_KEY_LEN);
+        if (zh_curve_keys_check (&keys, &perr) != 0) {
+            zhost_error_put (err, ZHOST_E_INVALID, "attach: %s", perr.reason);
+            return NULL;
+        }
+    }
     zhost_proc_t *self = s_proc_new ();
     if (!self) return NULL;
     snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
@@ -486,7 +551,9 @@ zhost_proc_attach (const char *endpoint, const char *label, zhost_error_t *err)
             rid[i] = (uint8_t)rand ();
     }
     if (rid[0] == 0) rid[0] = 1;
-    if (s_connect (self, rid, sizeof rid, err) != 0) {
+    zh_handshake_t *watch = NULL;
+    if (s_connect (self, rid, sizeof rid, curve ? &keys : NULL, &watch, err) != 0) {
+        zh_handshake_destroy (&watch);
         s_proc_free (&self);
         return NULL;
     }
@@ -497,14 +564,17 @@ zhost_proc_attach (const char *endpoint, const char *label, zhost_error_t *err)
         body.present |= ZH_F_LABEL;
         body.label = zh_span_of (label);
     }
-    if (s_send_command (self, ZH_ATTACH, &body) != 0 || s_await_bootstrap (self, err) != 0) {
+    int rc = s_send_command (self, ZH_ATTACH, &body);
+    if (rc == 0) rc = s_await_bootstrap (self, watch, err);
+    zh_handshake_destroy (&watch);
+    if (rc != 0) {
         int linger = 0;
         zmq_setsockopt (self->sock, ZMQ_LINGER, &linger, sizeof linger);
         s_proc_free (&self);
         return NULL;
     }
-    zh_debug ("attach", "proc=%s endpoint=%s heartbeat_ms=%d", self->addr, self->endpoint,
-              self->heartbeat_ms);
+    zh_debug ("attach", "proc=%s endpoint=%s heartbeat_ms=%d curve=%s", self->addr, self->endpoint,
+              self->heartbeat_ms, curve ? "on" : "off");
     return self;
 }
 

@@ -165,7 +165,31 @@ zhost_proc_t *zhost_proc_boot (zhost_error_t *err);
 //  label may be NULL (the proc is then remote<uid58>). The routing id is
 //  16 random bytes, kept for the life of the proc, so a reconnect keeps
 //  the proc id while the broker lives. An ERROR answer is ZHOST_E_REFUSED.
+//  A refused handshake (a CURVE broker and no keys, a key the broker does
+//  not allow, keys for a broker without CURVE) is ZHOST_E_REFUSED at once,
+//  with broker_code 0 and a message that says which.
 zhost_proc_t *zhost_proc_attach (const char *endpoint, const char *label, zhost_error_t *err);
+
+//  CURVE keys for attaching to a frontend that runs CURVE (the broker's
+//  --curve-secret), as Z85 text: the broker's public key and this
+//  client's key pair. Fill it with zhost_curve_load, or copy keys in.
+typedef struct {
+    char server_public[41];
+    char public_key[41];
+    char secret_key[41];
+} zhost_curve_t;
+
+//  Fill *curve from zcert files, as `zhost-ctl keygen` writes them: the
+//  broker's certificate (NAME.key; its public part is enough) and this
+//  client's (NAME.key with NAME.key_secret beside it; either name may be
+//  given). 0, or -1 with ZHOST_E_INVALID naming the file.
+int zhost_curve_load (zhost_curve_t *curve, const char *server_cert, const char *client_cert,
+                      zhost_error_t *err);
+
+//  zhost_proc_attach over CURVE (curve NULL: plain, as zhost_proc_attach).
+//  Keys that are not 40 characters of Z85 are ZHOST_E_INVALID.
+zhost_proc_t *zhost_proc_attach_curve (const char *endpoint, const char *label,
+                                       const zhost_curve_t *curve, zhost_error_t *err);
 
 //  Close a proc and free it; sets *self_p NULL. A proc still connected is
 //  first stopped cleanly (zhost_proc_stop). Safe on NULL. Not from inside
