@@ -35,6 +35,7 @@
 
 #include "zh_addr.h"
 #include "zh_config.h"
+#include "zh_curve_keys.h"
 #include "zh_error.h"
 #include "zh_pack.h"
 #include "zh_proto.h"
@@ -91,8 +92,10 @@ static const command_info_t s_commands[] = {
 };
 
 typedef struct {
-    const char *runtime_dir; //  NULL: the default
-    const char *connect;     //  a frontend endpoint instead of the control socket
+    const char *runtime_dir;  //  NULL: the default
+    const char *connect;      //  a frontend endpoint instead of the control socket
+    const char *curve_server; //  --curve-server: the broker's certificate
+    const char *curve_cert;   //  --curve-cert: ours (with its _secret beside it)
     bool json;
     int64_t timeout_ms; //  how long ctl waits; -1: derived from the op
     const command_info_t *cmd;
@@ -142,7 +145,12 @@ s_help (FILE *out)
              "  --runtime-dir DIR       the broker's runtime dir (default $ZHOST_RUNTIME_DIR,\n"
              "                          else $XDG_RUNTIME_DIR/zhost, else /tmp/zhost-<uid>)\n"
              "  --connect ENDPOINT      attach to a frontend instead (e.g. tcp://host:7100);\n"
-             "                          admin ops are then refused (NOT_ALLOWED)\n"
+             "                          admin ops are then refused (NOT_ALLOWED) unless\n"
+             "                          the key below is in the broker's --curve-admin\n"
+             "  --curve-server FILE     the broker's certificate (its NAME.key), for a\n"
+             "                          frontend that runs CURVE; with --curve-cert\n"
+             "  --curve-cert FILE       this client's certificate (NAME.key, with\n"
+             "                          NAME.key_secret beside it)\n"
              "  --json                  print the agent's answer as JSON\n"
              "  --timeout DURATION      how long to wait for the broker (e.g. 10s, 500ms);\n"
              "                          default 10s, more for spawn and the stop ops; after\n"
@@ -223,6 +231,15 @@ s_parse_global (options_t *o, int argc, char **argv, int *i)
             o->runtime_dir = value;
         else
             o->connect = value;
+        return 1;
+    }
+    if (strcmp (arg, "--curve-server") == 0 || strcmp (arg, "--curve-cert") == 0) {
+        if (!(value = s_flag_value (argc, argv, i)) || !*value)
+            return 10 + s_usage_error ("%s needs a file", arg);
+        if (arg[8] == 's')
+            o->curve_server = value;
+        else
+            o->curve_cert = value;
         return 1;
     }
     if (strcmp (arg, "--timeout") == 0) {
@@ -345,6 +362,11 @@ s_parse (options_t *o, int argc, char **argv)
     if (!o->cmd) return s_usage_error ("no command given");
     if (o->connect && o->runtime_dir)
         return s_usage_error ("--runtime-dir and --connect exclude each other");
+    if (!o->curve_server != !o->curve_cert)
+        return s_usage_error ("--curve-server and --curve-cert go together");
+    if (o->curve_server && !o->connect && o->cmd->command != CMD_KEYGEN)
+        return s_usage_error ("--curve-server/--curve-cert are for a frontend (--connect "
+                              "ENDPOINT); the control socket needs no keys");
     return -1;
 }
 
@@ -792,8 +814,10 @@ s_hint (const options_t *o, const char *code)
     if (strcmp (code, "NOT_ALLOWED") == 0 && o->connect)
         fprintf (stderr,
                  "hint: admin operations (spawn, stop, kill, stop-all, shutdown) are allowed "
-                 "on the control socket only: run " PROGRAM " on the broker's machine without "
-                 "--connect (or with --runtime-dir DIR)\n");
+                 "on the control socket (run " PROGRAM " on the broker's machine without "
+                 "--connect, or with --runtime-dir DIR) and, on a CURVE frontend, with a key "
+                 "from the broker's --curve-admin directory (--curve-server FILE --curve-cert "
+                 "FILE)\n");
 }
 
 //  A failure as the JSON map of an ok=false answer (for --json).
@@ -838,6 +862,7 @@ typedef struct {
     const options_t *opts;
     void *ctx;
     void *sock;
+    zh_handshake_t *watch;        //  the socket's handshake, until BOOTSTRAP
     char endpoint[PATH_MAX + 32]; //  what we connected to
     const char *runtime_dir;      //  NULL with --connect
     //  from BOOTSTRAP
@@ -850,6 +875,7 @@ typedef struct {
     int64_t last_sent;
     bool got_bye; //  the broker said BYE
     char bye_reason[256];
+    char refused[512]; //  why the handshake failed (s_wait returned -2)
 } session_t;
 
 typedef struct {
@@ -923,10 +949,16 @@ s_wait (session_t *s, message_t *m, int64_t deadline)
             s_send_control (s, ZH_PING, NULL);
         long wait = s->heartbeat_ms > 0 ? (long)s->heartbeat_ms : 1000;
         if (deadline >= 0 && deadline - now < wait) wait = (long)(deadline - now);
-        zmq_pollitem_t item = {s->sock, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll (&item, 1, wait);
+        zmq_pollitem_t items[2] = {
+            {s->sock, 0, ZMQ_POLLIN, 0},
+            {s->watch ? zh_handshake_socket (s->watch) : NULL, 0, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll (items, s->watch ? 2 : 1, wait);
         if (rc < 0 && errno != EINTR) return -1;
         if (rc <= 0) continue;
+        if (s->watch && (items[1].revents & ZMQ_POLLIN) &&
+            zh_handshake_read (s->watch, s->refused, sizeof s->refused) < 0)
+            return -2;
+        if (!(items[0].revents & ZMQ_POLLIN)) continue;
         if (s_recv (s, m) != 0) return -1;
         zh_header_t hdr;
         zh_error_t err;
@@ -1062,6 +1094,22 @@ s_open_socket (session_t *s)
     int linger = 1000;
     zmq_setsockopt (s->sock, ZMQ_ROUTING_ID, id, sizeof id);
     zmq_setsockopt (s->sock, ZMQ_LINGER, &linger, sizeof linger);
+    bool curve = s->opts->curve_server != NULL;
+    if (curve) {
+        zh_curve_keys_t keys;
+        zh_error_t err;
+        if (zh_curve_keys_load (&keys, s->opts->curve_server, s->opts->curve_cert, &err) != 0) {
+            fprintf (stderr, PROGRAM ": %s\n", err.reason);
+            return EXIT_USAGE;
+        }
+        if (zh_curve_keys_apply (&keys, s->sock) != 0) {
+            fprintf (stderr, PROGRAM ": cannot set the CURVE keys: %s\n", zmq_strerror (errno));
+            return EXIT_FAILED;
+        }
+    }
+    //  A frontend's refusal (a CURVE key it does not allow, a CURVE
+    //  mismatch) shows here at once; the socket itself would stay silent.
+    if (!s->runtime_dir) s->watch = zh_handshake_new (s->ctx, s->sock, curve);
     if (zmq_connect (s->sock, s->endpoint) != 0) {
         fprintf (stderr, PROGRAM ": cannot connect to '%s': %s\n", s->endpoint,
                  zmq_strerror (errno));
@@ -1124,6 +1172,10 @@ s_attach (session_t *s, int64_t timeout_ms)
     message_t m;
     while (true) {
         int rc = s_wait (s, &m, deadline);
+        if (rc == -2) {
+            fprintf (stderr, PROGRAM ": %s\n", s->refused);
+            return EXIT_NO_BROKER;
+        }
         if (rc <= 0) {
             char why[96];
             snprintf (why, sizeof why, "no BOOTSTRAP within %lldms", (long long)timeout_ms);
@@ -1329,6 +1381,7 @@ s_session_run (session_t *s)
     if (rc) return rc;
     int64_t attach_ms = s->opts->timeout_ms >= 0 ? s->opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     rc = s_attach (s, attach_ms);
+    zh_handshake_destroy (&s->watch);
     if (rc) return rc;
     rc = s_send_request (s);
     if (rc) return rc;
@@ -1355,6 +1408,7 @@ s_talk (const options_t *o)
     }
     int rc = s.runtime_dir ? s_probe_control (&s, path) : 0;
     if (rc == 0) rc = s_session_run (&s);
+    zh_handshake_destroy (&s.watch); //  before the context ends: it has a socket
     if (s.sock) {
         int linger = 0;
         if (rc == EXIT_NO_BROKER) zmq_setsockopt (s.sock, ZMQ_LINGER, &linger, sizeof linger);

@@ -139,3 +139,63 @@ def test_bad_curve_flags_exit_2(keys, tmp_path, args, named):
                            "--frontend", "tcp://127.0.0.1:0"])
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert named in p.stderr, p.stderr
+
+
+def run_ctl(*args, timeout=30):
+    return subprocess.run([CTL, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_ctl_over_curve(broker, keys):
+    """zhost-ctl --connect with --curve-server/--curve-cert: an allowed key
+    is served and refused admin ops (with the hint naming --curve-admin), an
+    admin key may run them, a refused key and a missing key fail at once
+    (exit 3, saying why), and bad key files are usage errors (exit 2)."""
+    d, allow, admin = keys
+    b = broker("--curve-secret", d / "broker.key_secret", "--curve-allow", allow,
+               "--curve-admin", admin, "--terminate-timeout", "1s")
+    fe = b.frontend[0]
+    server = d / "broker.key"
+
+    r = run_ctl("--connect", fe, "--curve-server", server, "--curve-cert", d / "alice.key",
+                "--json", "ping")
+    assert r.returncode == 0, r.stderr
+    assert '"ok": true' in r.stdout
+    r = run_ctl("--connect", fe, "--curve-server", server, "--curve-cert", d / "alice.key",
+                "kill", "nobody")
+    assert r.returncode == 1 and "NOT_ALLOWED" in r.stdout + r.stderr, (r.stdout, r.stderr)
+    assert "--curve-admin" in r.stderr
+
+    # root's key is in --curve-admin: admin ops pass the §8 rule
+    r = run_ctl("--connect", fe, "--curve-server", server, "--curve-cert",
+                d / "root.key_secret", "--json", "kill", "nobody")
+    assert r.returncode == 1 and '"code": "NO_SUCH_PROC"' in r.stdout, (r.stdout, r.stderr)
+    if os.access(TEST_PROC, os.X_OK):
+        r = run_ctl("--connect", fe, "--curve-server", server, "--curve-cert",
+                    d / "root.key", "spawn", "w", "--", TEST_PROC)
+        assert r.returncode == 0, r.stderr
+        r = run_ctl("--connect", fe, "--curve-server", server, "--curve-cert",
+                    d / "root.key", "stop", "w")
+        assert r.returncode == 0, r.stderr
+
+    # refused at the handshake: said at once, not after the 10 s timeout
+    for extra, said in ((["--curve-server", server, "--curve-cert", d / "mallory.key"],
+                         "refused this client's CURVE key"),
+                        # libzmq says mismatch, or (the broker hung up first) nothing
+                        ([], "require")):
+        r = run_ctl("--connect", fe, *extra, "--timeout", "20s", "ping", timeout=15)
+        assert r.returncode == 3, (r.returncode, r.stderr)
+        assert said in r.stderr and "CURVE" in r.stderr, r.stderr
+
+    # usage errors: one flag without the other, keys for the control
+    # socket, a certificate without its secret
+    for argv, said in ((["--connect", fe, "--curve-server", server, "ping"], "go together"),
+                       (["--runtime-dir", b.runtime_dir, "--curve-server", server,
+                         "--curve-cert", d / "alice.key", "ping"], "--connect"),
+                       (["--connect", fe, "--curve-server", server, "--curve-cert",
+                         allow / "alice.key", "ping"], "no secret key"),
+                       (["--connect", fe, "--curve-server", d / "nope.key", "--curve-cert",
+                         d / "alice.key", "ping"], "nope.key")):
+        r = run_ctl(*argv)
+        assert r.returncode == 2, (argv, r.returncode, r.stderr)
+        assert said in r.stderr, (argv, r.stderr)
