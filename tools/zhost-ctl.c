@@ -224,22 +224,18 @@ s_parse_global (options_t *o, int argc, char **argv, int *i)
         o->json = true;
         return 1;
     }
-    if (strcmp (arg, "--runtime-dir") == 0 || strcmp (arg, "--connect") == 0) {
+    const struct {
+        const char *flag;
+        const char **slot;
+    } strings[] = {{"--runtime-dir", &o->runtime_dir},
+                   {"--connect", &o->connect},
+                   {"--curve-server", &o->curve_server},
+                   {"--curve-cert", &o->curve_cert}};
+    for (size_t k = 0; k < sizeof strings / sizeof strings[0]; k++) {
+        if (strcmp (arg, strings[k].flag) != 0) continue;
         if (!(value = s_flag_value (argc, argv, i)) || !*value)
             return 10 + s_usage_error ("%s needs a value", arg);
-        if (arg[2] == 'r')
-            o->runtime_dir = value;
-        else
-            o->connect = value;
-        return 1;
-    }
-    if (strcmp (arg, "--curve-server") == 0 || strcmp (arg, "--curve-cert") == 0) {
-        if (!(value = s_flag_value (argc, argv, i)) || !*value)
-            return 10 + s_usage_error ("%s needs a file", arg);
-        if (arg[8] == 's')
-            o->curve_server = value;
-        else
-            o->curve_cert = value;
+        *strings[k].slot = value;
         return 1;
     }
     if (strcmp (arg, "--timeout") == 0) {
