@@ -376,3 +376,53 @@ def test_error_401_after_a_quick_broker_restart_then_reattach(broker, clients):
             errors.append("timeout")
     assert errors == [401], errors
     assert pong["incarnation"] == alice.incarnation != old_inc and b2.ep == ep
+
+
+def _curve_dirs(tmp_path):
+    """zcert pairs (as zhost-ctl keygen writes them) for broker, alice,
+    mallory; alice's public certificate in the allow directory."""
+    import zmq.auth
+    keys, allow = tmp_path / "keys", tmp_path / "allow"
+    keys.mkdir()
+    allow.mkdir()
+    for name in ("broker", "alice", "mallory"):
+        zmq.auth.create_certificates(str(keys), name)
+    (allow / "alice.key").write_bytes((keys / "alice.key").read_bytes())
+    return keys, allow
+
+
+def test_attach_over_curve(broker, clients, tmp_path):
+    """load_curve + attach(curve=...): an allowed key is served end to end;
+    a key not allowed and a client without CURVE get HandshakeFailed at once
+    (not the attach timeout); bad certificate files are ValueErrors."""
+    keys, allow = _curve_dirs(tmp_path)
+    b = broker("--curve-secret", str(keys / "broker.key_secret"), "--curve-allow", str(allow))
+    curve = zhost.load_curve(keys / "broker.key", keys / "alice.key")
+    assert curve == zhost.load_curve(keys / "broker.key_secret", keys / "alice.key_secret")
+    alice = clients(b.frontend, label="alice", curve=curve)
+    bob = clients(b.frontend, label="bob", curve=curve)
+    inbox = bob.actor("inbox").port(1)
+    alice.send(inbox, b"over curve")
+    assert inbox.recv(timeout=5).parts == [b"over curve"]
+
+    for kw, said in (({"curve": zhost.load_curve(keys / "broker.key", keys / "mallory.key")},
+                      "refused this client's CURVE key"),
+                     ({}, "CURVE")):
+        start = time.monotonic()
+        with pytest.raises(zhost.HandshakeFailed) as e:
+            zhost.attach(b.frontend, label="m", timeout=10.0, **kw)
+        assert said in str(e.value) and b.frontend in str(e.value)
+        assert time.monotonic() - start < 5.0
+
+    with pytest.raises(ValueError, match="no secret key"):
+        zhost.load_curve(keys / "broker.key", allow / "alice.key")
+    with pytest.raises(ValueError, match="nope.key"):
+        zhost.load_curve(keys / "nope.key", keys / "alice.key")
+
+
+def test_curve_keys_against_a_plain_broker(broker, tmp_path):
+    keys, _ = _curve_dirs(tmp_path)
+    b = broker()
+    with pytest.raises(zhost.HandshakeFailed, match="CURVE"):
+        zhost.attach(b.frontend, curve=zhost.load_curve(keys / "broker.key",
+                                                         keys / "alice.key"), timeout=10.0)

@@ -19,14 +19,15 @@ See python/README.md.
 """
 
 from . import protocol
-from .client import (Actor, Agent, AgentError, BootError, BrokerError, Closed, Port, Proc,
-                     Timeout, Undeliverable, ZhostError, attach, boot)
+from .client import (Actor, Agent, AgentError, BootError, BrokerError, Closed,
+                     HandshakeFailed, Port, Proc, Timeout, Undeliverable, ZhostError, attach,
+                     boot, load_curve)
 from .protocol import (Address, AddressError, Message, ProtocolError, parse_address,
                        uid58_decode, uid58_encode)
 
 __version__ = "0.1.0"
 
-__all__ = ["attach", "boot", "Proc", "Actor", "Port", "Agent", "Message", "Address",
+__all__ = ["attach", "boot", "load_curve", "HandshakeFailed", "Proc", "Actor", "Port", "Agent", "Message", "Address",
            "parse_address", "uid58_encode", "uid58_decode", "ZhostError", "Undeliverable",
            "Timeout", "BrokerError", "AgentError", "Closed", "BootError", "AddressError",
            "ProtocolError", "protocol", "__version__"]

@@ -29,7 +29,8 @@ from . import protocol as P
 from .protocol import AddressError, Message, parse_address
 
 __all__ = ["ZhostError", "Undeliverable", "Timeout", "BrokerError", "AgentError",
-           "Closed", "BootError", "Proc", "Actor", "Port", "Agent", "attach", "boot"]
+           "Closed", "BootError", "HandshakeFailed", "Proc", "Actor", "Port", "Agent",
+           "attach", "boot", "load_curve"]
 
 ONCE_PORT_BASE = 1 << 32      # once ports are numbered from here, per proc
 DEFAULT_HEARTBEAT_MS = 1000
@@ -84,6 +85,19 @@ class Undeliverable(ZhostError):
 
 class Timeout(ZhostError, TimeoutError):
     """A bounded wait ran out."""
+
+
+class HandshakeFailed(ZhostError):
+    """The broker's frontend refused the ZMTP handshake: a CURVE key it does
+    not allow (event zmq.EVENT_HANDSHAKE_FAILED_AUTH), or CURVE on one side
+    only. Raised by attach() at once, where the socket would stay silent."""
+
+    def __init__(self, endpoint, event, value, reason):
+        self.endpoint = endpoint
+        self.event = event
+        self.value = value
+        self.reason = reason
+        super().__init__("%s: %s" % (endpoint, reason))
 
 
 class BrokerError(ZhostError):
@@ -389,6 +403,10 @@ class Proc(object):
             self.sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
             self.sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
             self.sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        # attach() watches the handshake until BOOTSTRAP (see _handshake_failure)
+        self._monitor = (self.sock.get_monitor_socket(_HANDSHAKE_EVENTS)
+                         if kind == "attached" else None)
+        self._curve = curve is not None
         self.sock.connect(connect_to)
         now = time.monotonic()
         self._last_sent = now
@@ -827,6 +845,79 @@ class Proc(object):
 
 # --- entry points -----------------------------------------------------------
 
+_HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+def _handshake_failure(proc):
+    """Read the attach's monitor: a HandshakeFailed for a failed handshake,
+    else None. The words match libzhost's and zhost-ctl's."""
+    from zmq.utils.monitor import recv_monitor_message
+    while proc._monitor.poll(0):
+        ev = recv_monitor_message(proc._monitor)
+        event, value = ev["event"], ev["value"]
+        endpoint = ev.get("endpoint", b"")
+        endpoint = endpoint.decode("utf-8", "replace") if isinstance(endpoint, bytes) \
+            else str(endpoint)
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            continue
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            why = ("refused this client's CURVE key (ZAP status %d): is its public "
+                   "certificate in the broker's --curve-allow or --curve-admin directory?"
+                   % value)
+        elif value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            why = ("security mechanism mismatch: " +
+                   ("this client offers CURVE and the broker does not run it" if proc._curve
+                    else "the broker requires CURVE (give attach() curve=...)"))
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            why = "ZMTP handshake failed (protocol error 0x%08x)" % value
+        else:
+            why = "ZMTP handshake failed " + (
+                "(is the server key the broker's, and does it run CURVE?)" if proc._curve
+                else "(does the broker require CURVE?)")
+        return HandshakeFailed(endpoint, event, value, why)
+    return None
+
+
+def _stop_monitor(proc):
+    if proc._monitor is not None:
+        try:
+            proc.sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        proc._monitor.close(linger=0)
+        proc._monitor = None
+
+
+def load_curve(server_cert, client_cert):
+    """The curve= tuple of attach() from zcert files as `zhost-ctl keygen`
+    writes them: the broker's certificate (NAME.key; public is enough) and
+    this client's (NAME.key with NAME.key_secret beside it, either name).
+    ValueError names a file that is not a certificate or lacks its secret."""
+    import zmq.auth
+
+    def load(path, need_secret):
+        path = str(path)
+        base = path[:-len("_secret")] if path.endswith("_secret") else path
+        for candidate in ((base + "_secret", base) if need_secret else (base, path)):
+            if os.path.exists(candidate):
+                try:
+                    public, secret = zmq.auth.load_certificate(candidate)
+                except (ValueError, OSError) as e:
+                    raise ValueError("%s: not a zcert certificate (%s)" % (path, e))
+                if need_secret and not secret:
+                    continue
+                return public, secret
+        if need_secret:
+            raise ValueError("%s: no secret key (is %s_secret beside it?)" % (path, base))
+        raise ValueError("%s: no such certificate file" % path)
+
+    server_public, _ = load(server_cert, False)
+    public, secret = load(client_cert, True)
+    return server_public, public, secret
+
+
 def _routing_id():
     raw = bytearray(os.urandom(16))
     while raw[0] == 0:
@@ -842,7 +933,10 @@ def attach(endpoint, label=None, heartbeat=True, timeout=5.0, actor="client", co
     names the proc `label<uid58>`; heartbeat is True (PINGs sent from within
     library calls), "thread" (from a background thread) or False. curve is
     (server public key, client public key, client secret key) when the
-    frontend requires CURVE. Returns the Proc; its default actor is `actor`.
+    frontend requires CURVE (load_curve() reads it from certificate files).
+    Returns the Proc; its default actor is `actor`. A refused handshake (a
+    key the broker does not allow, CURVE on one side only) raises
+    HandshakeFailed at once; no answer at all raises Timeout.
     """
     P.check_endpoint(endpoint)
     if label is not None:
@@ -852,9 +946,18 @@ def attach(endpoint, label=None, heartbeat=True, timeout=5.0, actor="client", co
     try:
         proc._send_attach()
         deadline = time.monotonic() + timeout
+        poller = zmq.Poller()
+        poller.register(proc.sock, zmq.POLLIN)
+        if proc._monitor is not None:
+            poller.register(proc._monitor, zmq.POLLIN)
         while proc.bootstrap is None:
             left = deadline - time.monotonic()
-            if left <= 0 or not proc.sock.poll(int(left * 1000) + 1):
+            ready = dict(poller.poll(int(left * 1000) + 1)) if left > 0 else {}
+            if proc._monitor is not None and proc._monitor in ready:
+                failed = _handshake_failure(proc)
+                if failed is not None:
+                    raise failed
+            if proc.sock not in ready:
                 if time.monotonic() >= deadline:
                     raise Timeout("no BOOTSTRAP from %s within %ss" % (endpoint, timeout))
                 continue
@@ -869,8 +972,10 @@ def attach(endpoint, label=None, heartbeat=True, timeout=5.0, actor="client", co
             elif msg.cmd == P.PING:
                 proc._send_frames(P.encode_control(P.PONG))
     except BaseException:
+        _stop_monitor(proc)
         proc.sock.close(linger=0)
         raise
+    _stop_monitor(proc)
     proc._start_heartbeat_thread()
     return proc
 
