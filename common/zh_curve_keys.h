@@ -1,14 +1,10 @@
-/*  zh_curve_keys.h — CURVE keys from zcert files, and a watch on a
-    connecting socket's ZMTP handshake.
+/*  zh_curve_keys.h — CURVE keys from zcert files, for clients.
 
     Where it sits: beside every client that attaches to a frontend with
     `--curve-secret` (the broker's CURVE server, broker/zh_curve.c): the C
     proc runtime's zhost_proc_attach_curve and zhost-ctl's --curve-server /
     --curve-cert. The broker loads its own certificate with zh_cert_load.
-    The handshake watch is a libzmq socket monitor, read only while a
-    client waits for its BOOTSTRAP: a refused key or a mechanism mismatch
-    shows up there within milliseconds, where the socket itself would only
-    stay silent (libzmq drops the connection and retries).
+    zh_handshake.h tells such a client when the broker refuses its keys.
 */
 #ifndef ZH_CURVE_KEYS_H
 #define ZH_CURVE_KEYS_H
@@ -44,28 +40,5 @@ int zh_curve_keys_check (const zh_curve_keys_t *keys, zh_error_t *err);
 
 //  Make sock a CURVE client with keys (before zmq_connect). 0 or -1.
 int zh_curve_keys_apply (const zh_curve_keys_t *keys, void *sock);
-
-//  ---------------------------------------------------------------------
-//  The handshake watch
-
-typedef struct _zh_handshake_t zh_handshake_t;
-
-//  Start watching sock's handshakes (before zmq_connect); curve says
-//  whether the client offers CURVE, for the messages. NULL on failure
-//  (the caller then simply waits without it).
-zh_handshake_t *zh_handshake_new (void *ctx, void *sock, bool curve);
-
-//  Stop the monitor and free; sets *self_p NULL. Safe on NULL.
-void zh_handshake_destroy (zh_handshake_t **self_p);
-
-//  The socket to poll for ZMQ_POLLIN.
-void *zh_handshake_socket (zh_handshake_t *self);
-
-//  Read the events waiting. 1: a handshake succeeded; -1: one failed, and
-//  why (a sentence naming the endpoint) is in why; 0: nothing decisive.
-int zh_handshake_read (zh_handshake_t *self, char *why, size_t why_size);
-
-//  True once a handshake has succeeded.
-bool zh_handshake_succeeded (zh_handshake_t *self);
 
 #endif

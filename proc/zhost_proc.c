@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,15 +33,23 @@
 #include <unistd.h>
 
 #include "zh_curve_keys.h"
+#include "zh_handshake.h"
 #include "zhost_int.h"
 
 #define S_ATTACH_TIMEOUT_MS 5000
-#define S_LINGER_MS         1000
-#define S_LIVENESS          3
-#define S_BATCH             1000   //  messages handled per step
-#define S_OUTQ_MAX          100000 //  messages waiting in the proc's queue
-#define S_SOCKET_HWM        10000  //  the DEALER's SNDHWM and RCVHWM
-#define S_SMALL_FRAMES      8
+
+//  The public zhost_curve_t is the internal zh_curve_keys_t, field for field.
+_Static_assert(sizeof (zhost_curve_t) == sizeof (zh_curve_keys_t), "curve layout");
+_Static_assert(offsetof (zhost_curve_t, public_key) == offsetof (zh_curve_keys_t, public_key),
+               "curve layout");
+_Static_assert(offsetof (zhost_curve_t, secret_key) == offsetof (zh_curve_keys_t, secret_key),
+               "curve layout");
+#define S_LINGER_MS    1000
+#define S_LIVENESS     3
+#define S_BATCH        1000   //  messages handled per step
+#define S_OUTQ_MAX     100000 //  messages waiting in the proc's queue
+#define S_SOCKET_HWM   10000  //  the DEALER's SNDHWM and RCVHWM
+#define S_SMALL_FRAMES 8
 
 static volatile sig_atomic_t s_signalled = 0;
 
@@ -476,12 +485,11 @@ s_await_bootstrap (zhost_proc_t *self, zh_handshake_t *watch, zhost_error_t *err
         if (done) return rc;
     }
     char why[256];
-    int late = watch ? zh_handshake_read (watch, why, sizeof why) : 0;
-    if (late < 0) {
+    if (watch && zh_handshake_read (watch, why, sizeof why) < 0) {
         zhost_error_put (err, ZHOST_E_REFUSED, "ATTACH: %s", why);
         return -1;
     }
-    bool shook = !watch || late == 1 || zh_handshake_succeeded (watch);
+    bool shook = !watch || zh_handshake_succeeded (watch);
     zhost_error_put (err, ZHOST_E_TIMEOUT, "no BOOTSTRAP from %s within %d ms%s", self->endpoint,
                      S_ATTACH_TIMEOUT_MS,
                      shook ? "" : " (no connection: is a broker listening there?)");
@@ -503,9 +511,7 @@ zhost_curve_load (zhost_curve_t *curve, const char *server_cert, const char *cli
         zhost_error_put (err, ZHOST_E_INVALID, "%s", perr.reason);
         return -1;
     }
-    memcpy (curve->server_public, keys.server_public, sizeof curve->server_public);
-    memcpy (curve->public_key, keys.public_key, sizeof curve->public_key);
-    memcpy (curve->secret_key, keys.secret_key, sizeof curve->secret_key);
+    memcpy (curve, &keys, sizeof *curve);
     return 0;
 }
 
@@ -532,10 +538,7 @@ zhost_proc_attach_curve (const char *endpoint, const char *label, const zhost_cu
     }
     zh_curve_keys_t keys;
     if (curve) {
-        memset (&keys, 0, sizeof keys);
-        memcpy (keys.server_public, curve->server_public, ZH_Z85_KEY_LEN);
-        memcpy (keys.public_key, curve->public_key, ZH_Z85_KEY_LEN);
-        memcpy (keys.secret_key, curve->secret_key, ZH_Z85_KEY_LEN);
+        memcpy (&keys, curve, sizeof keys);
         if (zh_curve_keys_check (&keys, &perr) != 0) {
             zhost_error_put (err, ZHOST_E_INVALID, "attach: %s", perr.reason);
             return NULL;

@@ -36,6 +36,7 @@
 #include "zh_addr.h"
 #include "zh_config.h"
 #include "zh_curve_keys.h"
+#include "zh_handshake.h"
 #include "zh_error.h"
 #include "zh_pack.h"
 #include "zh_proto.h"
