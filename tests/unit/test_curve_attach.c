@@ -9,7 +9,8 @@
     timeout); a plain client is told the broker requires CURVE, also at
     once; CURVE keys against a plain broker fail at once, saying what to check; bad
     certificate files and malformed keys are ZHOST_E_INVALID naming what
-    is wrong.
+    is wrong; an attach that gets no BOOTSTRAP times out, saying so when
+    not even a connection was made.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 
 #include <cmocka.h>
 #include <czmq.h>
+#include <zmq.h>
 
 #include "zh_test_broker.h"
 #include "zhost/zhost.h"
@@ -209,6 +211,32 @@ test_bad_files_and_keys_are_invalid (void **state)
     assert_non_null (strstr (err.message, "server public key: not Z85"));
 }
 
+static void
+test_no_bootstrap_times_out_saying_whether_anyone_listened (void **state)
+{
+    (void)state;
+    //  A port that was free a moment ago.
+    void *ctx = zmq_ctx_new ();
+    void *probe = zmq_socket (ctx, ZMQ_ROUTER);
+    assert_int_equal (zmq_bind (probe, "tcp://127.0.0.1:*"), 0);
+    char endpoint[256];
+    size_t size = sizeof endpoint;
+    assert_int_equal (zmq_getsockopt (probe, ZMQ_LAST_ENDPOINT, endpoint, &size), 0);
+    //  While it is bound, it completes the handshake and never answers:
+    //  a plain timeout.
+    zhost_error_t err;
+    assert_null (zhost_proc_attach (endpoint, NULL, &err));
+    assert_int_equal (err.code, ZHOST_E_TIMEOUT);
+    assert_non_null (strstr (err.message, "no BOOTSTRAP from"));
+    assert_null (strstr (err.message, "no connection"));
+    zmq_close (probe);
+    zmq_ctx_term (ctx);
+    //  Nobody there at all.
+    assert_null (zhost_proc_attach (endpoint, NULL, &err));
+    assert_int_equal (err.code, ZHOST_E_TIMEOUT);
+    assert_non_null (strstr (err.message, "no connection: is a broker listening there?"));
+}
+
 int
 main (void)
 {
@@ -218,6 +246,7 @@ main (void)
                                          teardown),
         cmocka_unit_test_setup_teardown (test_curve_keys_against_a_plain_broker, setup, teardown),
         cmocka_unit_test_setup_teardown (test_bad_files_and_keys_are_invalid, setup, teardown),
+        cmocka_unit_test (test_no_bootstrap_times_out_saying_whether_anyone_listened),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
