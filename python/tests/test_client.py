@@ -418,6 +418,13 @@ def test_attach_over_curve(broker, clients, tmp_path):
         zhost.load_curve(keys / "broker.key", allow / "alice.key")
     with pytest.raises(ValueError, match="nope.key"):
         zhost.load_curve(keys / "nope.key", keys / "alice.key")
+    (keys / "junk.key_secret").write_text("not a certificate\n")
+    with pytest.raises(ValueError, match="junk.key: not a zcert certificate"):
+        zhost.load_curve(keys / "broker.key", keys / "junk.key")
+    # a _secret file whose secret part is missing
+    (keys / "half.key_secret").write_bytes((keys / "alice.key").read_bytes())
+    with pytest.raises(ValueError, match="no secret key in"):
+        zhost.load_curve(keys / "broker.key", keys / "half.key")
 
 
 def test_curve_keys_against_a_plain_broker(broker, tmp_path):

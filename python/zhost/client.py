@@ -898,20 +898,21 @@ def load_curve(server_cert, client_cert):
     import zmq.auth
 
     def load(path, need_secret):
+        # a NAME_secret file holds both keys, NAME the public one only
         path = str(path)
         base = path[:-len("_secret")] if path.endswith("_secret") else path
-        for candidate in ((base + "_secret", base) if need_secret else (base, path)):
-            if os.path.exists(candidate):
-                try:
-                    public, secret = zmq.auth.load_certificate(candidate)
-                except (ValueError, OSError) as e:
-                    raise ValueError("%s: not a zcert certificate (%s)" % (path, e))
-                if need_secret and not secret:
-                    continue
-                return public, secret
-        if need_secret:
-            raise ValueError("%s: no secret key (is %s_secret beside it?)" % (path, base))
-        raise ValueError("%s: no such certificate file" % path)
+        name = base + "_secret" if need_secret else path
+        if not os.path.exists(name):
+            if need_secret and os.path.exists(path):
+                raise ValueError("%s: no secret key (is %s_secret beside it?)" % (path, base))
+            raise ValueError("%s: no such certificate file" % path)
+        try:
+            public, secret = zmq.auth.load_certificate(name)
+        except (ValueError, OSError) as e:
+            raise ValueError("%s: not a zcert certificate (%s)" % (path, e))
+        if need_secret and not secret:
+            raise ValueError("%s: no secret key in %s" % (path, name))
+        return public, secret
 
     server_public, _ = load(server_cert, False)
     public, secret = load(client_cert, True)
