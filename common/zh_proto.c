@@ -437,6 +437,22 @@ mp_is_one_map (const uint8_t *data, size_t size)
     return size > 0 && zh_msgpack_is_map (data[0]) && mp_skip_one (&cur) == 0 && cur.off == size;
 }
 
+int
+zh_msgpack_check (const uint8_t *data, size_t size)
+{
+    mp_cursor_t cur = {data, data ? size : 0, 0};
+    return data && size > 0 && mp_skip_one (&cur) == 0 && cur.off == size ? 0 : -1;
+}
+
+int
+zh_msgpack_unpack (const uint8_t *data, size_t size, msgpack_zone *zone, msgpack_object *root)
+{
+    if (zh_msgpack_check (data, size)) return -1; //  PROTO-2
+    size_t off = 0;
+    msgpack_unpack_return ret = msgpack_unpack ((const char *)data, size, &off, zone, root);
+    return ret == MSGPACK_UNPACK_SUCCESS && off == size ? 0 : -1;
+}
+
 static int
 mp_read_map (mp_cursor_t *cur, uint64_t *count)
 {
@@ -956,34 +972,40 @@ zh_meta_find_reply (const uint8_t *meta, size_t size, zh_span_t *reply)
 //  ---------------------------------------------------------------------
 //  Whole messages
 
-//  A head's addresses: a SEND goes to a port; a RETURN goes back to the
-//  original src, an actor or proc address (§5); src is always an actor
-//  or a proc.
+int
+zh_head_parse_dest (const zh_head_t *head, zh_addr_t *dest, zh_error_t *err)
+{
+    zh_error_t why;
+    if (zh_addr_parse (dest, (const char *)head->dest, head->dest_len, &why))
+        return zh_error_set (err, ZH_ERR_MALFORMED, 8 + why.offset, "dest: %s", why.reason);
+    if (!zh_head_dest_kind_ok (head->hdr.command, dest->kind))
+        return zh_error_set (err, ZH_ERR_MALFORMED, 8,
+                             head->hdr.command == ZH_SEND
+                                 ? "dest: a SEND's dest must be a port address"
+                                 : "dest: a RETURN's dest (the original src) must be an actor or "
+                                   "proc address");
+    return 0;
+}
+
+int
+zh_head_parse_src (const zh_head_t *head, zh_addr_t *src, zh_error_t *err)
+{
+    size_t at = 10 + (size_t)head->dest_len;
+    zh_error_t why;
+    if (zh_addr_parse (src, (const char *)head->src, head->src_len, &why))
+        return zh_error_set (err, ZH_ERR_MALFORMED, at + why.offset, "src: %s", why.reason);
+    if (!zh_head_src_kind_ok (src->kind))
+        return zh_error_set (err, ZH_ERR_MALFORMED, at, "src: must be an actor or proc address");
+    return 0;
+}
+
+//  A head's addresses, by the rules of zh_head_parse_dest/src.
 static int
 s_head_addresses (const zh_head_t *head, zh_error_t *err)
 {
-    const char *cmd = zh_command_name (head->hdr.command);
     zh_addr_t addr;
-    zh_error_t why;
-    zh_error_clear (&why);
-    const char *dest = (const char *)head->dest;
-    if (head->hdr.command == ZH_SEND) {
-        if (zh_addr_parse_kind (&addr, ZH_ADDR_PORT, dest, head->dest_len, &why))
-            return zh_error_set (err, ZH_ERR_MALFORMED, 8, "%s dest is not a port address: %s", cmd,
-                                 why.reason);
-    } else if (zh_addr_parse (&addr, dest, head->dest_len, &why) || addr.kind == ZH_ADDR_PORT)
-        return zh_error_set (err, ZH_ERR_MALFORMED, 8,
-                             "%s dest is not an actor or proc address: %s", cmd,
-                             why.code ? why.reason : "a port");
-
-    zh_error_clear (&why);
-    size_t src_at = 10 + (size_t)head->dest_len;
-    if (zh_addr_parse (&addr, (const char *)head->src, head->src_len, &why) ||
-        addr.kind == ZH_ADDR_PORT)
-        return zh_error_set (err, ZH_ERR_MALFORMED, src_at,
-                             "%s src is not an actor or proc address: %s", cmd,
-                             why.code ? why.reason : "a port");
-    return 0;
+    if (zh_head_parse_dest (head, &addr, err)) return -1;
+    return zh_head_parse_src (head, &addr, err);
 }
 
 int

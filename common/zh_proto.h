@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <msgpack.h>
+
 #include "zh_addr.h"
 #include "zh_error.h"
 
@@ -225,6 +227,46 @@ uint8_t *zh_return_meta_encode (const zh_failure_t *prior, size_t prior_count, c
 
 //  Decode RETURN meta; 400 when it is not of the form above.
 int zh_return_meta_decode (zh_return_meta_t *rm, const uint8_t *data, size_t size, zh_error_t *err);
+
+//  ---------------------------------------------------------------------
+//  The guard in front of msgpack-c (PROTO-2). msgpack-c reserves a
+//  container's elements as soon as it reads the count, so a few bytes
+//  declaring a huge array make it reserve gigabytes. Everything from the
+//  wire that msgpack-c unpacks passes this first (the broker's agent
+//  requests, libzhost's meta decoding; the Python client has its own).
+
+//  0 if data is exactly one valid msgpack value whose every declared
+//  count and length fits in the bytes present; -1 otherwise.
+int zh_msgpack_check (const uint8_t *data, size_t size);
+
+//  zh_msgpack_check, then msgpack_unpack into zone: 0 with *root set, or
+//  -1 (not exactly one well-formed value, or msgpack-c refused it).
+int zh_msgpack_unpack (const uint8_t *data, size_t size, msgpack_zone *zone, msgpack_object *root);
+
+//  ---------------------------------------------------------------------
+//  Address checks of a head, the one place they live (the broker, the
+//  fuzz targets and libzhost call these): a SEND's dest is a port
+//  address; a RETURN's dest is the original src (§5), so an actor or a
+//  proc address; a src is an actor or a proc address.
+
+//  True if an address of this kind may be the dest of this command.
+static inline bool
+zh_head_dest_kind_ok (uint8_t command, zh_addr_kind_t kind)
+{
+    return command == ZH_SEND ? kind == ZH_ADDR_PORT : kind != ZH_ADDR_PORT;
+}
+
+//  True if an address of this kind may be a src.
+static inline bool
+zh_head_src_kind_ok (zh_addr_kind_t kind)
+{
+    return kind != ZH_ADDR_PORT;
+}
+
+//  Parse and check a head's dest (or src) by the rules above. 0, or -1
+//  with err (400) whose reason starts "dest: " (or "src: ").
+int zh_head_parse_dest (const zh_head_t *head, zh_addr_t *dest, zh_error_t *err);
+int zh_head_parse_src (const zh_head_t *head, zh_addr_t *src, zh_error_t *err);
 
 //  Find an integer "seq" (or a string "reply") at the top level of a meta
 //  map without decoding the rest. 0 if found, -1 if absent or not a map.
