@@ -48,7 +48,7 @@ main (int argc, char **argv)
     if (!broker) {
         fprintf (stderr, "zhost-broker: %s\n", err.reason);
         zh_config_destroy (&config);
-        return err.code == 2 ? 2 : 1;
+        return err.exit_status ? err.exit_status : 1;
     }
     zh_broker_print_endpoints (broker, stdout);
     int code = zh_broker_run (broker);

@@ -43,14 +43,31 @@
 #include <czmq.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-//  err->code of every zh_config_load failure: the exit status of a usage
-//  error, as docs/broker.md asks ("a bad flag value: ... exit 2").
+//  err->exit_status of every zh_config_load failure: the exit status of a
+//  usage error, as docs/broker.md asks ("a bad flag value: ... exit 2").
 #define ZH_CONFIG_USAGE 2
+
+//  A usage error: exit status 2, no ZHP code.
+static int __attribute__ ((format (printf, 3, 4)))
+s_usage (zh_error_t *err, size_t offset, const char *format, ...)
+{
+    if (err) {
+        char reason[ZH_ERROR_REASON_MAX];
+        va_list args;
+        va_start (args, format);
+        vsnprintf (reason, sizeof reason, format, args);
+        va_end (args);
+        zh_error_exit (err, ZH_CONFIG_USAGE, "%s", reason);
+        err->offset = offset;
+    }
+    return -1;
+}
 
 #define MS_PER_S        1000LL
 #define MS_PER_M        (60 * MS_PER_S)
@@ -235,13 +252,18 @@ typedef struct {
     char *word; //  the word being built
     size_t length;
     bool in_word; //  true once anything, even '', started a word
+    bool oom;     //  an allocation failed: the split fails as a whole
 } words_t;
 
 static void
 s_word_add (words_t *self, char c)
 {
-    self->word = (char *)realloc (self->word, self->length + 2);
-    assert (self->word);
+    char *word = self->oom ? NULL : (char *)realloc (self->word, self->length + 2);
+    if (!word) {
+        self->oom = true;
+        return;
+    }
+    self->word = word;
     self->word[self->length++] = c;
     self->word[self->length] = '\0';
     self->in_word = true;
@@ -250,13 +272,23 @@ s_word_add (words_t *self, char c)
 static void
 s_word_end (words_t *self)
 {
-    if (!self->in_word) return;
+    if (!self->in_word || self->oom) return;
     if (self->count + 2 > self->room) {
-        self->room = self->room ? self->room * 2 : 8;
-        self->words = (char **)realloc (self->words, self->room * sizeof (char *));
-        assert (self->words);
+        int room = self->room ? self->room * 2 : 8;
+        char **words = (char **)realloc (self->words, (size_t)room * sizeof (char *));
+        if (!words) {
+            self->oom = true;
+            return;
+        }
+        self->words = words;
+        self->room = room;
     }
-    self->words[self->count++] = self->word ? self->word : strdup ("");
+    char *word = self->word ? self->word : strdup ("");
+    if (!word) {
+        self->oom = true;
+        return;
+    }
+    self->words[self->count++] = word;
     self->words[self->count] = NULL;
     self->word = NULL;
     self->length = 0;
@@ -330,6 +362,11 @@ zh_shell_split (const char *command, int *argc, zh_error_t *err)
         i = (size_t)next;
     }
     s_word_end (&split);
+    if (split.oom) {
+        s_words_destroy (&split);
+        zh_error_set (err, 0, 0, "out of memory");
+        return NULL;
+    }
     if (split.count == 0) {
         s_words_destroy (&split);
         zh_error_set (err, ZH_ERR_MALFORMED, 0, "empty command (no words)");
@@ -859,7 +896,7 @@ s_option_set (zh_config_t *self, const option_t *opt, const char *value, const c
         rc = s_add_to_list (self, opt, value, touched, &why);
     else
         rc = s_set_number (self, opt, value, &why);
-    if (rc) return zh_error_set (err, ZH_CONFIG_USAGE, why.offset, "%s: %s", where, why.reason);
+    if (rc) return s_usage (err, why.offset, "%s: %s", where, why.reason);
     return 0;
 }
 
@@ -918,16 +955,14 @@ s_apply_tree (zh_config_t *self, zconfig_t *root, const char *path, zh_error_t *
         char where[160];
         snprintf (where, sizeof where, "%.100s:%s", path, key);
         const option_t *opt = s_option_find (key, strlen (key));
-        if (!opt)
-            return zh_error_set (err, ZH_CONFIG_USAGE, 0, "%s: unknown key (see --help)", where);
+        if (!opt) return s_usage (err, 0, "%s: unknown key (see --help)", where);
         if (!(opt->from & FROM_FILE))
-            return zh_error_set (err, ZH_CONFIG_USAGE, 0, "%s: not allowed in a config file",
-                                 where);
+            return s_usage (err, 0, "%s: not allowed in a config file", where);
         if (zconfig_child (item))
-            return zh_error_set (err, ZH_CONFIG_USAGE, 0,
-                                 "%s: a section is not allowed; write one '%s = %s' line per "
-                                 "value",
-                                 where, key, opt->arg);
+            return s_usage (err, 0,
+                            "%s: a section is not allowed; write one '%s = %s' line per "
+                            "value",
+                            where, key, opt->arg);
         if (s_option_set (self, opt, zconfig_value (item), where, &touched[opt - s_options], err))
             return -1;
     }
@@ -939,25 +974,23 @@ s_apply_file (zh_config_t *self, const char *path, zh_error_t *err)
 {
     struct stat info;
     if (stat (path, &info) != 0 || access (path, R_OK) != 0)
-        return zh_error_set (err, ZH_CONFIG_USAGE, 0, "config file '%.100s': %s", path,
-                             strerror (errno));
+        return s_usage (err, 0, "config file '%.100s': %s", path, strerror (errno));
     if (S_ISDIR (info.st_mode))
-        return zh_error_set (err, ZH_CONFIG_USAGE, 0, "config file '%.100s': is a directory", path);
+        return s_usage (err, 0, "config file '%.100s': is a directory", path);
     if (info.st_size == 0) return 0; //  zconfig refuses an empty file; it sets nothing
     //  zconfig_load leaks its zfile_t when the text is not valid ZPL
     //  (czmq 4.2), so read the file ourselves and parse the chunk.
     zchunk_t *text = zchunk_slurp (path, CONFIG_FILE_MAX + 1);
     if (!text || zchunk_size (text) > CONFIG_FILE_MAX) {
         zchunk_destroy (&text);
-        return zh_error_set (err, ZH_CONFIG_USAGE, 0,
-                             "config file '%.100s': cannot read it whole (over %d bytes?)", path,
-                             CONFIG_FILE_MAX);
+        return s_usage (err, 0, "config file '%.100s': cannot read it whole (over %d bytes?)", path,
+                        CONFIG_FILE_MAX);
     }
     zconfig_t *root = zconfig_chunk_load (text);
     zchunk_destroy (&text);
     if (!root)
-        return zh_error_set (err, ZH_CONFIG_USAGE, 0,
-                             "config file '%.100s': not valid ZPL (zconfig logs the line)", path);
+        return s_usage (err, 0, "config file '%.100s': not valid ZPL (zconfig logs the line)",
+                        path);
     int rc = s_apply_tree (self, root, path, err);
     zconfig_destroy (&root);
     return rc;
@@ -987,8 +1020,8 @@ s_apply_env_list (zh_config_t *self, const option_t *opt, const char *value, boo
         if (comma) *comma = '\0';
         if (*item == '\0') {
             char shown[EXCERPT_MAX];
-            rc = zh_error_set (err, ZH_CONFIG_USAGE, 0, "%s: empty endpoint in %s", opt->env,
-                               s_excerpt (value, shown, sizeof shown));
+            rc = s_usage (err, 0, "%s: empty endpoint in %s", opt->env,
+                          s_excerpt (value, shown, sizeof shown));
         } else
             rc = s_option_set (self, opt, item, opt->env, touched, err);
         if (!comma) break;
@@ -1032,28 +1065,27 @@ s_scan_flags (int argc, char **argv, flag_t *flags, size_t *count, zh_error_t *e
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (arg[0] != '-' || streq (arg, "--") || streq (arg, "-"))
-            return zh_error_set (err, ZH_CONFIG_USAGE, 0,
-                                 "unexpected argument %s (only flags are taken; see --help)",
-                                 s_excerpt (arg, shown, sizeof shown));
+            return s_usage (err, 0, "unexpected argument %s (only flags are taken; see --help)",
+                            s_excerpt (arg, shown, sizeof shown));
         const char *name = arg + 2;
         const char *equals = strchr (name, '=');
         size_t length = equals ? (size_t)(equals - name) : strlen (name);
         const option_t *opt = arg[1] == '-' ? s_option_find (name, length) : NULL;
         if (!opt || !(opt->from & FROM_FLAG))
-            return zh_error_set (err, ZH_CONFIG_USAGE, 0, "unknown flag '%.*s' (see --help)",
-                                 (int)(equals ? (size_t)(equals - arg) : strlen (arg)), arg);
+            return s_usage (err, 0, "unknown flag '%.*s' (see --help)",
+                            (int)(equals ? (size_t)(equals - arg) : strlen (arg)), arg);
         const char *value = NULL;
         if (opt->kind == KIND_FLAG) {
             if (equals)
-                return zh_error_set (err, ZH_CONFIG_USAGE, 0, "--%s takes no value, got %s",
-                                     opt->name, s_excerpt (equals + 1, shown, sizeof shown));
+                return s_usage (err, 0, "--%s takes no value, got %s", opt->name,
+                                s_excerpt (equals + 1, shown, sizeof shown));
         } else if (equals)
             value = equals + 1;
         else if (i + 1 < argc && strncmp (argv[i + 1], "--", 2) != 0)
             value = argv[++i];
         else
-            return zh_error_set (err, ZH_CONFIG_USAGE, 0, "--%s: missing value (--%s %s)",
-                                 opt->name, opt->name, opt->arg);
+            return s_usage (err, 0, "--%s: missing value (--%s %s)", opt->name, opt->name,
+                            opt->arg);
         flags[(*count)++] = (flag_t){opt, value};
     }
     return 0;

@@ -21,15 +21,48 @@ static const char *rc_names[ZH_RC_COUNT] = {
     [ZH_RC_SHUTDOWN] = "SHUTDOWN",
 };
 
+static void
+s_fill (zh_error_t *err, int code, const char *word, int exit_status, size_t offset,
+        const char *format, va_list args)
+{
+    err->code = code;
+    err->word = word;
+    err->exit_status = exit_status;
+    err->offset = offset;
+    vsnprintf (err->reason, sizeof err->reason, format, args);
+}
+
 int
 zh_error_set (zh_error_t *err, int code, size_t offset, const char *format, ...)
 {
     if (err) {
-        err->code = code;
-        err->offset = offset;
         va_list args;
         va_start (args, format);
-        vsnprintf (err->reason, sizeof err->reason, format, args);
+        s_fill (err, code, NULL, 0, offset, format, args);
+        va_end (args);
+    }
+    return -1;
+}
+
+int
+zh_error_word (zh_error_t *err, const char *word, const char *format, ...)
+{
+    if (err) {
+        va_list args;
+        va_start (args, format);
+        s_fill (err, 0, word, 0, 0, format, args);
+        va_end (args);
+    }
+    return -1;
+}
+
+int
+zh_error_exit (zh_error_t *err, int exit_status, const char *format, ...)
+{
+    if (err) {
+        va_list args;
+        va_start (args, format);
+        s_fill (err, 0, NULL, exit_status, 0, format, args);
         va_end (args);
     }
     return -1;
@@ -40,6 +73,8 @@ zh_error_clear (zh_error_t *err)
 {
     if (err) {
         err->code = ZH_ERR_NONE;
+        err->word = NULL;
+        err->exit_status = 0;
         err->offset = 0;
         err->reason[0] = '\0';
     }

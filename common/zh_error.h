@@ -5,9 +5,14 @@
     PROTOCOL.md §7 (code + reason) and the log line that goes with it, and
     so that tests can assert on the code and on where the input went wrong.
 
-    Two vocabularies live here:
-    - ZH_ERR_*: the numeric ERROR codes of ZHP/1 §7 (answered on a
-      connection when a frame or command is refused);
+    Vocabularies, each in a field of its own (never parsed back out of a
+    reason sentence):
+    - ZH_ERR_*: the numeric ERROR codes of ZHP/1 (docs/protocol.md §7,
+      answered on a connection when a frame or command is refused): `code`;
+    - the host agent's error words (§8: "INVALID_NAME", "SPAWN_FAILED",
+      …): `word`;
+    - the exit status a program should end with (1 start-up failure, 2
+      usage or configuration error): `exit_status`;
     - zh_rc_t: the RETURN codes of §5 (written as strings in RETURN meta).
 */
 #ifndef ZH_ERROR_H
@@ -48,19 +53,28 @@ typedef enum {
 
 #define ZH_ERROR_REASON_MAX 200
 
-//  A refused input: the ERROR code it maps to, the byte offset in the
-//  input where it went wrong (0 when not meaningful) and a sentence that
-//  says what is wrong, e.g. "label: '_' at 0 must be a letter".
+//  A failure: a sentence that says what is wrong, e.g. "label: '_' at 0
+//  must be a letter", and what kind of failure it is.
 typedef struct {
-    int code;
-    size_t offset;
-    char reason[ZH_ERROR_REASON_MAX];
+    int code;                         //  the ZHP ERROR code it maps to (ZH_ERR_*), or 0
+    const char *word;                 //  the agent error word (static string), or NULL
+    int exit_status;                  //  the exit status it calls for, or 0
+    size_t offset;                    //  byte offset in the input where it went wrong
+    char reason[ZH_ERROR_REASON_MAX]; //  the sentence
 } zh_error_t;
 
-//  Fill err (if not NULL) and return -1, so parsers can write
-//  `return zh_error_set (err, 400, i, "…", …);`.
+//  Fill err (if not NULL) with a ZHP ERROR code and return -1, so parsers
+//  can write `return zh_error_set (err, ZH_ERR_MALFORMED, i, "…", …);`.
 int zh_error_set (zh_error_t *err, int code, size_t offset, const char *format, ...)
     __attribute__ ((format (printf, 4, 5)));
+
+//  Fill err with an agent error word (code 0) and return -1.
+int zh_error_word (zh_error_t *err, const char *word, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+//  Fill err with an exit status (code 0) and return -1.
+int zh_error_exit (zh_error_t *err, int exit_status, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 //  Clear err to "no error".
 void zh_error_clear (zh_error_t *err);

@@ -65,7 +65,7 @@ expect_refused (int argc, char **argv, char **envp, const char *needle1, const c
     zh_config_t *config = zh_config_new ();
     zh_error_t err;
     assert_int_equal (zh_config_load (config, argc, argv, envp, &err), -1);
-    assert_int_equal (err.code, 2);
+    assert_int_equal (err.exit_status, 2);
     assert_contains (err.reason, needle1);
     if (needle2) assert_contains (err.reason, needle2);
     zh_config_destroy (&config);
@@ -571,7 +571,7 @@ expect_file_refused (const char *name, const char *content, const char *needle1,
     zh_config_t *config = zh_config_new ();
     zh_error_t err;
     assert_int_equal (zh_config_load (config, 3, argv, no_env, &err), -1);
-    assert_int_equal (err.code, 2);
+    assert_int_equal (err.exit_status, 2);
     assert_contains (err.reason, where);
     assert_contains (err.reason, needle1);
     if (needle2) assert_contains (err.reason, needle2);
