@@ -1,4 +1,8 @@
-/*  zh_conn.c — one peer of one broker socket (see zh_conn.h). */
+/*  zh_conn.c — one peer of one broker socket (see zh_conn.h).
+
+    Where it sits: a record the routes own (zh_routes.c makes and destroys
+    them); the router and the handshakes read and fill its fields.
+*/
 #include "zh_conn.h"
 
 #include <stdio.h>
@@ -36,6 +40,18 @@ zh_conn_set_proc_id (zh_conn_t *self, const char *proc_id)
     snprintf (self->proc_id, sizeof self->proc_id, "%s", proc_id);
     self->proc_id_len = strlen (self->proc_id);
     self->src_cache_len = 0; //  a new principal: nothing is vouched for
+}
+
+void
+zh_conn_set_key (zh_conn_t *self, const char *key)
+{
+    snprintf (self->key, sizeof self->key, "%s", key ? key : "");
+}
+
+bool
+zh_conn_key_matches (const zh_conn_t *self, const char *key)
+{
+    return strcmp (self->key, key ? key : "") == 0;
 }
 
 int

@@ -26,42 +26,51 @@ typedef enum {
 
 #define ZH_RID_MAX    255
 #define ZH_ADDR_CACHE 256 //  addresses longer than this are not cached
+#define ZH_KEY_TXT    41  //  a Z85 CURVE public key and its NUL
 
-typedef struct {
-    zh_sock_t sock;
-    zh_conn_kind_t kind;
-    uint8_t rid[ZH_RID_MAX];
-    size_t rid_len;
+typedef struct _zh_conn_t zh_conn_t;
+struct _zh_conn_t {
+    zh_sock_t sock;              //  the socket it is a peer of
+    zh_conn_kind_t kind;         //  client, peer broker or spawned proc
+    uint8_t rid[ZH_RID_MAX];     //  its routing id on that socket
+    size_t rid_len;              //  bytes of rid
     char proc_id[ZH_ID_MAX + 1]; //  CLIENT, PROC: principal proc id
-    size_t proc_id_len;
-    char *peer_endpoint; //  PEER: principal endpoint
-    size_t peer_endpoint_len;
-    bool admin;         //  may run admin ops (control socket)
-    uint8_t *bootstrap; //  CLIENT: the BOOTSTRAP body, resent on re-ATTACH
-    size_t bootstrap_size;
-    int64_t last_recv;  //  ms, monotonic: last message from it
-    int64_t last_send;  //  ms, monotonic: last message to it
-    bool silent_logged; //  PROC: silence already logged
+    size_t proc_id_len;          //  bytes of proc_id (0: none)
+    char *peer_endpoint;         //  PEER: principal endpoint
+    size_t peer_endpoint_len;    //  bytes of peer_endpoint
+    char key[ZH_KEY_TXT];        //  CURVE key it attached under ("" without CURVE)
+    uint8_t *bootstrap;          //  CLIENT: the BOOTSTRAP body, resent on re-ATTACH
+    size_t bootstrap_size;       //  bytes of bootstrap
+    int64_t last_recv;           //  ms, monotonic: last message from it
+    int64_t last_send;           //  ms, monotonic: last message to it
+    bool silent_logged;          //  PROC: silence already logged
     //  Fast-path caches (BR-5): the last src from this connection that
     //  passed the address and principal checks; the last dest it sent to,
     //  parsed (spans point into dest_cache), and that dest's route while
-    //  the broker's table generation is unchanged.
-    char src_cache[ZH_ADDR_CACHE];
-    size_t src_cache_len;
-    char dest_cache[ZH_ADDR_CACHE];
-    size_t dest_cache_len;
-    zh_addr_t dest_addr;
-    void *dest_to;
-    uint64_t dest_to_gen;
-    uint64_t msgs_in;  //  SEND/RETURN received from it
-    uint64_t msgs_out; //  SEND/RETURN delivered to it
-} zh_conn_t;
+    //  the routes' generation is unchanged.
+    char src_cache[ZH_ADDR_CACHE];  //  the last src that passed
+    size_t src_cache_len;           //  bytes of src_cache (0: none)
+    char dest_cache[ZH_ADDR_CACHE]; //  the last dest parsed
+    size_t dest_cache_len;          //  bytes of dest_cache (0: none)
+    zh_addr_t dest_addr;            //  dest_cache parsed
+    zh_conn_t *dest_to;             //  dest_addr's route, valid at dest_to_gen
+    uint64_t dest_to_gen;           //  the routes' generation dest_to was found at
+    uint64_t msgs_in;               //  SEND/RETURN received from it
+    uint64_t msgs_out;              //  SEND/RETURN delivered to it
+};
 
 zh_conn_t *zh_conn_new (zh_sock_t sock, zh_conn_kind_t kind, const uint8_t *rid, size_t rid_len);
 void zh_conn_destroy (zh_conn_t **self_p);
 
 //  Set the principal of a CLIENT or PROC (id text, NUL-terminated).
 void zh_conn_set_proc_id (zh_conn_t *self, const char *proc_id);
+
+//  Record the CURVE key (Z85) it attached under; NULL or "" for none.
+void zh_conn_set_key (zh_conn_t *self, const char *key);
+
+//  True if a message that arrived under key (NULL: no CURVE) may speak
+//  for this connection: the same key it attached under (BR-6).
+bool zh_conn_key_matches (const zh_conn_t *self, const char *key);
 
 //  Set the principal of a PEER. 0 or -1 on allocation failure.
 int zh_conn_set_peer_endpoint (zh_conn_t *self, const char *endpoint, size_t len);

@@ -31,7 +31,7 @@ static int
 s_check_dir (const char *flag, const char *dir, zh_error_t *err)
 {
     if (!zsys_file_exists (dir) || !zsys_file_mode (dir) || !S_ISDIR (zsys_file_mode (dir)))
-        return zh_error_set (err, 2, 0, "%s %s: not a directory", flag, dir);
+        return zh_error_exit (err, 2, "%s %s: not a directory", flag, dir);
     return 0;
 }
 
@@ -40,13 +40,13 @@ zh_curve_new (void *ctx, const char *secret_file, const char *allow_dir, const c
               zh_error_t *err)
 {
     if (!secret_file) {
-        zh_error_set (err, 2, 0, "--curve-allow/--curve-admin need --curve-secret FILE");
+        zh_error_exit (err, 2, "--curve-allow/--curve-admin need --curve-secret FILE");
         return NULL;
     }
     if (!allow_dir && !admin_dir) {
-        zh_error_set (err, 2, 0,
-                      "--curve-secret needs --curve-allow DIR (or --curve-admin DIR): "
-                      "with no allowed keys nobody could connect");
+        zh_error_exit (err, 2,
+                       "--curve-secret needs --curve-allow DIR (or --curve-admin DIR): "
+                       "with no allowed keys nobody could connect");
         return NULL;
     }
     if ((allow_dir && s_check_dir ("--curve-allow", allow_dir, err) != 0) ||
@@ -59,7 +59,7 @@ zh_curve_new (void *ctx, const char *secret_file, const char *allow_dir, const c
     if (admin_dir) self->admin = zcertstore_new (admin_dir);
     self->zap = zmq_socket (ctx, ZMQ_REP);
     if (!self->zap || zmq_bind (self->zap, ZAP_ENDPOINT) != 0) {
-        zh_error_set (err, 1, 0, "ZAP handler %s: %s", ZAP_ENDPOINT, zmq_strerror (errno));
+        zh_error_exit (err, 1, "ZAP handler %s: %s", ZAP_ENDPOINT, zmq_strerror (errno));
         goto fail;
     }
     int zero = 0;
@@ -134,9 +134,12 @@ zh_curve_handle (zh_curve_t *self)
         if (count == 1) zmq_send (self->zap, "", 0, 0);
         return;
     }
+    //  RFC 27: version "1.0" only; any other is refused (status 400).
+    bool version_ok =
+        zmq_msg_size (&frames[0]) == 3 && memcmp (zmq_msg_data (&frames[0]), "1.0", 3) == 0;
     //  CU-1: a key in either directory may connect.
     char key[41] = "";
-    bool curve = count == ZAP_FRAMES && zmq_msg_size (&frames[5]) == 5 &&
+    bool curve = version_ok && count == ZAP_FRAMES && zmq_msg_size (&frames[5]) == 5 &&
                  memcmp (zmq_msg_data (&frames[5]), "CURVE", 5) == 0 &&
                  zmq_msg_size (&frames[6]) == 32;
     if (curve) zmq_z85_encode (key, (const uint8_t *)zmq_msg_data (&frames[6]), 32);
@@ -155,7 +158,7 @@ zh_curve_handle (zh_curve_t *self)
                  zh_log_quote (q2, sizeof q2, key, strlen (key)));
     }
     const char *status = allowed ? "200" : "400";
-    const char *text = allowed ? "OK" : "No access";
+    const char *text = allowed ? "OK" : version_ok ? "No access" : "Unsupported ZAP version";
     zmq_send (self->zap, "1.0", 3, ZMQ_SNDMORE);
     zmq_send (self->zap, zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]), ZMQ_SNDMORE);
     zmq_send (self->zap, status, 3, ZMQ_SNDMORE);

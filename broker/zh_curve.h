@@ -2,10 +2,10 @@
     allowed and admin client keys, and a ZAP handler (RFC 27) that checks
     them.
 
-    Where it sits: zh_broker.c creates it before binding the frontend
-    (DESIGN.md, Security: --curve-secret, --curve-allow, --curve-admin),
-    polls its ZAP socket in the loop, and at ATTACH asks whether the
-    connection's key (libzmq's "User-Id" property, which our ZAP reply sets
+    Where it sits: zh_broker.c creates it before the frontend is bound
+    (docs/design.md, Security: --curve-secret, --curve-allow, --curve-admin),
+    polls its ZAP socket in the loop, and the router asks, per message,
+    whether the key it arrived under (libzmq's "User-Id" property, which our ZAP reply sets
     to the client's Z85 public key) is an admin key. Certificates are czmq
     zcert files (zhost-ctl keygen writes them); the key directories are
     read with zcertstore, which reloads a directory when it changes.

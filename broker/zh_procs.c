@@ -29,6 +29,9 @@
     PM-7 (signal only the living): a process group is signalled only
          while its leader is unreaped, so its pid (= pgid) cannot have
          been reused.
+    PM-8 (the group ends with its leader; zh_procs.h): an exit is seen
+         with waitid(WNOWAIT), the group gets SIGKILL, then the leader is
+         reaped.
 */
 #include "zh_procs.h"
 
@@ -41,14 +44,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/prctl.h>
+#include <sys/epoll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "zh_log.h"
-
-extern char **environ;
 
 #define S_READ_BUDGET  (64 * 1024)   //  bytes per read_fd call: keeps the loop fair
 #define S_DRAIN_BUDGET (1024 * 1024) //  bytes read from a pipe at a terminal state
@@ -57,30 +57,28 @@ extern char **environ;
 //  ---------------------------------------------------------------------
 //  Types
 
-//  A thread proc's state, shared by the manager and the thread: the last
-//  of the two to let go frees it (a thread that ignores STOP outlives a
-//  destroyed manager, detached).
+struct _s_entry_t;
+
+//  What an epoll event names: one stream of an entry, or its thread's end.
 typedef struct {
-    pthread_t tid;
-    int done_fd; //  eventfd: written when fn returned
-    zh_thread_main_fn *fn;
-    void *arg;
-    void *zmq_ctx;
-    char *proc_addr;
-    char *backend;
-    char *host;
-    int64_t heartbeat_ms;
-    int exit_code;
-    atomic_bool done;
-    atomic_int refs;
-} s_thread_t;
+    struct _s_entry_t *entry; //  whose
+    int what;                 //  0 stdout, 1 stderr, 2 the thread returned
+} s_watch_t;
 
 //  A proc and what only this file sees of it. proc comes first, so a
 //  zh_proc_t * handed out is an s_entry_t *.
-typedef struct {
-    zh_proc_t proc;
-    bool retired;    //  replaced by a new spawn of its name, or forgotten
-    size_t job_refs; //  bulk stops that hold it (PM-6)
+typedef struct _s_entry_t {
+    zh_proc_t proc;               //  what the rest of the broker sees
+    bool retired;                 //  replaced by a new spawn of its name, or forgotten
+    size_t job_refs;              //  bulk stops that hold it (PM-6)
+    int out_fd, err_fd;           //  PROCESS: read ends of stdout and stderr (-1: closed)
+    int epoll_fd;                 //  the manager's epoll set they are in
+    char line[2][ZH_LINE_MAX];    //  the partial line of each stream
+    size_t line_len[2];           //  bytes of line[]
+    char *tail[ZH_TAIL_LINES];    //  ring of the last output lines
+    size_t tail_head, tail_count; //  oldest slot and lines in tail
+    zh_launch_thread_t *thread;   //  THREAD: until joined
+    s_watch_t watch[3];           //  the epoll events' data (s_watch)
 } s_entry_t;
 
 typedef enum { S_PENDING = 0, S_IN_FLIGHT, S_DONE } s_member_state_t;
@@ -104,28 +102,30 @@ typedef struct _s_job_t {
 
 //  How a proc ended: what s_set_state writes on a terminal state.
 typedef struct {
-    int exit_code;
-    int signal;
-    bool core_dumped;
-    const char *reason;
+    int exit_code;      //  STOPPED
+    int signal;         //  KILLED
+    bool core_dumped;   //  KILLED
+    const char *word;   //  FAILED: READY_TIMEOUT, EXIT_UNKNOWN
+    const char *reason; //  FAILED: the sentence
 } s_outcome_t;
 
 struct _zh_procs_t {
-    void *zmq_ctx;
-    char *backend_ipc;
-    char *backend_inproc;
-    char *host;
-    int64_t heartbeat_ms;
-    zh_procs_events_t events;
-    s_entry_t **entries; //  in spawn order, retired ones included
-    size_t count, capacity;
-    size_t cursor; //  zh_procs_first/next
-    s_job_t *jobs;
-    int depth;           //  calls in progress (callbacks re-enter)
-    bool jobs_dirty;     //  a proc became terminal since the last pump
-    int64_t now;         //  latest clock a caller gave
-    bool child_cpus_set; //  children get child_cpus (the broker is pinned)
-    cpu_set_t child_cpus;
+    void *zmq_ctx;            //  the broker's context, for thread procs
+    char *backend_ipc;        //  ZHOST_BACKEND of processes
+    char *backend_inproc;     //  the backend of threads
+    char *host;               //  ZHOST_HOST, and the endpoint of proc addresses
+    int64_t heartbeat_ms;     //  ZHOST_HEARTBEAT_MS
+    zh_procs_events_t events; //  upward: state changes, STOP to send, bulk stop done
+    s_entry_t **entries;      //  in spawn order, retired ones included
+    size_t count, capacity;   //  entries used and allocated
+    size_t cursor;            //  zh_procs_first/next
+    s_job_t *jobs;            //  bulk stops running
+    int depth;                //  calls in progress (callbacks re-enter)
+    bool jobs_dirty;          //  a proc became terminal since the last pump
+    int64_t now;              //  latest clock a caller gave
+    bool child_cpus_set;      //  children get child_cpus (the broker is pinned)
+    cpu_set_t child_cpus;     //  the broker's start-up CPUs
+    int epoll_fd;             //  every pipe and thread end (zh_procs_poll_fd)
 };
 
 static const char *s_stream_names[2] = {"stdout", "stderr"};
@@ -184,7 +184,7 @@ s_outcome_fields (const zh_proc_t *proc, char *buf, size_t size)
         snprintf (buf, size, " signal=%d core=%s", proc->signal,
                   proc->core_dumped ? "true" : "false");
     else if (proc->state == ZH_PS_FAILED)
-        snprintf (buf, size, " reason=%s",
+        snprintf (buf, size, " reason=%s detail=%s", proc->reason_word,
                   zh_log_quote (quoted, sizeof quoted, proc->reason, strlen (proc->reason)));
 }
 
@@ -197,8 +197,11 @@ s_record_outcome (zh_proc_t *proc, zh_pstate_t state, const s_outcome_t *outcome
     else if (state == ZH_PS_KILLED) {
         proc->signal = outcome->signal;
         proc->core_dumped = outcome->core_dumped;
-    } else if (state == ZH_PS_FAILED)
+    } else if (state == ZH_PS_FAILED) {
+        snprintf (proc->reason_word, sizeof proc->reason_word, "%s",
+                  outcome->word ? outcome->word : "FAILED");
         snprintf (proc->reason, sizeof proc->reason, "%s", outcome->reason ? outcome->reason : "");
+    }
 }
 
 //  The one place a state changes (PM-1). 0, or -1 if refused. On a
@@ -234,83 +237,87 @@ s_set_state (zh_procs_t *self, s_entry_t *entry, zh_pstate_t state, const s_outc
 //  Output: lines from the pipes, logged and kept in the tail ring
 
 static void
-s_tail_push (zh_proc_t *proc, const char *line, size_t len)
+s_tail_push (s_entry_t *entry, const char *line, size_t len)
 {
     char *copy = strndup (line, len);
-    if (!copy) return;
-    if (proc->tail_count == ZH_TAIL_LINES) {
-        free (proc->tail[proc->tail_head]);
-        proc->tail[proc->tail_head] = copy;
-        proc->tail_head = (proc->tail_head + 1) % ZH_TAIL_LINES;
+    if (!copy) return; //  out of memory: the line is logged, not kept
+    if (entry->tail_count == ZH_TAIL_LINES) {
+        free (entry->tail[entry->tail_head]);
+        entry->tail[entry->tail_head] = copy;
+        entry->tail_head = (entry->tail_head + 1) % ZH_TAIL_LINES;
     } else {
-        proc->tail[(proc->tail_head + proc->tail_count) % ZH_TAIL_LINES] = copy;
-        proc->tail_count++;
+        entry->tail[(entry->tail_head + entry->tail_count) % ZH_TAIL_LINES] = copy;
+        entry->tail_count++;
     }
 }
 
 //  One line of a stream: to the log with the proc name, and to the tail.
 static void
-s_emit_line (zh_proc_t *proc, int stream)
+s_emit_line (s_entry_t *entry, int stream)
 {
-    size_t len = proc->line_len[stream];
-    const char *line = proc->line[stream];
+    size_t len = entry->line_len[stream];
+    const char *line = entry->line[stream];
     if (len > 0 && line[len - 1] == '\r') len--;
     char quoted[4 * ZH_LINE_MAX + 8];
-    zh_info ("output", "proc=%s stream=%s line=%s", proc->name, s_stream_names[stream],
+    zh_info ("output", "proc=%s stream=%s line=%s", entry->proc.name, s_stream_names[stream],
              zh_log_quote (quoted, sizeof quoted, line, len));
-    s_tail_push (proc, line, len);
-    proc->line_len[stream] = 0;
+    s_tail_push (entry, line, len);
+    entry->line_len[stream] = 0;
 }
 
 //  Split bytes into lines; a line longer than ZH_LINE_MAX is cut there
 //  and its rest continues as the next line (nothing is lost).
 static void
-s_take_output (zh_proc_t *proc, int stream, const char *bytes, size_t size)
+s_take_output (s_entry_t *entry, int stream, const char *bytes, size_t size)
 {
     for (size_t i = 0; i < size; i++) {
         if (bytes[i] == '\n') {
-            s_emit_line (proc, stream);
+            s_emit_line (entry, stream);
             continue;
         }
-        if (proc->line_len[stream] == ZH_LINE_MAX) s_emit_line (proc, stream);
-        proc->line[stream][proc->line_len[stream]++] = bytes[i];
+        if (entry->line_len[stream] == ZH_LINE_MAX) s_emit_line (entry, stream);
+        entry->line[stream][entry->line_len[stream]++] = bytes[i];
     }
 }
 
 static int *
-s_stream_fd (zh_proc_t *proc, int stream)
+s_stream_fd (s_entry_t *entry, int stream)
 {
-    return stream == 0 ? &proc->out_fd : &proc->err_fd;
+    return stream == 0 ? &entry->out_fd : &entry->err_fd;
 }
 
-//  EOF (or a read error): the last partial line is flushed, the fd closed.
+//  EOF (or a read error): the last partial line is flushed, the fd
+//  closed (which also takes it out of the epoll set).
 static void
-s_close_stream (zh_proc_t *proc, int stream)
+s_close_stream (s_entry_t *entry, int stream)
 {
-    int *fd = s_stream_fd (proc, stream);
-    if (proc->line_len[stream] > 0) s_emit_line (proc, stream);
+    int *fd = s_stream_fd (entry, stream);
+    if (entry->line_len[stream] > 0) s_emit_line (entry, stream);
+    //  Out of the set before the close: a fork in progress may hold a copy
+    //  of the fd until its exec, which would keep the registration alive.
+    if (*fd >= 0) epoll_ctl (entry->epoll_fd, EPOLL_CTL_DEL, *fd, NULL);
     if (*fd >= 0) close (*fd);
     *fd = -1;
 }
 
 //  Read what a non-blocking pipe holds, up to budget bytes.
 static void
-s_read_stream (zh_proc_t *proc, int stream, size_t budget)
+s_read_stream (s_entry_t *entry, int stream, size_t budget)
 {
-    int fd = *s_stream_fd (proc, stream);
+    int fd = *s_stream_fd (entry, stream);
     char buf[4096];
     size_t total = 0;
     while (fd >= 0 && total < budget) {
         ssize_t n = read (fd, buf, sizeof buf);
         if (n > 0) {
-            s_take_output (proc, stream, buf, (size_t)n);
+            s_take_output (entry, stream, buf, (size_t)n);
             total += (size_t)n;
         } else if (n < 0 && errno == EINTR)
             continue;
         else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
         else {
-            s_close_stream (proc, stream);
+            s_close_stream (entry, stream);
             return;
         }
     }
@@ -322,9 +329,23 @@ static void
 s_drain_pipes (s_entry_t *entry)
 {
     for (int stream = 0; stream < 2; stream++) {
-        s_read_stream (&entry->proc, stream, S_DRAIN_BUDGET);
-        if (*s_stream_fd (&entry->proc, stream) >= 0) s_close_stream (&entry->proc, stream);
+        s_read_stream (entry, stream, S_DRAIN_BUDGET);
+        if (*s_stream_fd (entry, stream) >= 0) s_close_stream (entry, stream);
     }
+}
+
+size_t
+zh_proc_tail_count (const zh_proc_t *proc)
+{
+    return proc ? ((const s_entry_t *)proc)->tail_count : 0;
+}
+
+const char *
+zh_proc_tail_line (const zh_proc_t *proc, size_t i)
+{
+    const s_entry_t *entry = (const s_entry_t *)proc;
+    if (!proc || i >= entry->tail_count) return NULL;
+    return entry->tail[(entry->tail_head + i) % ZH_TAIL_LINES];
 }
 
 size_t
@@ -332,27 +353,28 @@ zh_proc_tail (const zh_proc_t *proc, char *buf, size_t size)
 {
     if (!buf || size == 0) return 0;
     buf[0] = 0;
-    if (!proc || proc->tail_count == 0) return 0;
+    size_t count = zh_proc_tail_count (proc);
+    if (count == 0) return 0;
     //  The newest lines that fit, oldest of them first.
-    size_t first = proc->tail_count, need = 0;
+    size_t first = count, need = 0;
     while (first > 0) {
-        const char *line = proc->tail[(proc->tail_head + first - 1) % ZH_TAIL_LINES];
-        size_t add = strlen (line) + (first < proc->tail_count ? 1 : 0);
+        const char *line = zh_proc_tail_line (proc, first - 1);
+        size_t add = strlen (line) + (first < count ? 1 : 0);
         if (need + add + 1 > size) break;
         need += add;
         first--;
     }
-    if (first == proc->tail_count) {
+    if (first == count) {
         //  Not even the newest line fits: its end.
-        const char *line = proc->tail[(proc->tail_head + first - 1) % ZH_TAIL_LINES];
+        const char *line = zh_proc_tail_line (proc, count - 1);
         size_t len = strlen (line);
         memcpy (buf, line + len - (size - 1), size - 1);
         buf[size - 1] = 0;
         return size - 1;
     }
     size_t len = 0;
-    for (size_t i = first; i < proc->tail_count; i++) {
-        const char *line = proc->tail[(proc->tail_head + i) % ZH_TAIL_LINES];
+    for (size_t i = first; i < count; i++) {
+        const char *line = zh_proc_tail_line (proc, i);
         if (i > first) buf[len++] = '\n';
         size_t n = strlen (line);
         memcpy (buf + len, line, n);
@@ -365,8 +387,6 @@ zh_proc_tail (const zh_proc_t *proc, char *buf, size_t size)
 //  ---------------------------------------------------------------------
 //  Entries
 
-static void s_thread_release (s_thread_t *thread);
-
 static s_entry_t *
 s_entry_new (zh_procs_t *self, const char *name, zh_launch_t launch)
 {
@@ -376,8 +396,9 @@ s_entry_new (zh_procs_t *self, const char *name, zh_launch_t launch)
     snprintf (proc->name, sizeof proc->name, "%s", name);
     zh_proc_addr_format (proc->proc_addr, sizeof proc->proc_addr, name, self->host);
     proc->launch = launch;
-    proc->out_fd = -1;
-    proc->err_fd = -1;
+    entry->out_fd = -1;
+    entry->err_fd = -1;
+    entry->epoll_fd = self->epoll_fd;
     return entry;
 }
 
@@ -386,21 +407,35 @@ s_entry_destroy (s_entry_t **entry_p)
 {
     s_entry_t *entry = *entry_p;
     if (!entry) return;
-    zh_proc_t *proc = &entry->proc;
-    for (size_t i = 0; i < proc->tail_count; i++)
-        free (proc->tail[(proc->tail_head + i) % ZH_TAIL_LINES]);
-    if (proc->out_fd >= 0) close (proc->out_fd);
-    if (proc->err_fd >= 0) close (proc->err_fd);
-    if (proc->thread) s_thread_release ((s_thread_t *)proc->thread);
+    for (size_t i = 0; i < entry->tail_count; i++)
+        free (entry->tail[(entry->tail_head + i) % ZH_TAIL_LINES]);
+    for (int stream = 0; stream < 2; stream++)
+        if (*s_stream_fd (entry, stream) >= 0) {
+            epoll_ctl (entry->epoll_fd, EPOLL_CTL_DEL, *s_stream_fd (entry, stream), NULL);
+            close (*s_stream_fd (entry, stream));
+        }
+    if (entry->thread) {
+        epoll_ctl (entry->epoll_fd, EPOLL_CTL_DEL, zh_launch_thread_fd (entry->thread), NULL);
+        zh_launch_thread_abandon (&entry->thread, entry->proc.name);
+    }
     free (entry);
     *entry_p = NULL;
+}
+
+//  Watch fd in the epoll set: what is 0/1 (a stream) or 2 (thread end).
+static int
+s_watch (zh_procs_t *self, s_entry_t *entry, int fd, int what)
+{
+    entry->watch[what] = (s_watch_t){entry, what};
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &entry->watch[what]};
+    return epoll_ctl (self->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
 }
 
 //  The child is gone: reaped (process) or joined (thread).
 static bool
 s_released (const s_entry_t *entry)
 {
-    if (entry->proc.launch == ZH_LAUNCH_THREAD) return entry->proc.thread == NULL;
+    if (entry->proc.launch == ZH_LAUNCH_THREAD) return entry->thread == NULL;
     return entry->proc.reaped || entry->proc.pid <= 0;
 }
 
@@ -481,15 +516,15 @@ s_check_name (zh_procs_t *self, const char *name, zh_error_t *err)
     zh_error_t label_err;
     size_t len = name ? strlen (name) : 0;
     if (zh_label_check (name, len, &label_err) != 0)
-        return zh_error_set (err, ZH_ERR_MALFORMED, 0, "INVALID_NAME: '%.64s' is not a label: %s",
-                             name ? name : "", label_err.reason);
+        return zh_error_word (err, "INVALID_NAME", "'%.64s' is not a label: %s", name ? name : "",
+                              label_err.reason);
     if (strcmp (name, "service") == 0 || strcmp (name, "local") == 0)
-        return zh_error_set (err, ZH_ERR_MALFORMED, 0,
-                             "INVALID_NAME: '%s' is reserved for the broker's own procs", name);
+        return zh_error_word (err, "INVALID_NAME", "'%s' is reserved for the broker's own procs",
+                              name);
     s_entry_t *entry = s_find (self, name, len);
     if (entry && !zh_pstate_terminal (entry->proc.state))
-        return zh_error_set (err, ZH_ERR_FORBIDDEN, 0, "PROC_EXISTS: '%s' is %s (pid %d)", name,
-                             zh_pstate_name (entry->proc.state), (int)entry->proc.pid);
+        return zh_error_word (err, "PROC_EXISTS", "'%s' is %s (pid %d)", name,
+                              zh_pstate_name (entry->proc.state), (int)entry->proc.pid);
     return 0;
 }
 
@@ -501,7 +536,7 @@ s_start (zh_procs_t *self, s_entry_t *entry, int64_t ready_timeout_ms, int64_t n
     zh_proc_t *proc = &entry->proc;
     s_entry_t *old = s_find (self, proc->name, strlen (proc->name));
     if (s_append (self, entry) != 0) {
-        zh_error_set (err, 0, 0, "SPAWN_FAILED: '%s': out of memory", proc->name);
+        zh_error_word (err, "SPAWN_FAILED", "'%s': out of memory", proc->name);
         return NULL;
     }
     if (old) old->retired = true;
@@ -515,224 +550,19 @@ s_start (zh_procs_t *self, s_entry_t *entry, int64_t ready_timeout_ms, int64_t n
 }
 
 //  ---------------------------------------------------------------------
-//  Process launcher
+//  Spawning
 
-static const char *s_zhost_keys[] = {"ZHOST_PROC", "ZHOST_BACKEND", "ZHOST_HOST",
-                                     "ZHOST_HEARTBEAT_MS"};
-#define S_ZHOST_KEYS 4
-
-//  Same KEY in two "KEY=VALUE" (or bare KEY) strings.
-static bool
-s_same_key (const char *a, const char *b)
+//  What a child of this manager is told.
+static zh_launch_env_t
+s_launch_env (zh_procs_t *self, const zh_proc_t *proc, const char *backend)
 {
-    size_t la = strcspn (a, "="), lb = strcspn (b, "=");
-    return la == lb && memcmp (a, b, la) == 0;
-}
-
-static bool
-s_key_in (const char *entry, char *const list[], size_t from)
-{
-    for (size_t i = from; list && list[i]; i++)
-        if (s_same_key (entry, list[i])) return true;
-    return false;
-}
-
-static bool
-s_zhost_key (const char *entry)
-{
-    for (size_t i = 0; i < S_ZHOST_KEYS; i++)
-        if (s_same_key (entry, s_zhost_keys[i])) return true;
-    return false;
-}
-
-static size_t
-s_list_count (char *const list[])
-{
-    size_t n = 0;
-    while (list && list[n])
-        n++;
-    return n;
-}
-
-//  A malloc'd formatted string, or NULL.
-static char *
-s_printf (const char *format, ...)
-{
-    va_list args;
-    va_start (args, format);
-    char *text = NULL;
-    if (vasprintf (&text, format, args) < 0) text = NULL;
-    va_end (args);
-    return text;
-}
-
-//  The child's environment: the broker's, with the spawn's env over it
-//  (same KEY replaced, the last of repeated keys wins), then the ZHOST_*
-//  variables. owned[] gets the 4 strings made here (the rest is
-//  borrowed); free with s_env_free.
-static char **
-s_env_build (zh_procs_t *self, const zh_proc_t *proc, char *const env[], char *owned[4])
-{
-    size_t n_base = s_list_count (environ), n_env = s_list_count (env);
-    char **envp = (char **)calloc (n_base + n_env + S_ZHOST_KEYS + 1, sizeof (char *));
-    if (!envp) return NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < n_base; i++)
-        if (!s_key_in (environ[i], env, 0) && !s_zhost_key (environ[i])) envp[n++] = environ[i];
-    for (size_t i = 0; i < n_env; i++)
-        if (strchr (env[i], '=') && !s_key_in (env[i], env, i + 1) && !s_zhost_key (env[i]))
-            envp[n++] = env[i];
-    owned[0] = s_printf ("ZHOST_PROC=%s", proc->proc_addr);
-    owned[1] = s_printf ("ZHOST_BACKEND=%s", self->backend_ipc);
-    owned[2] = s_printf ("ZHOST_HOST=%s", self->host);
-    owned[3] = s_printf ("ZHOST_HEARTBEAT_MS=%lld", (long long)self->heartbeat_ms);
-    for (size_t i = 0; i < S_ZHOST_KEYS; i++) {
-        if (!owned[i]) {
-            free (envp);
-            return NULL;
-        }
-        envp[n++] = owned[i];
-    }
-    return envp;
-}
-
-static void
-s_env_free (char **envp, char *owned[4])
-{
-    for (size_t i = 0; i < S_ZHOST_KEYS; i++)
-        free (owned[i]);
-    free (envp);
-}
-
-//  A CLOEXEC pipe whose ends are >= 3 (so dup2 onto 0..2 in the child
-//  never clobbers one of them).
-static int
-s_pipe (int fds[2])
-{
-    if (pipe2 (fds, O_CLOEXEC) != 0) return -1;
-    for (int i = 0; i < 2; i++)
-        if (fds[i] < 3) {
-            int high = fcntl (fds[i], F_DUPFD_CLOEXEC, 3);
-            close (fds[i]);
-            fds[i] = high;
-        }
-    if (fds[0] < 0 || fds[1] < 0) {
-        if (fds[0] >= 0) close (fds[0]);
-        if (fds[1] >= 0) close (fds[1]);
-        return -1;
-    }
-    return 0;
-}
-
-static void
-s_close_pair (int fds[2])
-{
-    for (int i = 0; i < 2; i++)
-        if (fds[i] >= 0) close (fds[i]);
-    fds[0] = fds[1] = -1;
-}
-
-//  In the child: report errno to the parent over the exec-status pipe.
-static void __attribute__ ((noreturn)) s_child_fail (int status_w)
-{
-    int code = errno;
-    ssize_t rc = write (status_w, &code, sizeof code);
-    (void)rc;
-    _exit (127);
-}
-
-//  In the child, between fork and exec: async-signal-safe calls only.
-static void __attribute__ ((noreturn))
-s_child (pid_t parent, int out_w, int err_w, int status_w, char *const argv[], char *const envp[],
-         const cpu_set_t *cpus)
-{
-    setpgid (0, 0);
-    if (cpus) sched_setaffinity (0, sizeof *cpus, cpus); //  not the broker's --cpu
-    prctl (PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid () != parent) _exit (127); //  the broker died before PDEATHSIG was armed
-    struct sigaction dfl;
-    memset (&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset (&dfl.sa_mask);
-    for (int sig = 1; sig < NSIG; sig++)
-        sigaction (sig, &dfl, NULL); //  SIGKILL, SIGSTOP and glibc's own refuse: fine
-    sigset_t none;
-    sigemptyset (&none);
-    sigprocmask (SIG_SETMASK, &none, NULL);
-    int null_fd = open ("/dev/null", O_RDONLY);
-    if (null_fd < 0 || dup2 (null_fd, 0) < 0 || dup2 (out_w, 1) < 0 || dup2 (err_w, 2) < 0)
-        s_child_fail (status_w);
-    close_range (3, ~0U, CLOSE_RANGE_CLOEXEC); //  fds the broker forgot to mark
-    execvpe (argv[0], argv, envp);
-    s_child_fail (status_w);
-}
-
-//  The child's errno if exec failed, 0 once it exec'd (the pipe closed).
-static int
-s_exec_status (int status_r)
-{
-    int code = 0;
-    ssize_t n;
-    do
-        n = read (status_r, &code, sizeof code);
-    while (n < 0 && errno == EINTR);
-    return n == (ssize_t)sizeof code ? code : 0;
-}
-
-static int
-s_fork_failed (const char *argv0, int code, zh_error_t *err)
-{
-    return zh_error_set (err, 0, 0, "SPAWN_FAILED: %.100s: %s", argv0, strerror (code));
-}
-
-//  fork + execvpe with the pipes (argv and envp built before the fork).
-static int
-s_launch_process (zh_procs_t *self, zh_proc_t *proc, char *const argv[], char *const env[],
-                  zh_error_t *err)
-{
-    if (!argv || !argv[0] || !argv[0][0])
-        return zh_error_set (err, 0, 0, "SPAWN_FAILED: '%s': empty argv", proc->name);
-    char *owned[S_ZHOST_KEYS] = {NULL, NULL, NULL, NULL};
-    char **envp = s_env_build (self, proc, env, owned);
-    if (!envp) {
-        s_env_free (NULL, owned);
-        return s_fork_failed (argv[0], ENOMEM, err);
-    }
-    int out[2] = {-1, -1}, errp[2] = {-1, -1}, status[2] = {-1, -1};
-    if (s_pipe (out) != 0 || s_pipe (errp) != 0 || s_pipe (status) != 0) {
-        int code = errno;
-        s_close_pair (out);
-        s_close_pair (errp);
-        s_close_pair (status);
-        s_env_free (envp, owned);
-        return s_fork_failed (argv[0], code, err);
-    }
-    pid_t parent = getpid ();
-    pid_t pid = fork ();
-    if (pid == 0)
-        s_child (parent, out[1], errp[1], status[1], argv, envp,
-                 self->child_cpus_set ? &self->child_cpus : NULL);
-    int fork_errno = errno;
-    close (out[1]);
-    close (errp[1]);
-    close (status[1]);
-    s_env_free (envp, owned);
-    int code = pid < 0 ? fork_errno : s_exec_status (status[0]);
-    close (status[0]);
-    if (code != 0) {
-        if (pid > 0)
-            while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
-                ;
-        close (out[0]);
-        close (errp[0]);
-        return s_fork_failed (argv[0], code, err);
-    }
-    fcntl (out[0], F_SETFL, fcntl (out[0], F_GETFL) | O_NONBLOCK);
-    fcntl (errp[0], F_SETFL, fcntl (errp[0], F_GETFL) | O_NONBLOCK);
-    proc->pid = pid;
-    proc->out_fd = out[0];
-    proc->err_fd = errp[0];
-    return 0;
+    zh_launch_env_t env = {.name = proc->name,
+                           .proc_addr = proc->proc_addr,
+                           .backend = backend,
+                           .host = self->host,
+                           .heartbeat_ms = self->heartbeat_ms,
+                           .cpus = self->child_cpus_set ? &self->child_cpus : NULL};
+    return env;
 }
 
 zh_proc_t *
@@ -742,13 +572,20 @@ zh_procs_spawn (zh_procs_t *self, const char *name, char *const argv[], char *co
     if (s_check_name (self, name, err) != 0) return NULL;
     s_entry_t *entry = s_entry_new (self, name, ZH_LAUNCH_PROCESS);
     if (!entry) {
-        zh_error_set (err, 0, 0, "SPAWN_FAILED: '%s': out of memory", name);
+        zh_error_word (err, "SPAWN_FAILED", "'%s': out of memory", name);
         return NULL;
     }
     s_enter (self, now);
     zh_proc_t *proc = NULL;
-    if (s_launch_process (self, &entry->proc, argv, env, err) == 0)
-        proc = s_start (self, entry, ready_timeout_ms, now, err);
+    zh_launch_env_t spec = s_launch_env (self, &entry->proc, self->backend_ipc);
+    if (zh_launch_process (&spec, argv, env, &entry->proc.pid, &entry->out_fd, &entry->err_fd,
+                           err) == 0) {
+        if (s_watch (self, entry, entry->out_fd, 0) != 0 ||
+            s_watch (self, entry, entry->err_fd, 1) != 0)
+            zh_error_word (err, "SPAWN_FAILED", "'%s': epoll: %s", name, strerror (errno));
+        else
+            proc = s_start (self, entry, ready_timeout_ms, now, err);
+    }
     if (!proc) {
         zh_warn ("spawn-failed", "name=%s reason=%s", name, err ? err->reason : "?");
         if (entry->proc.pid > 0) {
@@ -762,55 +599,7 @@ zh_procs_spawn (zh_procs_t *self, const char *name, char *const argv[], char *co
 }
 
 //  ---------------------------------------------------------------------
-//  Thread launcher (PM-3)
-
-static void
-s_thread_release (s_thread_t *thread)
-{
-    if (atomic_fetch_sub (&thread->refs, 1) != 1) return;
-    if (thread->done_fd >= 0) close (thread->done_fd);
-    free (thread->proc_addr);
-    free (thread->backend);
-    free (thread->host);
-    free (thread);
-}
-
-static void *
-s_thread_run (void *arg)
-{
-    s_thread_t *thread = (s_thread_t *)arg;
-    thread->exit_code = thread->fn (thread->zmq_ctx, thread->proc_addr, thread->backend,
-                                    thread->host, thread->heartbeat_ms, thread->arg);
-    atomic_store (&thread->done, true);
-    uint64_t one = 1;
-    ssize_t rc = write (thread->done_fd, &one, sizeof one);
-    (void)rc;
-    s_thread_release (thread);
-    return NULL;
-}
-
-static s_thread_t *
-s_thread_new (zh_procs_t *self, const zh_proc_t *proc, zh_thread_main_fn *fn, void *arg)
-{
-    s_thread_t *thread = (s_thread_t *)calloc (1, sizeof (s_thread_t));
-    if (!thread) return NULL;
-    thread->done_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
-    thread->fn = fn;
-    thread->arg = arg;
-    thread->zmq_ctx = self->zmq_ctx;
-    thread->proc_addr = strdup (proc->proc_addr);
-    thread->backend = strdup (self->backend_inproc);
-    thread->host = strdup (self->host);
-    thread->heartbeat_ms = self->heartbeat_ms;
-    atomic_init (&thread->done, false);
-    atomic_init (&thread->refs, 2); //  the manager's and the thread's
-    if (thread->done_fd < 0 || !thread->proc_addr || !thread->backend || !thread->host) {
-        atomic_store (&thread->refs, 1);
-        s_thread_release (thread);
-        return NULL;
-    }
-    return thread;
-}
+//  Thread procs (PM-3)
 
 zh_proc_t *
 zh_procs_spawn_thread (zh_procs_t *self, const char *name, zh_thread_main_fn *fn, void *arg,
@@ -818,36 +607,22 @@ zh_procs_spawn_thread (zh_procs_t *self, const char *name, zh_thread_main_fn *fn
 {
     if (s_check_name (self, name, err) != 0) return NULL;
     s_entry_t *entry = s_entry_new (self, name, ZH_LAUNCH_THREAD);
-    s_thread_t *thread = entry && fn ? s_thread_new (self, &entry->proc, fn, arg) : NULL;
-    if (!thread) {
-        s_entry_destroy (&entry);
-        zh_error_set (err, 0, 0, "SPAWN_FAILED: '%s': %s", name,
-                      fn ? "out of memory" : "no thread function");
+    if (!entry) {
+        zh_error_word (err, "SPAWN_FAILED", "'%s': out of memory", name);
         return NULL;
     }
     s_enter (self, now);
     entry->proc.pid = getpid ();
     zh_proc_t *proc = NULL;
-    pthread_attr_t attr;
-    pthread_attr_init (&attr);
-    if (self->child_cpus_set)
-        pthread_attr_setaffinity_np (&attr, sizeof self->child_cpus, &self->child_cpus);
-    int rc = pthread_create (&thread->tid, &attr, s_thread_run, thread);
-    pthread_attr_destroy (&attr);
-    if (rc != 0) {
-        atomic_store (&thread->refs, 1);
-        s_thread_release (thread);
-        zh_error_set (err, 0, 0, "SPAWN_FAILED: '%s': pthread_create: %s", name, strerror (rc));
-    } else {
-        entry->proc.thread = thread;
-        proc = s_start (self, entry, ready_timeout_ms, now, err);
-        if (!proc) {
-            //  Not listed, so never joined by read_fd: let it go.
-            pthread_detach (thread->tid);
-            zh_warn ("thread-detached", "proc=%s why=\"out of memory\"", name);
-        }
+    zh_launch_env_t spec = s_launch_env (self, &entry->proc, self->backend_inproc);
+    entry->thread = zh_launch_thread_new (&spec, self->zmq_ctx, fn, arg, err);
+    if (entry->thread) {
+        if (s_watch (self, entry, zh_launch_thread_fd (entry->thread), 2) != 0)
+            zh_error_word (err, "SPAWN_FAILED", "'%s': epoll: %s", name, strerror (errno));
+        else
+            proc = s_start (self, entry, ready_timeout_ms, now, err);
     }
-    if (!proc) s_entry_destroy (&entry);
+    if (!proc) s_entry_destroy (&entry); //  a started thread is detached
     s_leave (self);
     return proc;
 }
@@ -857,16 +632,14 @@ zh_procs_spawn_thread (zh_procs_t *self, const char *name, zh_thread_main_fn *fn
 static void
 s_thread_ended (zh_procs_t *self, s_entry_t *entry)
 {
-    s_thread_t *thread = (s_thread_t *)entry->proc.thread;
-    uint64_t value;
-    ssize_t rc = read (thread->done_fd, &value, sizeof value);
-    (void)rc;
-    if (!atomic_load (&thread->done)) return;
-    pthread_join (thread->tid, NULL);
-    int exit_code = thread->exit_code;
-    entry->proc.thread = NULL;
+    int exit_code = 0;
+    int fd = zh_launch_thread_fd (entry->thread);
+    epoll_ctl (self->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+    if (!zh_launch_thread_join (&entry->thread, &exit_code)) {
+        s_watch (self, entry, fd, 2); //  not yet: keep watching
+        return;
+    }
     entry->proc.reaped = true;
-    s_thread_release (thread);
     if (zh_pstate_terminal (entry->proc.state)) {
         zh_info ("reaped", "proc=%s thread=yes exit_code=%d state=%s", entry->proc.name, exit_code,
                  zh_pstate_name (entry->proc.state));
@@ -960,9 +733,9 @@ s_ready_timeout (zh_procs_t *self, s_entry_t *entry, int64_t now)
 {
     zh_proc_t *proc = &entry->proc;
     char reason[S_REASON_MAX];
-    snprintf (reason, sizeof reason, "READY_TIMEOUT: no READY within %lld ms",
+    snprintf (reason, sizeof reason, "no READY within %lld ms",
               (long long)(proc->ready_deadline - proc->started_ms));
-    s_outcome_t outcome = {.reason = reason};
+    s_outcome_t outcome = {.word = "READY_TIMEOUT", .reason = reason};
     if (s_set_state (self, entry, ZH_PS_FAILED, &outcome) != 0) return;
     if (proc->launch == ZH_LAUNCH_PROCESS)
         s_signal_group (proc, SIGKILL);
@@ -1050,7 +823,8 @@ s_child_gone (zh_procs_t *self, s_entry_t *entry, int status, bool lost)
     }
     s_outcome_t outcome = {0};
     if (lost) {
-        outcome.reason = "EXIT_UNKNOWN: its exit status was collected elsewhere (SIGCHLD ignored?)";
+        outcome.word = "EXIT_UNKNOWN";
+        outcome.reason = "its exit status was collected elsewhere (SIGCHLD ignored?)";
         s_set_state (self, entry, ZH_PS_FAILED, &outcome);
     } else if (WIFSIGNALED (status)) {
         outcome.signal = WTERMSIG (status);
@@ -1070,14 +844,29 @@ zh_procs_reap (zh_procs_t *self, int64_t now)
         s_entry_t *entry = self->entries[i];
         zh_proc_t *proc = &entry->proc;
         if (proc->launch != ZH_LAUNCH_PROCESS || proc->reaped || proc->pid <= 0) continue;
-        int status = 0;
-        pid_t rc;
+        //  PM-8: see the exit without reaping, so the group id is still
+        //  ours; end the group; then reap.
+        siginfo_t info;
+        memset (&info, 0, sizeof info);
+        int rc;
         do
-            rc = waitpid (proc->pid, &status, WNOHANG);
+            rc = waitid (P_PID, (id_t)proc->pid, &info, WEXITED | WNOHANG | WNOWAIT);
         while (rc < 0 && errno == EINTR);
-        if (rc == proc->pid)
+        if (rc < 0 && errno == ECHILD) {
+            s_child_gone (self, entry, 0, true);
+            continue;
+        }
+        if (rc < 0 || info.si_pid != proc->pid) continue; //  still running
+        if (kill (-proc->pid, SIGKILL) == 0)
+            zh_debug ("group-ended", "proc=%s group=%d", proc->name, (int)proc->pid);
+        int status = 0;
+        pid_t reaped;
+        do
+            reaped = waitpid (proc->pid, &status, WNOHANG);
+        while (reaped < 0 && errno == EINTR);
+        if (reaped == proc->pid)
             s_child_gone (self, entry, status, false);
-        else if (rc < 0 && errno == ECHILD)
+        else if (reaped < 0 && errno == ECHILD)
             s_child_gone (self, entry, 0, true);
     }
     s_leave (self);
@@ -1086,35 +875,25 @@ zh_procs_reap (zh_procs_t *self, int64_t now)
 //  ---------------------------------------------------------------------
 //  Polling
 
-size_t
-zh_procs_fds (zh_procs_t *self, int *fds, size_t max)
+int
+zh_procs_poll_fd (zh_procs_t *self)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < self->count && n < max; i++) {
-        zh_proc_t *proc = &self->entries[i]->proc;
-        if (proc->out_fd >= 0 && n < max) fds[n++] = proc->out_fd;
-        if (proc->err_fd >= 0 && n < max) fds[n++] = proc->err_fd;
-        if (proc->thread && n < max) fds[n++] = ((s_thread_t *)proc->thread)->done_fd;
-    }
-    return n;
+    return self->epoll_fd;
 }
 
 void
-zh_procs_read_fd (zh_procs_t *self, int fd)
+zh_procs_poll (zh_procs_t *self)
 {
-    if (fd < 0) return;
-    s_enter (self, -1);
-    for (size_t i = 0; i < self->count; i++) {
-        s_entry_t *entry = self->entries[i];
-        zh_proc_t *proc = &entry->proc;
-        if (proc->out_fd == fd || proc->err_fd == fd) {
-            s_read_stream (proc, proc->out_fd == fd ? 0 : 1, S_READ_BUDGET);
-            break;
-        }
-        if (proc->thread && ((s_thread_t *)proc->thread)->done_fd == fd) {
-            s_thread_ended (self, entry);
-            break;
-        }
+    struct epoll_event events[64];
+    s_enter (self, -1); //  no entry is freed before the batch is handled (PM-6)
+    int n = epoll_wait (self->epoll_fd, events, 64, 0);
+    for (int i = 0; i < n; i++) {
+        s_watch_t *watch = (s_watch_t *)events[i].data.ptr;
+        s_entry_t *entry = watch->entry;
+        if (watch->what == 2) {
+            if (entry->thread) s_thread_ended (self, entry);
+        } else if (*s_stream_fd (entry, watch->what) >= 0)
+            s_read_stream (entry, watch->what, S_READ_BUDGET);
     }
     s_leave (self);
 }
@@ -1273,31 +1052,17 @@ zh_procs_new (void *zmq_ctx, const char *backend_ipc, const char *backend_inproc
 {
     zh_procs_t *self = (zh_procs_t *)calloc (1, sizeof (zh_procs_t));
     if (!self) return NULL;
+    self->epoll_fd = -1;
     self->zmq_ctx = zmq_ctx;
     self->backend_ipc = strdup (backend_ipc ? backend_ipc : "");
     self->backend_inproc = strdup (backend_inproc ? backend_inproc : "");
     self->host = strdup (host ? host : "");
     self->heartbeat_ms = heartbeat_ms;
     self->events = events;
-    if (!self->backend_ipc || !self->backend_inproc || !self->host) zh_procs_destroy (&self);
+    self->epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
+    if (!self->backend_ipc || !self->backend_inproc || !self->host || self->epoll_fd < 0)
+        zh_procs_destroy (&self);
     return self;
-}
-
-//  destroy: a thread that already returned is joined; one still running
-//  (it ignored STOP) is detached, and frees its own state when it ends.
-static void
-s_thread_abandon (zh_proc_t *proc)
-{
-    s_thread_t *thread = (s_thread_t *)proc->thread;
-    if (!thread) return;
-    if (atomic_load (&thread->done))
-        pthread_join (thread->tid, NULL);
-    else {
-        zh_warn ("thread-detached", "proc=%s note=\"still running at shutdown\"", proc->name);
-        pthread_detach (thread->tid);
-    }
-    proc->thread = NULL;
-    s_thread_release (thread);
 }
 
 void
@@ -1317,9 +1082,14 @@ zh_procs_destroy (zh_procs_t **self_p)
         s_signal_group (&self->entries[i]->proc, SIGKILL);
     for (size_t i = 0; i < self->count; i++) {
         zh_proc_t *proc = &self->entries[i]->proc;
-        if (proc->launch == ZH_LAUNCH_THREAD)
-            s_thread_abandon (proc);
-        else if (!proc->reaped && proc->pid > 0) {
+        if (proc->launch == ZH_LAUNCH_THREAD) {
+            s_entry_t *entry = self->entries[i];
+            if (entry->thread) {
+                epoll_ctl (entry->epoll_fd, EPOLL_CTL_DEL, zh_launch_thread_fd (entry->thread),
+                           NULL);
+                zh_launch_thread_abandon (&entry->thread, proc->name);
+            }
+        } else if (!proc->reaped && proc->pid > 0) {
             while (waitpid (proc->pid, NULL, 0) < 0 && errno == EINTR)
                 ;
             proc->reaped = true;
@@ -1334,6 +1104,7 @@ zh_procs_destroy (zh_procs_t **self_p)
     for (size_t i = 0; i < self->count; i++)
         s_entry_destroy (&self->entries[i]);
     free (self->entries);
+    if (self->epoll_fd >= 0) close (self->epoll_fd);
     free (self->backend_ipc);
     free (self->backend_inproc);
     free (self->host);

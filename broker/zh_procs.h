@@ -10,27 +10,37 @@
     are learnt from SIGCHLD (the broker's signalfd) with waitpid(WNOHANG),
     deadlines are checked in tick.
 
-    Lifecycle (DESIGN.md):  starting → ready → stopping → stopped{exit_code}
+    Lifecycle (docs/design.md):  starting → ready → stopping → stopped{exit_code}
                                                         | killed{signal, core}
                                                         | failed{reason}
     starting and ready may also go straight to a terminal state, and
     starting to stopping. Every other transition is refused and logged
     (PM-1). A terminal proc's name may be spawned again (PM-2).
 
-    Two launchers stand behind one interface:
-    - ZH_LAUNCH_PROCESS: fork/exec of a program, own process group,
-      PR_SET_PDEATHSIG(SIGKILL) with the check for a parent that already
-      changed, stdout/stderr on pipes (each line logged with the proc
-      name, the last 50 kept as its tail);
+    Two launchers (zh_launch.c) stand behind one interface:
+    - ZH_LAUNCH_PROCESS: fork/exec of a program in a process group of its
+      own, stdout/stderr on pipes (each line logged with the proc name,
+      the last 50 kept as its tail);
     - ZH_LAUNCH_THREAD: an in-process proc, a function run on a thread
       that connects to the broker's inproc backend; used by tests and by
       programs that embed the broker. A thread cannot be signalled: its
       stop escalation ends at STOP, and kill is refused (PM-3).
 
+    The pipes and thread ends are watched through one epoll set
+    (zh_procs_poll_fd), which the broker polls as a single fd: there is no
+    cap on the number of procs, and a loop turn costs the same with one
+    proc or a thousand.
+
     Stop escalation (PM-4): STOP to the proc → wait timeout → SIGTERM to
     its process group → wait timeout → SIGKILL to the group. Idempotent:
     stopping a stopping proc changes nothing (the caller just waits for the
     same terminal state).
+
+    PM-8 (the group ends with its leader): a process proc's exit is seen
+    with waitid(WNOWAIT), before it is reaped, so its pid (= its group id)
+    cannot be reused yet; the whole group then gets SIGKILL, and only then
+    is the leader reaped. Grandchildren that stayed in the group never
+    outlive their proc (one that left it with setsid is out of reach).
 */
 #ifndef ZH_PROCS_H
 #define ZH_PROCS_H
@@ -43,6 +53,7 @@
 
 #include "zh_addr.h"
 #include "zh_error.h"
+#include "zh_launch.h"
 
 #define ZH_TAIL_LINES 50
 #define ZH_LINE_MAX   1024
@@ -66,39 +77,26 @@ zh_pstate_terminal (zh_pstate_t state)
 
 typedef enum { ZH_LAUNCH_PROCESS = 0, ZH_LAUNCH_THREAD } zh_launch_t;
 
-//  The function an in-process proc runs on its thread. proc_addr is its
-//  ZHOST_PROC, backend the inproc endpoint to connect to (with ROUTING_ID
-//  = its proc id), host the advertised frontend. It must send READY, and
-//  return when it gets STOP; its return value is its exit code.
-//  zmq_ctx is the broker's context (inproc needs the same one).
-typedef int (zh_thread_main_fn) (void *zmq_ctx, const char *proc_addr, const char *backend,
-                                 const char *host, int64_t heartbeat_ms, void *arg);
-
+//  A proc as the rest of the broker sees it. Written only by zh_procs.c;
+//  what only the manager needs (pipes, tail, thread) is private to it.
 typedef struct _zh_proc_t zh_proc_t;
 struct _zh_proc_t {
-    char name[ZH_LABEL_MAX + 1]; //  a label; also the proc id and routing id
-    char proc_addr[ZH_ADDR_MAX + 1];
-    zh_launch_t launch;
-    pid_t pid; //  PROCESS: child pid (= its process group); THREAD: getpid ()
-    zh_pstate_t state;
-    int exit_code;    //  STOPPED
-    int signal;       //  KILLED
-    bool core_dumped; //  KILLED
-    char reason[160]; //  FAILED: code word first, e.g. "READY_TIMEOUT"
-    bool reaped;      //  exit status collected
-    int64_t started_ms;
-    int64_t ready_deadline; //  0: none (ready, or timeout 0 = forever)
-    int stop_stage;         //  0 none, 1 STOP sent, 2 SIGTERM, 3 SIGKILL
-    int64_t stop_deadline;
-    int64_t stop_timeout_ms;
-    char *tail[ZH_TAIL_LINES]; //  ring of the last output lines
-    size_t tail_head, tail_count;
-    void *user; //  the broker's per-proc data (waiters)
-    //  private to zh_procs.c
-    int out_fd, err_fd;
-    char line[2][ZH_LINE_MAX];
-    size_t line_len[2];
-    void *thread; //  THREAD: its state
+    char name[ZH_LABEL_MAX + 1];     //  a label; also the proc id and routing id
+    char proc_addr[ZH_ADDR_MAX + 1]; //  name@<advertised endpoint>
+    zh_launch_t launch;              //  a process or a thread
+    pid_t pid;                       //  PROCESS: child pid (= its group); THREAD: getpid ()
+    zh_pstate_t state;               //  where it is in the lifecycle
+    int exit_code;                   //  STOPPED
+    int signal;                      //  KILLED
+    bool core_dumped;                //  KILLED
+    char reason_word[32];            //  FAILED: READY_TIMEOUT, EXIT_UNKNOWN, …
+    char reason[160];                //  FAILED: the sentence
+    bool reaped;                     //  exit status collected (or thread joined)
+    int64_t started_ms;              //  when it was spawned
+    int64_t ready_deadline;          //  0: none (ready, or timeout 0 = forever)
+    int stop_stage;                  //  0 none, 1 STOP sent, 2 SIGTERM, 3 SIGKILL
+    int64_t stop_deadline;           //  when the next escalation is due (0: none)
+    int64_t stop_timeout_ms;         //  each stage's wait
 };
 
 typedef struct {
@@ -132,10 +130,10 @@ void zh_procs_set_child_cpus (zh_procs_t *self, const cpu_set_t *cpus);
 
 //  Spawn a process. argv is NULL-terminated; env is a NULL-terminated
 //  list of "KEY=VALUE" merged over the broker's environment, with the
-//  ZHOST_* variables set last. ready_timeout_ms 0 waits forever. Errors:
-//  INVALID_NAME (not a label, or `service`/`local`), PROC_EXISTS (a live
-//  proc has that name), SPAWN_FAILED (fork or exec failed: the errno
-//  text). The error's reason starts with that code word.
+//  ZHOST_* variables set last. ready_timeout_ms 0 waits forever. Errors,
+//  as err->word: INVALID_NAME (not a label, or `service`/`local`),
+//  PROC_EXISTS (a live proc has that name), SPAWN_FAILED (fork or exec
+//  failed: the errno text).
 zh_proc_t *zh_procs_spawn (zh_procs_t *self, const char *name, char *const argv[],
                            char *const env[], int64_t ready_timeout_ms, int64_t now,
                            zh_error_t *err);
@@ -176,9 +174,11 @@ void zh_procs_reap (zh_procs_t *self, int64_t now);
 //  deadline (or -1 if none).
 int64_t zh_procs_tick (zh_procs_t *self, int64_t now);
 
-//  Output pipes to poll (fds[0..n)); read them with zh_procs_read_fd.
-size_t zh_procs_fds (zh_procs_t *self, int *fds, size_t max);
-void zh_procs_read_fd (zh_procs_t *self, int fd);
+//  One fd (an epoll set) that is readable when a proc's output or a
+//  thread's end waits; then call zh_procs_poll, which handles what is
+//  ready without blocking.
+int zh_procs_poll_fd (zh_procs_t *self);
+void zh_procs_poll (zh_procs_t *self);
 
 //  Iterate all procs (live and terminal), in spawn order.
 zh_proc_t *zh_procs_first (zh_procs_t *self);
@@ -193,5 +193,10 @@ void zh_procs_forget (zh_procs_t *self, zh_proc_t *proc);
 
 //  Copy the tail into buf as lines joined by '\n' (NUL-terminated).
 size_t zh_proc_tail (const zh_proc_t *proc, char *buf, size_t size);
+
+//  Lines in the tail (at most ZH_TAIL_LINES), and one of them, oldest
+//  first (NULL past the end).
+size_t zh_proc_tail_count (const zh_proc_t *proc);
+const char *zh_proc_tail_line (const zh_proc_t *proc, size_t i);
 
 #endif

@@ -17,7 +17,7 @@ zh_cert_load (const char *file, bool need_secret, const char *what, zh_error_t *
     //  (both keys) if it is there, else NAME; accept either name.
     char base[4096];
     if (!file || !*file || strlen (file) >= sizeof base) {
-        zh_error_set (err, 2, 0, "%s: no certificate file given", what);
+        zh_error_exit (err, 2, "%s: no certificate file given", what);
         return NULL;
     }
     snprintf (base, sizeof base, "%s", file);
@@ -25,14 +25,13 @@ zh_cert_load (const char *file, bool need_secret, const char *what, zh_error_t *
     if (len > 7 && strcmp (base + len - 7, "_secret") == 0) base[len - 7] = 0;
     zcert_t *cert = zcert_load (base); //  NULL when neither file is there
     if (!cert) {
-        zh_error_set (err, 2, 0, "%s %s: not a readable zcert certificate", what, file);
+        zh_error_exit (err, 2, "%s %s: not a readable zcert certificate", what, file);
         return NULL;
     }
     static const char zeros[ZH_Z85_KEY_LEN + 1] = "0000000000000000000000000000000000000000";
     if (need_secret && strcmp (zcert_secret_txt (cert), zeros) == 0) {
         zcert_destroy (&cert);
-        zh_error_set (err, 2, 0, "%s %s: no secret key (is %s_secret beside it?)", what, file,
-                      base);
+        zh_error_exit (err, 2, "%s %s: no secret key (is %s_secret beside it?)", what, file, base);
         return NULL;
     }
     return cert;
@@ -64,9 +63,9 @@ s_key_check (const char *key, const char *what, zh_error_t *err)
     uint8_t raw[32];
     size_t len = strnlen (key, ZH_Z85_KEY_LEN + 1);
     if (len != ZH_Z85_KEY_LEN)
-        return zh_error_set (err, 2, 0, "%s: %zu characters, a Z85 key has %d", what, len,
-                             ZH_Z85_KEY_LEN);
-    if (!zmq_z85_decode (raw, key)) return zh_error_set (err, 2, 0, "%s: not Z85 text", what);
+        return zh_error_exit (err, 2, "%s: %zu characters, a Z85 key has %d", what, len,
+                              ZH_Z85_KEY_LEN);
+    if (!zmq_z85_decode (raw, key)) return zh_error_exit (err, 2, "%s: not Z85 text", what);
     return 0;
 }
 

@@ -44,14 +44,19 @@ def test_reply_is_a_send_to_the_reply_port(broker, client):
     assert zhp.unpack(msg.parts[0])["ok"] is True
 
 
-def test_reply_to_another_client(broker, client):
+def test_reply_to_another_client_is_403(broker, client):
+    """docs/protocol.md §8: `reply` must be a port of the requester's own
+    proc; naming someone else's gets ERROR 403 and no answer anywhere, so
+    the agent cannot be used to send to a third party."""
     b = broker()
     asker, listener = client(b), client(b)
     asker.send(asker.agent_port(), [zhp.pack({"op": "ping"})],
-               meta={"reply": listener.port(4)})
-    msg = listener.expect(zhp.SEND)
-    assert zhp.unpack(msg.parts[0])["host"] == b.ep
-    assert asker.try_recv(0.1) is None
+               meta={"reply": listener.port(4), "seq": 9})
+    err = asker.expect_error(403)
+    assert err.body.get("seq") == 9
+    assert listener.try_recv(0.2) is None
+    ans = asker.request("ping")  # its own reply port still works
+    assert ans["ok"] is True
 
 
 def test_list_and_status(broker, client):

@@ -202,13 +202,16 @@ def test_runtime_dir_mode_0700(broker, tmp_path):
         assert stat.S_ISSOCK(os.stat(os.path.join(b.runtime_dir, name)).st_mode), name
 
 
-def test_existing_runtime_dir_mode_tightened(broker, tmp_path):
+def test_existing_runtime_dir_of_another_mode_is_refused_untouched(tmp_path):
+    """docs/broker.md, Security: an existing runtime dir must already be
+    0700; the broker says so and never chmods it."""
     rt = tmp_path / "loose"
     rt.mkdir()
     os.chmod(rt, 0o755)
-    b = broker(runtime_dir=rt)
-    assert stat.S_IMODE(os.stat(rt).st_mode) == 0o700
-    assert b.control == "ipc://%s/control" % rt
+    p = run_broker(["--frontend", "tcp://127.0.0.1:0", "--runtime-dir", str(rt)])
+    assert p.returncode == 1, p.stderr
+    assert str(rt) in p.stderr and "0755" in p.stderr and "0700" in p.stderr, p.stderr
+    assert stat.S_IMODE(os.stat(rt).st_mode) == 0o755
 
 
 def test_flag_values_reach_bootstrap(broker, client):

@@ -129,7 +129,7 @@ test_client_asks_an_in_process_echo_proc (void **state)
     assert_int_equal (zh_broker_spawn_thread (broker, "echo", s_echo_main, NULL, 5000, &err), 0);
     //  A second proc of the same live name is refused.
     assert_int_equal (zh_broker_spawn_thread (broker, "echo", s_echo_main, NULL, 5000, &err), -1);
-    assert_non_null (strstr (err.reason, "PROC_EXISTS"));
+    assert_string_equal (err.word, "PROC_EXISTS");
     const char *frontend = t.frontend;
     zh_test_broker_run (&t);
 

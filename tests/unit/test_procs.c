@@ -193,17 +193,11 @@ s_turn (int64_t max_wait_ms)
     int64_t now = s_now ();
     zh_procs_reap (fx.procs, now);
     int64_t due = zh_procs_tick (fx.procs, now);
-    int fds[512];
-    size_t n = zh_procs_fds (fx.procs, fds, 512);
-    struct pollfd items[512];
-    for (size_t i = 0; i < n; i++)
-        items[i] = (struct pollfd){fds[i], POLLIN, 0};
+    struct pollfd item = {zh_procs_poll_fd (fx.procs), POLLIN, 0};
     //  No signalfd here: exits are seen by polling every 10 ms at most.
     int64_t timeout = max_wait_ms < 10 ? max_wait_ms : 10;
     if (due >= 0 && due < timeout) timeout = due;
-    if (poll (items, n, (int)timeout) > 0)
-        for (size_t i = 0; i < n; i++)
-            if (items[i].revents) zh_procs_read_fd (fx.procs, items[i].fd);
+    if (poll (&item, 1, (int)timeout) > 0) zh_procs_poll (fx.procs);
 }
 
 static bool
@@ -474,7 +468,8 @@ test_ready_timeout (void **state)
     s_wait_end (proc, 2000);
     int64_t took = s_now () - began;
     assert_int_equal (proc->state, ZH_PS_FAILED);
-    assert_string_equal (proc->reason, "READY_TIMEOUT: no READY within 300 ms");
+    assert_string_equal (proc->reason_word, "READY_TIMEOUT");
+    assert_string_equal (proc->reason, "no READY within 300 ms");
     assert_true (took >= 300 && took < 800);
     assert_true (s_wait_for (s_is_reaped, proc, 2000));
     s_run_for (50);
@@ -513,7 +508,9 @@ test_spawn_failed (void **state)
     char *missing[] = {"zh-no-such-program", NULL};
     zh_error_t err;
     assert_null (zh_procs_spawn (fx.procs, "ghost", missing, NULL, 1000, s_now (), &err));
-    assert_string_equal (err.reason, "SPAWN_FAILED: zh-no-such-program: No such file or directory");
+    assert_string_equal (err.word, "SPAWN_FAILED");
+    assert_int_equal (err.code, 0);
+    assert_string_equal (err.reason, "zh-no-such-program: No such file or directory");
     char path[] = "/tmp/zh-test-procs-XXXXXX";
     int fd = mkstemp (path); //  mode 0600: not executable, even for root
     assert_true (fd >= 0);
@@ -522,11 +519,11 @@ test_spawn_failed (void **state)
     assert_null (zh_procs_spawn (fx.procs, "ghost", not_exec, NULL, 1000, s_now (), &err));
     unlink (path);
     char want[128];
-    snprintf (want, sizeof want, "SPAWN_FAILED: %s: Permission denied", path);
+    snprintf (want, sizeof want, "%s: Permission denied", path);
     assert_string_equal (err.reason, want);
     char *empty[] = {NULL};
     assert_null (zh_procs_spawn (fx.procs, "ghost", empty, NULL, 1000, s_now (), &err));
-    assert_memory_equal (err.reason, "SPAWN_FAILED:", 13);
+    assert_string_equal (err.word, "SPAWN_FAILED");
     assert_null (zh_procs_lookup (fx.procs, "ghost", 5));
     assert_null (zh_procs_first (fx.procs));
     assert_int_equal (fx.n_trans, 0);
@@ -582,36 +579,39 @@ test_refused_transitions (void **state)
 //  ---------------------------------------------------------------------
 //  Names (PM-2)
 
+//  word: the agent error word; reason_prefix: how the sentence starts.
 static void
-s_expect_refused (const char *name, const char *reason_prefix)
+s_expect_refused (const char *name, const char *word, const char *reason_prefix)
 {
     char *argv[] = {"/bin/true", NULL};
     zh_error_t err;
     assert_null (zh_procs_spawn (fx.procs, name, argv, NULL, 1000, s_now (), &err));
-    if (strncmp (err.reason, reason_prefix, strlen (reason_prefix)) != 0)
-        fail_msg ("spawn '%s': got \"%s\", want \"%s…\"", name, err.reason, reason_prefix);
+    if (!err.word || strcmp (err.word, word) != 0 ||
+        strncmp (err.reason, reason_prefix, strlen (reason_prefix)) != 0)
+        fail_msg ("spawn '%s': got %s \"%s\", want %s \"%s…\"", name, err.word ? err.word : "-",
+                  err.reason, word, reason_prefix);
 }
 
 static void
 test_names (void **state)
 {
-    s_expect_refused ("Bad", "INVALID_NAME: 'Bad' is not a label");
-    s_expect_refused ("", "INVALID_NAME");
-    s_expect_refused ("a-", "INVALID_NAME");
-    s_expect_refused ("service", "INVALID_NAME: 'service' is reserved");
-    s_expect_refused ("local", "INVALID_NAME: 'local' is reserved");
+    s_expect_refused ("Bad", "INVALID_NAME", "'Bad' is not a label");
+    s_expect_refused ("", "INVALID_NAME", "");
+    s_expect_refused ("a-", "INVALID_NAME", "");
+    s_expect_refused ("service", "INVALID_NAME", "'service' is reserved");
+    s_expect_refused ("local", "INVALID_NAME", "'local' is reserved");
     assert_null (zh_procs_first (fx.procs));
 
     zh_proc_t *first = s_spawn_sh ("dup", STOPPABLE, NULL, 5000);
     char want[128];
-    snprintf (want, sizeof want, "PROC_EXISTS: 'dup' is starting (pid %d)", (int)first->pid);
-    s_expect_refused ("dup", want);
+    snprintf (want, sizeof want, "'dup' is starting (pid %d)", (int)first->pid);
+    s_expect_refused ("dup", "PROC_EXISTS", want);
     s_wait_output (first, "up");
     zh_procs_ready (fx.procs, first, s_now ());
-    snprintf (want, sizeof want, "PROC_EXISTS: 'dup' is ready (pid %d)", (int)first->pid);
-    s_expect_refused ("dup", want);
+    snprintf (want, sizeof want, "'dup' is ready (pid %d)", (int)first->pid);
+    s_expect_refused ("dup", "PROC_EXISTS", want);
     zh_procs_stop (fx.procs, first, 2000, "reuse", s_now ());
-    s_expect_refused ("dup", "PROC_EXISTS: 'dup' is stopping");
+    s_expect_refused ("dup", "PROC_EXISTS", "'dup' is stopping");
     s_wait_end (first, 3000);
     pid_t first_pid = first->pid;
 
@@ -641,7 +641,7 @@ test_output_both_streams (void **state)
     tail_probe_t out = {proc, "to-stdout"}, err = {proc, "to-stderr"};
     assert_true (s_tail_has (&out));
     assert_true (s_tail_has (&err));
-    assert_int_equal (proc->tail_count, 2);
+    assert_int_equal (zh_proc_tail_count (proc), 2);
     assert_non_null (strstr (s_log (), "output proc=talker stream=stderr line=to-stderr"));
 }
 
@@ -653,7 +653,7 @@ test_tail_keeps_last_lines (void **state)
     zh_proc_t *proc = s_spawn_sh (
         "chatty", "i=0; while [ $i -lt 60 ]; do echo line$i; i=$((i+1)); done", NULL, 5000);
     s_wait_end (proc, 3000);
-    assert_int_equal (proc->tail_count, ZH_TAIL_LINES);
+    assert_int_equal (zh_proc_tail_count (proc), ZH_TAIL_LINES);
     char tail[4096];
     zh_proc_tail (proc, tail, sizeof tail);
     assert_memory_equal (tail, "line10\nline11\n", 14);
@@ -671,14 +671,14 @@ test_long_line_cut (void **state)
     zh_proc_t *proc =
         s_spawn_sh ("verbose", "head -c 3000 /dev/zero | tr '\\000' x; echo; echo end", NULL, 5000);
     s_wait_end (proc, 3000);
-    assert_int_equal (proc->tail_count, 4);
+    assert_int_equal (zh_proc_tail_count (proc), 4);
     size_t lens[3] = {ZH_LINE_MAX, ZH_LINE_MAX, 3000 - 2 * ZH_LINE_MAX};
     for (size_t i = 0; i < 3; i++) {
-        const char *line = proc->tail[(proc->tail_head + i) % ZH_TAIL_LINES];
+        const char *line = zh_proc_tail_line (proc, i);
         assert_int_equal (strlen (line), lens[i]);
         assert_int_equal (strspn (line, "x"), lens[i]);
     }
-    assert_string_equal (proc->tail[(proc->tail_head + 3) % ZH_TAIL_LINES], "end");
+    assert_string_equal (zh_proc_tail_line (proc, 3), "end");
 }
 
 //  ---------------------------------------------------------------------
@@ -874,7 +874,7 @@ test_thread_proc (void **state)
     assert_int_equal (proc->state, ZH_PS_STARTING);
     assert_null (
         zh_procs_spawn_thread (fx.procs, "inproc", s_thread_main, &arg, 2000, s_now (), &err));
-    assert_memory_equal (err.reason, "PROC_EXISTS", 11);
+    assert_string_equal (err.word, "PROC_EXISTS");
     assert_int_equal (zh_procs_ready (fx.procs, proc, s_now ()), 0);
     assert_int_equal (zh_procs_kill (fx.procs, proc), -1);
     assert_int_equal (proc->state, ZH_PS_READY);
