@@ -3,7 +3,7 @@
     handshake yet.
 
     Where it sits: the broker looks a connection up by (socket, routing id)
-    for every message it receives, to know its principal (PROTOCOL.md §4
+    for every message it receives, to know its principal (docs/protocol.md §4
     step 1) and to record liveness; the routing table points at the
     connection of each attached or spawned proc, to know where to send.
 */

@@ -57,22 +57,25 @@ s_own_file (const char *name)
     return false;
 }
 
-//  The first entry of an existing directory that is not zhost's, or NULL.
-static char *
-s_foreign_entry (int dir_fd)
+//  True if an existing directory holds an entry that is not zhost's (its
+//  name into name); a directory that cannot be listed counts as foreign.
+static bool
+s_foreign_entry (int dir_fd, char *name, size_t size)
 {
     int fd = dup (dir_fd);
-    if (fd < 0) return NULL;
-    DIR *d = fdopendir (fd);
+    DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
     if (!d) {
-        close (fd);
-        return NULL;
+        if (fd >= 0) close (fd);
+        snprintf (name, size, "(cannot list it: %s)", strerror (errno));
+        return true;
     }
-    char *found = NULL;
+    bool found = false;
     struct dirent *e;
     while (!found && (e = readdir (d)) != NULL)
-        if (strcmp (e->d_name, ".") && strcmp (e->d_name, "..") && !s_own_file (e->d_name))
-            found = strdup (e->d_name);
+        if (strcmp (e->d_name, ".") && strcmp (e->d_name, "..") && !s_own_file (e->d_name)) {
+            snprintf (name, size, "%.64s", e->d_name);
+            found = true;
+        }
     closedir (d);
     return found;
 }
@@ -112,17 +115,12 @@ s_open_dir (zh_runtime_t *self, zh_error_t *err)
                               "--runtime-dir %s: mode %04o, must be 0700 (only the broker's user "
                               "may reach its sockets); chmod 700 it or use another directory",
                               dir, (unsigned)(st.st_mode & 07777));
-    if (!created) {
-        char *foreign = s_foreign_entry (self->dir_fd);
-        if (foreign) {
-            zh_error_exit (err, 1,
-                           "--runtime-dir %s: not a zhost runtime dir (it holds '%.64s'); give "
-                           "an empty or new directory",
-                           dir, foreign);
-            free (foreign);
-            return -1;
-        }
-    }
+    char foreign[80];
+    if (!created && s_foreign_entry (self->dir_fd, foreign, sizeof foreign))
+        return zh_error_exit (err, 1,
+                              "--runtime-dir %s: not a zhost runtime dir (it holds '%s'); give an "
+                              "empty or new directory",
+                              dir, foreign);
     return 0;
 }
 

@@ -1,4 +1,4 @@
-/*  zh_addr.c — proc, actor and port addresses of ZHP/1 (PROTOCOL.md §2).
+/*  zh_addr.c — proc, actor and port addresses of ZHP/1 (docs/protocol.md §2).
 
     Where it sits: the broker calls zh_addr_parse on the dest and src of
     every SEND before it looks the dest proc up in its routing table, so

@@ -1,4 +1,4 @@
-/*  zh_addr.h — proc, actor and port addresses of ZHP/1 (PROTOCOL.md §2).
+/*  zh_addr.h — proc, actor and port addresses of ZHP/1 (docs/protocol.md §2).
 
     Where it sits: the broker parses the dest and src of every SEND with
     zh_addr_parse to find the proc id and endpoint it routes on; procs and

@@ -3,7 +3,7 @@
 
     Where it sits: zhost-broker's main() builds a zh_config_t with
     zh_config_load and hands it to the broker; nothing else reads argv or
-    the environment. Precedence, highest first (DESIGN.md, Configuration):
+    the environment. Precedence, highest first (docs/design.md, Configuration in docs/broker.md):
 
         command-line flags  >  ZHOST_* environment  >  --config FILE (ZPL)  >  defaults
 
@@ -79,7 +79,7 @@ typedef struct {
     bool version;    //  --version was given
 } zh_config_t;
 
-//  A config with the defaults of DESIGN.md (runtime_dir from
+//  A config with the defaults of docs/broker.md (runtime_dir from
 //  $XDG_RUNTIME_DIR/zhost or /tmp/zhost-<uid>).
 zh_config_t *zh_config_new (void);
 void zh_config_destroy (zh_config_t **self_p);

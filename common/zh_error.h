@@ -2,7 +2,7 @@
 
     Where it sits: every parser and codec in common/ reports failure through
     a zh_error_t, so that the broker can turn it into the ERROR frame of
-    PROTOCOL.md §7 (code + reason) and the log line that goes with it, and
+    docs/protocol.md §7 (code + reason) and the log line that goes with it, and
     so that tests can assert on the code and on where the input went wrong.
 
     Vocabularies, each in a field of its own (never parsed back out of a
@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-//  ERROR codes (PROTOCOL.md §7)
+//  ERROR codes (docs/protocol.md §7)
 enum {
     ZH_ERR_NONE = 0,
     ZH_ERR_MALFORMED = 400,
@@ -37,7 +37,7 @@ enum {
     ZH_ERR_SHUTTING_DOWN = 503
 };
 
-//  RETURN codes (PROTOCOL.md §5); zh_rc_name gives the wire string.
+//  RETURN codes (docs/protocol.md §5); zh_rc_name gives the wire string.
 typedef enum {
     ZH_RC_NO_SUCH_PROC = 0,
     ZH_RC_PROC_GONE,

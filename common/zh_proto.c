@@ -1,4 +1,4 @@
-/*  zh_proto.c — the ZHP/1 frame codec (PROTOCOL.md §3–§5; see zh_proto.h).
+/*  zh_proto.c — the ZHP/1 frame codec (docs/protocol.md §3–§5; see zh_proto.h).
 
     Where it sits: between the sockets and everything else. Every message
     the broker receives goes through zh_header_check, and every SEND or

@@ -1,4 +1,4 @@
-/*  zh_proto.h — the ZHP/1 frame codec (PROTOCOL.md §3–§5).
+/*  zh_proto.h — the ZHP/1 frame codec (docs/protocol.md §3–§5).
 
     Where it sits: between the sockets and everything else. The broker
     calls zh_header_check and zh_head_decode on every message it receives
