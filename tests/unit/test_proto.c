@@ -1760,6 +1760,82 @@ write_corpus (const char *dir)
     return 0;
 }
 
+//  ---------------------------------------------------------------------
+//  The guard in front of msgpack-c (PROTO-2)
+
+//  This process's VmPeak in KiB (from /proc/self/status).
+static long
+s_vm_peak_kib (void)
+{
+    FILE *f = fopen ("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets (line, sizeof line, f))
+        if (strncmp (line, "VmPeak:", 7) == 0) kib = atol (line + 7);
+    if (f) fclose (f);
+    return kib;
+}
+
+//  A few bytes declaring a container of 4 G elements are refused before
+//  msgpack-c sees them, so no address space is reserved for them; valid
+//  values, nested ones included, pass and unpack.
+static void
+test_msgpack_guard_refuses_declared_counts_it_cannot_hold (void **state)
+{
+    const uint8_t huge[][8] = {
+        {0xdd, 0xff, 0xff, 0xff, 0xff},                  //  array32 of 2^32-1
+        {0xdf, 0xff, 0xff, 0xff, 0xff},                  //  map32 of 2^32-1
+        {0x81, 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff}, //  {x: array32 …}
+        {0xdb, 0xff, 0xff, 0xff, 0xff},                  //  str32 of 4 GiB
+        {0xc6, 0x7f, 0xff, 0xff, 0xff},                  //  bin32 of 2 GiB
+    };
+    const size_t sizes[] = {5, 5, 8, 5, 5};
+    long before = s_vm_peak_kib ();
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        assert_int_equal (zh_msgpack_check (huge[i], sizes[i]), -1);
+        msgpack_zone zone;
+        assert_true (msgpack_zone_init (&zone, 256));
+        msgpack_object root;
+        assert_int_equal (zh_msgpack_unpack (huge[i], sizes[i], &zone, &root), -1);
+        msgpack_zone_destroy (&zone);
+    }
+    long after = s_vm_peak_kib ();
+    assert_true (before > 0 && after - before < 64 * 1024);
+
+    const uint8_t ok[] = {0x82, 0xa2, 'o',  'p', 0xa4, 'p',  'i',
+                          'n',  'g',  0xa1, 'n', 0x92, 0x01, 0x80};
+    assert_int_equal (zh_msgpack_check (ok, sizeof ok), 0);
+    assert_int_equal (zh_msgpack_check (ok, sizeof ok - 1), -1); //  truncated
+    uint8_t trailing[sizeof ok + 1];
+    memcpy (trailing, ok, sizeof ok);
+    trailing[sizeof ok] = 0xc0;
+    assert_int_equal (zh_msgpack_check (trailing, sizeof trailing), -1); //  two values
+    assert_int_equal (zh_msgpack_check (NULL, 0), -1);
+    msgpack_zone zone;
+    assert_true (msgpack_zone_init (&zone, 256));
+    msgpack_object root;
+    assert_int_equal (zh_msgpack_unpack (ok, sizeof ok, &zone, &root), 0);
+    assert_int_equal (root.type, MSGPACK_OBJECT_MAP);
+    assert_int_equal (root.via.map.size, 2);
+    msgpack_zone_destroy (&zone);
+}
+
+//  The head's address rules live in the codec: a SEND goes to a port, a
+//  RETURN back to an actor or proc (the original src), a src is never a
+//  port.
+static void
+test_head_address_kinds (void **state)
+{
+    assert_true (zh_head_dest_kind_ok (ZH_SEND, ZH_ADDR_PORT));
+    assert_false (zh_head_dest_kind_ok (ZH_SEND, ZH_ADDR_ACTOR));
+    assert_false (zh_head_dest_kind_ok (ZH_SEND, ZH_ADDR_PROC));
+    assert_false (zh_head_dest_kind_ok (ZH_RETURN, ZH_ADDR_PORT));
+    assert_true (zh_head_dest_kind_ok (ZH_RETURN, ZH_ADDR_ACTOR));
+    assert_true (zh_head_dest_kind_ok (ZH_RETURN, ZH_ADDR_PROC));
+    assert_false (zh_head_src_kind_ok (ZH_ADDR_PORT));
+    assert_true (zh_head_src_kind_ok (ZH_ADDR_ACTOR));
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1818,6 +1894,8 @@ main (int argc, char *argv[])
         cmocka_unit_test (test_body_decode_refuses_commands_without_a_body),
         cmocka_unit_test (test_random_messages_round_trip),
         cmocka_unit_test (test_random_mutations_decode_or_are_refused_400_404_426),
+        cmocka_unit_test (test_msgpack_guard_refuses_declared_counts_it_cannot_hold),
+        cmocka_unit_test (test_head_address_kinds),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     msg_free (&s_kept);
