@@ -8,7 +8,8 @@
         SEND/RETURN  zh_head_write of the decoded head gives the same bytes
     Anything refused must carry one of the codes the codec may answer
     (400, 404, 426). The raw input is also fed to every other decoder
-    (RETURN meta, meta lookups, each command's body).
+    (RETURN meta, meta lookups, each command's body, a head's address
+    rules) and to the guard in front of msgpack-c.
 
     Input layout: byte 0 = frame count (mod 8); then per frame a u16
     big-endian length and that many bytes, clamped to what is left.
@@ -162,7 +163,24 @@ feed_raw (const uint8_t *data, size_t size)
             check_body_round_trip (&body);
     }
     zh_head_t head;
-    zh_head_decode (&head, data, size, NULL);
+    if (zh_head_decode (&head, data, size, NULL) == 0) {
+        //  The head's address rules (the codec's, as the broker uses them).
+        zh_addr_t dest, src;
+        if (zh_head_parse_dest (&head, &dest, NULL) == 0)
+            check (zh_head_dest_kind_ok (head.hdr.command, dest.kind));
+        if (zh_head_parse_src (&head, &src, NULL) == 0) check (zh_head_src_kind_ok (src.kind));
+    }
+    //  The guard in front of msgpack-c: what it refuses, zh_msgpack_unpack
+    //  refuses too; what it passes, msgpack-c unpacks with a zone that
+    //  grows with the input only (PROTO-2), or refuses for its own nesting
+    //  limit (MSGPACK_EMBED_STACK_SIZE).
+    msgpack_zone zone;
+    msgpack_object root;
+    if (msgpack_zone_init (&zone, 256)) {
+        int unpacked = zh_msgpack_unpack (data, size, &zone, &root);
+        if (zh_msgpack_check (data, size) != 0) check (unpacked == -1);
+        msgpack_zone_destroy (&zone);
+    }
 }
 
 int
