@@ -19,10 +19,7 @@
 #define AGENT_PORT  1
 
 struct _zh_agent_t {
-    char *host;                //  the advertised endpoint (ping)
-    char *agent_addr;          //  src of the answers
-    uint64_t incarnation;      //  random per broker start (ping)
-    const zh_phase_t *phase;   //  the loop's phase (admin ops refused once stopping)
+    const zh_self_t *me;       //  the broker: host, agent address, incarnation, phase
     zh_routes_t *routes;       //  connections, for stats
     zh_send_t *send;           //  answers, refusals
     zh_stats_t *stats;         //  the counters
@@ -34,21 +31,17 @@ static const char *s_admin_ops[] = {"spawn", "stop", "kill", "stop_all", "shutdo
 static const char *s_proc_ops[] = {"list", "status"};
 
 zh_agent_t *
-zh_agent_new (const zh_agent_setup_t *setup, zh_routes_t *routes, zh_send_t *send,
-              zh_stats_t *stats, zh_lifecycle_t *lifecycle, zh_agent_events_t events)
+zh_agent_new (const zh_self_t *me, zh_routes_t *routes, zh_send_t *send, zh_stats_t *stats,
+              zh_lifecycle_t *lifecycle, zh_agent_events_t events)
 {
     zh_agent_t *self = (zh_agent_t *)calloc (1, sizeof (zh_agent_t));
     if (!self) return NULL;
-    self->host = strdup (setup->host);
-    self->agent_addr = strdup (setup->agent_addr);
-    self->incarnation = setup->incarnation;
-    self->phase = setup->phase;
+    self->me = me;
     self->routes = routes;
     self->send = send;
     self->stats = stats;
     self->lifecycle = lifecycle;
     self->events = events;
-    if (!self->host || !self->agent_addr) zh_agent_destroy (&self);
     return self;
 }
 
@@ -56,10 +49,7 @@ void
 zh_agent_destroy (zh_agent_t **self_p)
 {
     if (!self_p || !*self_p) return;
-    zh_agent_t *self = *self_p;
-    free (self->host);
-    free (self->agent_addr);
-    free (self);
+    free (*self_p);
     *self_p = NULL;
 }
 
@@ -71,8 +61,8 @@ s_op_ping (zh_agent_t *self, msgpack_packer *pk)
 {
     msgpack_pack_map (pk, 4);
     zh_pack_kv_bool (pk, "ok", true);
-    zh_pack_kv_str (pk, "host", self->host);
-    zh_pack_kv_uint (pk, "incarnation", self->incarnation);
+    zh_pack_kv_str (pk, "host", self->me->host);
+    zh_pack_kv_uint (pk, "incarnation", self->me->incarnation);
     zh_pack_kv_str (pk, "version", ZH_VERSION_STRING);
 }
 
@@ -140,7 +130,7 @@ s_serve (zh_agent_t *self, const msgpack_object *args, const zh_request_t *reque
                            "frontend for a --curve-admin key");
             return true;
         }
-        if (*self->phase != ZH_PHASE_SERVING) {
+        if (self->me->phase != ZH_PHASE_SERVING) {
             zh_pack_error (pk, "SHUTTING_DOWN", "the broker is shutting down");
             return true;
         }
@@ -173,19 +163,6 @@ s_serve (zh_agent_t *self, const msgpack_object *args, const zh_request_t *reque
 
 //  ---------------------------------------------------------------------
 //  Delivery
-
-//  True if reply (a port address) belongs to the requester's principal
-//  (AG-2): its proc at this broker, or for a peer broker its endpoint.
-static bool
-s_reply_is_own (zh_agent_t *self, const zh_conn_t *from, const zh_addr_t *reply)
-{
-    if (from->kind == ZH_CONN_PEER)
-        return reply->endpoint.len == from->peer_endpoint_len &&
-               memcmp (reply->endpoint.ptr, from->peer_endpoint, reply->endpoint.len) == 0;
-    return reply->proc.text.len == from->proc_id_len &&
-           memcmp (reply->proc.text.ptr, from->proc_id, from->proc_id_len) == 0 &&
-           zh_routes_is_self (self->routes, reply->endpoint.ptr, reply->endpoint.len);
-}
 
 //  The request: the first payload part.
 static void
@@ -233,7 +210,7 @@ zh_agent_deliver (zh_agent_t *self, zh_conn_t *from, bool admin, zmq_msg_t *fram
         zh_info ("agent", "note=\"request without a valid reply port in meta: not answered\"");
         return;
     }
-    if (!s_reply_is_own (self, from, &reply_addr)) { //  AG-2
+    if (!zh_routes_principal_ok (self->routes, from, &reply_addr)) { //  AG-2
         char name[ZH_ADDR_MAX + 1], q[ZH_ADDR_MAX + 8];
         self->stats->agent_refused++;
         zh_warn ("agent-refused", "from=%s reply=%s note=\"reply is not the requester's own\"",
@@ -274,7 +251,7 @@ zh_agent_deliver (zh_agent_t *self, zh_conn_t *from, bool admin, zmq_msg_t *fram
     if (zone_ok) msgpack_zone_destroy (&zone);
     zh_debug ("agent", "op=%s from=%s admin=%s", op_name, from->proc_id, admin ? "yes" : "no");
     if (answered)
-        zh_send_answer (self->send, reply.ptr, reply.len, self->agent_addr,
+        zh_send_answer (self->send, reply.ptr, reply.len, self->me->agent_addr,
                         request.has_seq ? &request.seq : NULL, (const uint8_t *)buffer.data,
                         buffer.size);
     msgpack_sbuffer_destroy (&buffer);

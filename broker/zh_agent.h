@@ -31,7 +31,7 @@
 #include "zh_config.h"
 #include "zh_conn.h"
 #include "zh_lifecycle.h"
-#include "zh_phase.h"
+#include "zh_self.h"
 #include "zh_routes.h"
 #include "zh_send.h"
 #include "zh_stats.h"
@@ -48,15 +48,8 @@ typedef struct {
     void *arg;
 } zh_agent_events_t;
 
-//  What the agent says about its broker (ping, stats).
-typedef struct {
-    const char *host;        //  the advertised endpoint
-    const char *agent_addr;  //  host_agent.service@<host>: src of answers
-    uint64_t incarnation;    //  random per broker start
-    const zh_phase_t *phase; //  the loop's phase (read only)
-} zh_agent_setup_t;
-
-zh_agent_t *zh_agent_new (const zh_agent_setup_t *setup, zh_routes_t *routes, zh_send_t *send,
+//  me: the broker it speaks for (read only: the loop writes it).
+zh_agent_t *zh_agent_new (const zh_self_t *me, zh_routes_t *routes, zh_send_t *send,
                           zh_stats_t *stats, zh_lifecycle_t *lifecycle, zh_agent_events_t events);
 void zh_agent_destroy (zh_agent_t **self_p);
 

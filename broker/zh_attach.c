@@ -15,30 +15,23 @@
 
 struct _zh_attach_t {
     const zh_config_t *config; //  heartbeat, liveness, limits for BOOTSTRAP
-    char *host;                //  the advertised endpoint
-    char *agent_addr;          //  host_agent.service@<host>
-    uint64_t incarnation;      //  random per broker start
-    const zh_phase_t *phase;   //  the loop's phase (read only)
+    const zh_self_t *me;       //  the broker: host, agent address, incarnation, phase
     zh_routes_t *routes;       //  connections come and go here
     zh_send_t *send;           //  BOOTSTRAP, WELCOME, ERROR, PONG, BYE
     zh_lifecycle_t *lifecycle; //  READY
 };
 
 zh_attach_t *
-zh_attach_new (const zh_config_t *config, const zh_attach_setup_t *setup, zh_routes_t *routes,
-               zh_send_t *send, zh_lifecycle_t *lifecycle)
+zh_attach_new (const zh_config_t *config, const zh_self_t *me, zh_routes_t *routes, zh_send_t *send,
+               zh_lifecycle_t *lifecycle)
 {
     zh_attach_t *self = (zh_attach_t *)calloc (1, sizeof (zh_attach_t));
     if (!self) return NULL;
     self->config = config;
-    self->host = strdup (setup->host);
-    self->agent_addr = strdup (setup->agent_addr);
-    self->incarnation = setup->incarnation;
-    self->phase = setup->phase;
+    self->me = me;
     self->routes = routes;
     self->send = send;
     self->lifecycle = lifecycle;
-    if (!self->host || !self->agent_addr) zh_attach_destroy (&self);
     return self;
 }
 
@@ -46,20 +39,8 @@ void
 zh_attach_destroy (zh_attach_t **self_p)
 {
     if (!self_p || !*self_p) return;
-    zh_attach_t *self = *self_p;
-    free (self->host);
-    free (self->agent_addr);
-    free (self);
+    free (*self_p);
     *self_p = NULL;
-}
-
-static uint64_t
-s_random_u64 (void)
-{
-    uint64_t value = 0;
-    if (getrandom (&value, sizeof value, 0) != (ssize_t)sizeof value)
-        value = ((uint64_t)rand () << 32) ^ (uint64_t)rand () ^ (uint64_t)zclock_mono ();
-    return value;
 }
 
 static void
@@ -109,7 +90,7 @@ s_attach (zh_attach_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
     }
     char proc_id[ZH_ID_MAX + 1];
     do
-        zh_id_format (proc_id, sizeof proc_id, label, true, s_random_u64 ());
+        zh_id_format (proc_id, sizeof proc_id, label, true, zh_random_u64 ());
     while (zh_routes_id_taken (self->routes, proc_id, strlen (proc_id)));
 
     conn = zh_conn_new (sock, ZH_CONN_CLIENT, rid, rid_len);
@@ -119,17 +100,17 @@ s_attach (zh_attach_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
     conn->last_recv = conn->last_send = now;
 
     char proc_addr[ZH_ADDR_MAX + 1];
-    zh_proc_addr_format (proc_addr, sizeof proc_addr, proc_id, self->host);
+    zh_proc_addr_format (proc_addr, sizeof proc_addr, proc_id, self->me->host);
     zh_body_t boot = {.command = ZH_BOOTSTRAP,
                       .present = ZH_F_PROC | ZH_F_HOST | ZH_F_AGENT | ZH_F_HEARTBEAT_MS |
                                  ZH_F_MAX_MSG_BYTES | ZH_F_HWM | ZH_F_INCARNATION,
                       .proc = zh_span_of (proc_addr),
-                      .host = zh_span_of (self->host),
-                      .agent = zh_span_of (self->agent_addr),
+                      .host = zh_span_of (self->me->host),
+                      .agent = zh_span_of (self->me->agent_addr),
                       .heartbeat_ms = (uint64_t)self->config->heartbeat_ms,
                       .max_msg_bytes = (uint64_t)self->config->max_msg_bytes,
                       .hwm = (uint64_t)self->config->hwm,
-                      .incarnation = self->incarnation};
+                      .incarnation = self->me->incarnation};
     size_t size = 0;
     uint8_t *bytes = zh_body_encode (&boot, &size);
     if (!bytes) {
@@ -197,8 +178,8 @@ s_hello (zh_attach_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len, 
     conn->last_recv = conn->last_send = now;
     zh_body_t welcome = {.command = ZH_WELCOME,
                          .present = ZH_F_ENDPOINT | ZH_F_INCARNATION,
-                         .endpoint = zh_span_of (self->host),
-                         .incarnation = self->incarnation};
+                         .endpoint = zh_span_of (self->me->host),
+                         .incarnation = self->me->incarnation};
     zh_send_command (self->send, sock, rid, rid_len, ZH_WELCOME, &welcome);
     zh_info ("peer", "endpoint=%s incarnation=%llu", conn->peer_endpoint,
              (unsigned long long)body->incarnation);
@@ -262,7 +243,7 @@ zh_attach_command (zh_attach_t *self, zh_sock_t sock, const uint8_t *rid, size_t
     default:
         break;
     }
-    if (*self->phase != ZH_PHASE_SERVING) {
+    if (self->me->phase != ZH_PHASE_SERVING) {
         s_reject (self, sock, rid, rid_len, ZH_ERR_SHUTTING_DOWN, "the broker is shutting down");
         return;
     }

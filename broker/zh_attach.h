@@ -28,23 +28,17 @@
 #include "zh_config.h"
 #include "zh_conn.h"
 #include "zh_lifecycle.h"
-#include "zh_phase.h"
+#include "zh_self.h"
 #include "zh_proto.h"
 #include "zh_routes.h"
 #include "zh_send.h"
 
 typedef struct _zh_attach_t zh_attach_t;
 
-//  What BOOTSTRAP and WELCOME say about this broker.
-typedef struct {
-    const char *host;        //  the advertised endpoint
-    const char *agent_addr;  //  host_agent.service@<host>
-    uint64_t incarnation;    //  random per broker start
-    const zh_phase_t *phase; //  the loop's phase (read only)
-} zh_attach_setup_t;
-
-zh_attach_t *zh_attach_new (const zh_config_t *config, const zh_attach_setup_t *setup,
-                            zh_routes_t *routes, zh_send_t *send, zh_lifecycle_t *lifecycle);
+//  me: what BOOTSTRAP and WELCOME say about this broker, and its phase
+//  (read only: the loop writes it).
+zh_attach_t *zh_attach_new (const zh_config_t *config, const zh_self_t *me, zh_routes_t *routes,
+                            zh_send_t *send, zh_lifecycle_t *lifecycle);
 void zh_attach_destroy (zh_attach_t **self_p);
 
 //  One control command from (sock, rid): conn is its connection or NULL,

@@ -13,7 +13,7 @@
     Parts below report upward through events (the lifecycle's
     children_stopped, the agent's shutdown), never by calling back here.
 
-    Shutdown is one phase (zh_phase.h), written only here:
+    Shutdown is one phase (zh_self.h), written only here:
         serving → stopping: SIGTERM, SIGINT, zh_broker_stop or the shutdown
             op; ATTACH/HELLO get 503; every child is stopped, at most
             max_in_flight at once;
@@ -39,46 +39,34 @@
 #include "zh_curve.h"
 #include "zh_lifecycle.h"
 #include "zh_log.h"
-#include "zh_phase.h"
 #include "zh_router.h"
 #include "zh_routes.h"
 #include "zh_runtime.h"
+#include "zh_self.h"
 #include "zh_send.h"
 #include "zh_stats.h"
 
 struct _zh_broker_t {
-    const zh_config_t *config;          //  the settings (borrowed)
-    void *ctx;                          //  the zmq context
-    zh_runtime_t *runtime;              //  dir, sockets, endpoints, CPUs
-    zh_stats_t stats;                   //  the one counter table
-    zh_routes_t *routes;                //  connections and routes
-    zh_send_t *send;                    //  sending, and the outbox
-    zh_curve_t *curve;                  //  CURVE on the frontend, or NULL
-    zh_lifecycle_t *lifecycle;          //  procs and their ops
-    zh_agent_t *agent;                  //  the host agent
-    zh_attach_t *attach;                //  handshakes and liveness
-    zh_router_t *router;                //  the hot path
-    zh_phase_t phase;                   //  written here only
-    bool drain_due;                     //  children stopped: drain at the next turn
-    char drain_why[64];                 //  what started the shutdown
-    uint64_t incarnation;               //  random per start
-    char agent_addr[ZH_ADDR_MAX + 1];   //  host_agent.service@<adv0>
-    char service_addr[ZH_ADDR_MAX + 1]; //  service@<adv0>: src of RETURNs
-    int signal_fd;                      //  SIGTERM, SIGINT, SIGHUP, SIGCHLD
-    int64_t now;                        //  ms, monotonic, once per loop turn (BR-4)
-    int64_t next_tick;                  //  when liveness runs next
-    int64_t drain_started;              //  when the drain began
-    volatile int stop_requested;        //  zh_broker_stop (another thread)
+    const zh_config_t *config;   //  the settings (borrowed)
+    void *ctx;                   //  the zmq context
+    zh_runtime_t *runtime;       //  dir, sockets, endpoints, CPUs
+    zh_stats_t stats;            //  the one counter table
+    zh_routes_t *routes;         //  connections and routes
+    zh_send_t *send;             //  sending, and the outbox
+    zh_curve_t *curve;           //  CURVE on the frontend, or NULL
+    zh_lifecycle_t *lifecycle;   //  procs and their ops
+    zh_agent_t *agent;           //  the host agent
+    zh_attach_t *attach;         //  handshakes and liveness
+    zh_router_t *router;         //  the hot path
+    zh_self_t me;                //  address, incarnation, phase: written here only
+    bool drain_due;              //  children stopped: drain at the next turn
+    char drain_why[64];          //  what started the shutdown
+    int signal_fd;               //  SIGTERM, SIGINT, SIGHUP, SIGCHLD
+    int64_t now;                 //  ms, monotonic, once per loop turn (BR-4)
+    int64_t next_tick;           //  when liveness runs next
+    int64_t drain_started;       //  when the drain began
+    volatile int stop_requested; //  zh_broker_stop (another thread)
 };
-
-static uint64_t
-s_random_u64 (void)
-{
-    uint64_t value = 0;
-    if (getrandom (&value, sizeof value, 0) != (ssize_t)sizeof value)
-        value = ((uint64_t)rand () << 32) ^ (uint64_t)rand () ^ (uint64_t)zclock_mono ();
-    return value;
-}
 
 //  ---------------------------------------------------------------------
 //  Shutdown
@@ -88,8 +76,8 @@ static void
 s_begin_shutdown (zh_broker_t *self, const char *why, const zh_request_t *request,
                   int64_t timeout_ms, int64_t max_in_flight)
 {
-    if (self->phase != ZH_PHASE_SERVING) return;
-    self->phase = ZH_PHASE_STOPPING;
+    if (self->me.phase != ZH_PHASE_SERVING) return;
+    self->me.phase = ZH_PHASE_STOPPING;
     snprintf (self->drain_why, sizeof self->drain_why, "%s", why);
     zh_info ("shutdown", "reason=%s live_procs=%zu", why,
              zh_procs_live_count (zh_lifecycle_procs (self->lifecycle)));
@@ -103,9 +91,9 @@ static void
 s_begin_drain (zh_broker_t *self)
 {
     self->drain_due = false;
-    if (self->phase >= ZH_PHASE_DRAINING) return;
+    if (self->me.phase >= ZH_PHASE_DRAINING) return;
     zh_router_flush (self->router, self->now);
-    self->phase = ZH_PHASE_DRAINING;
+    self->me.phase = ZH_PHASE_DRAINING;
     self->drain_started = self->now;
     zh_info ("drain", "reason=\"%s; children stopped\" linger_ms=%lld", self->drain_why,
              (long long)self->config->linger_ms);
@@ -169,40 +157,34 @@ s_build_parts (zh_broker_t *self, zh_error_t *err)
 {
     zh_runtime_t *rt = self->runtime;
     const char *host = zh_runtime_advertised (rt, 0);
-    zh_actor_addr_format (self->agent_addr, sizeof self->agent_addr, "host_agent", "service", host);
-    zh_proc_addr_format (self->service_addr, sizeof self->service_addr, "service", host);
+    snprintf (self->me.host, sizeof self->me.host, "%s", host);
+    zh_actor_addr_format (self->me.agent_addr, sizeof self->me.agent_addr, "host_agent", "service",
+                          host);
+    zh_proc_addr_format (self->me.service_addr, sizeof self->me.service_addr, "service", host);
     self->routes = zh_routes_new ();
     if (!self->routes) return zh_error_exit (err, 1, "out of memory");
     for (size_t i = 0; i < zh_runtime_self_count (rt); i++)
         if (zh_routes_add_self (self->routes, zh_runtime_self (rt, i)) != 0)
             return zh_error_exit (err, 1, "out of memory");
-    self->send = zh_send_new (zh_runtime_sockets (rt), &self->stats, host, self->service_addr,
+    self->send = zh_send_new (zh_runtime_sockets (rt), &self->stats, host, self->me.service_addr,
                               (uint8_t)self->config->ttl);
     zh_lifecycle_setup_t lsetup = {.zmq_ctx = self->ctx,
                                    .backend_ipc = zh_runtime_backend_ipc (rt),
                                    .backend_inproc = zh_runtime_backend_inproc (rt),
                                    .host = host,
-                                   .agent_addr = self->agent_addr,
+                                   .agent_addr = self->me.agent_addr,
                                    .child_cpus = zh_runtime_start_cpus (rt)};
     zh_lifecycle_events_t levents = {.children_stopped = s_children_stopped, .arg = self};
     if (self->send)
         self->lifecycle =
             zh_lifecycle_new (self->config, &lsetup, self->routes, self->send, levents);
-    zh_agent_setup_t asetup = {.host = host,
-                               .agent_addr = self->agent_addr,
-                               .incarnation = self->incarnation,
-                               .phase = &self->phase};
     zh_agent_events_t aevents = {.shutdown = s_shutdown_op, .arg = self};
     if (self->lifecycle)
-        self->agent = zh_agent_new (&asetup, self->routes, self->send, &self->stats,
+        self->agent = zh_agent_new (&self->me, self->routes, self->send, &self->stats,
                                     self->lifecycle, aevents);
-    zh_attach_setup_t tsetup = {.host = host,
-                                .agent_addr = self->agent_addr,
-                                .incarnation = self->incarnation,
-                                .phase = &self->phase};
     if (self->agent)
         self->attach =
-            zh_attach_new (self->config, &tsetup, self->routes, self->send, self->lifecycle);
+            zh_attach_new (self->config, &self->me, self->routes, self->send, self->lifecycle);
     zh_router_parts_t parts = {.socks = zh_runtime_sockets (rt),
                                .routes = self->routes,
                                .send = self->send,
@@ -210,7 +192,7 @@ s_build_parts (zh_broker_t *self, zh_error_t *err)
                                .agent = self->agent,
                                .curve = self->curve,
                                .stats = &self->stats,
-                               .phase = &self->phase};
+                               .me = &self->me};
     if (self->attach) self->router = zh_router_new (self->config, &parts);
     if (!self->router) return zh_error_exit (err, 1, "out of memory");
     return 0;
@@ -232,7 +214,7 @@ s_log_start (zh_broker_t *self)
         zh_info ("listen", "frontend=%s advertise=%s", zh_runtime_bound (rt, i),
                  zh_runtime_advertised (rt, i < zh_runtime_advertised_count (rt) ? i : 0));
     zh_info ("listen", "backend=%s control=%s incarnation=%llu", zh_runtime_backend_ipc (rt),
-             zh_runtime_control_ipc (rt), (unsigned long long)self->incarnation);
+             zh_runtime_control_ipc (rt), (unsigned long long)self->me.incarnation);
 }
 
 zh_broker_t *
@@ -247,7 +229,7 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
     }
     self->config = config;
     self->signal_fd = -1;
-    self->incarnation = s_random_u64 ();
+    self->me.incarnation = zh_random_u64 ();
     self->now = zclock_mono ();
     if (config->frontend_count == 0) {
         zh_error_exit (err, 2, "--frontend: at least one endpoint is needed");
@@ -366,7 +348,7 @@ zh_broker_run (zh_broker_t *self)
         if (self->stop_requested) s_begin_shutdown (self, "stop", NULL, -1, -1);
         zh_router_flush (self->router, self->now); //  what the last turn's events posted
         if (self->drain_due) s_begin_drain (self);
-        if (self->phase == ZH_PHASE_DRAINING) {
+        if (self->me.phase == ZH_PHASE_DRAINING) {
             //  Done at the deadline, or once the connections went quiet.
             int64_t since = self->now - self->drain_started;
             bool quiet = self->now - zh_router_last_activity (self->router) >= 50 && since >= 50;
@@ -381,7 +363,7 @@ zh_broker_run (zh_broker_t *self)
         int64_t timeout = self->next_tick - self->now;
         int64_t procs_due = zh_procs_tick (procs, self->now);
         if (procs_due >= 0 && procs_due < timeout) timeout = procs_due;
-        if (self->phase == ZH_PHASE_DRAINING && timeout > 10) timeout = 10;
+        if (self->me.phase == ZH_PHASE_DRAINING && timeout > 10) timeout = 10;
         if (timeout > 100) timeout = 100; //  zh_broker_stop is seen within 100 ms
         if (timeout < 0 || self->drain_due) timeout = 0;
 
@@ -399,7 +381,7 @@ zh_broker_run (zh_broker_t *self)
         if (items[S_PROCS].revents & ZMQ_POLLIN) zh_procs_poll (procs);
         if (self->curve && (items[S_ZAP].revents & ZMQ_POLLIN)) zh_curve_handle (self->curve);
     }
-    self->phase = ZH_PHASE_DONE;
+    self->me.phase = ZH_PHASE_DONE;
     zh_info ("exit", "routed=%llu code=0", (unsigned long long)self->stats.routed);
     return 0;
 }

@@ -154,18 +154,6 @@ s_route (zh_router_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count, co
 //  ---------------------------------------------------------------------
 //  Checks
 
-//  True if src (an actor or proc address) belongs to the connection (BR-1).
-static bool
-s_principal_ok (zh_router_t *self, const zh_conn_t *conn, const zh_addr_t *src)
-{
-    if (conn->kind == ZH_CONN_PEER)
-        return src->endpoint.len == conn->peer_endpoint_len &&
-               memcmp (src->endpoint.ptr, conn->peer_endpoint, src->endpoint.len) == 0;
-    return src->proc.text.len == conn->proc_id_len &&
-           memcmp (src->proc.text.ptr, conn->proc_id, conn->proc_id_len) == 0 &&
-           zh_routes_is_self (self->parts.routes, src->endpoint.ptr, src->endpoint.len);
-}
-
 static void
 s_rebase (zh_span_t *span, const char *from, char *to)
 {
@@ -225,7 +213,7 @@ s_check_src (zh_router_t *self, zh_conn_t *conn, const zh_head_t *head, zh_error
         return 0;
     zh_addr_t src;
     if (zh_head_parse_src (head, &src, err) != 0) return ZH_ERR_MALFORMED;
-    if (!s_principal_ok (self, conn, &src)) {
+    if (!zh_routes_principal_ok (self->parts.routes, conn, &src)) {
         zh_error_set (err, ZH_ERR_FORBIDDEN, 0, "src does not belong to this connection");
         return ZH_ERR_FORBIDDEN;
     }
@@ -273,7 +261,7 @@ s_handle_send (zh_router_t *self, zh_conn_t *conn, uint8_t *data, size_t size, s
                         "message is larger than max_msg_bytes", self->now);
         return;
     }
-    if (*self->parts.phase >= ZH_PHASE_DRAINING) {
+    if (self->parts.me->phase >= ZH_PHASE_DRAINING) {
         zh_send_return (send, conn, frames, count, &head, ZH_RC_SHUTDOWN,
                         "the broker is shutting down", self->now);
         return;

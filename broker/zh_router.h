@@ -17,7 +17,7 @@
 #include "zh_attach.h"
 #include "zh_config.h"
 #include "zh_curve.h"
-#include "zh_phase.h"
+#include "zh_self.h"
 #include "zh_routes.h"
 #include "zh_send.h"
 #include "zh_stats.h"
@@ -26,14 +26,14 @@ typedef struct _zh_router_t zh_router_t;
 
 //  The parts the router hands messages to, and what it reads.
 typedef struct {
-    void *const *socks;      //  the broker's ROUTERs, by zh_sock_t
-    zh_routes_t *routes;     //  connections and routes
-    zh_send_t *send;         //  forwarding, RETURNs, ERRORs, the outbox
-    zh_attach_t *attach;     //  control commands
-    zh_agent_t *agent;       //  requests for the service proc
-    zh_curve_t *curve;       //  CURVE keys (admin rights), or NULL
-    zh_stats_t *stats;       //  the counters
-    const zh_phase_t *phase; //  the loop's phase (read only)
+    void *const *socks;  //  the broker's ROUTERs, by zh_sock_t
+    zh_routes_t *routes; //  connections and routes
+    zh_send_t *send;     //  forwarding, RETURNs, ERRORs, the outbox
+    zh_attach_t *attach; //  control commands
+    zh_agent_t *agent;   //  requests for the service proc
+    zh_curve_t *curve;   //  CURVE keys (admin rights), or NULL
+    zh_stats_t *stats;   //  the counters
+    const zh_self_t *me; //  the broker: its phase (read only)
 } zh_router_parts_t;
 
 zh_router_t *zh_router_new (const zh_config_t *config, const zh_router_parts_t *parts);

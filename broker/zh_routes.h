@@ -94,6 +94,20 @@ zh_routes_lookup (zh_routes_t *self, const char *proc_id, size_t len)
     return (zh_conn_t *)zh_table_lookup (self->routes, proc_id, len);
 }
 
+//  True if addr (any kind) belongs to the connection's principal: for a
+//  client or proc, its proc id at one of this broker's endpoints; for a
+//  peer broker, its HELLO endpoint (BR-1; the agent's replies, AG-2).
+static inline bool
+zh_routes_principal_ok (const zh_routes_t *self, const zh_conn_t *conn, const zh_addr_t *addr)
+{
+    if (conn->kind == ZH_CONN_PEER)
+        return addr->endpoint.len == conn->peer_endpoint_len &&
+               memcmp (addr->endpoint.ptr, conn->peer_endpoint, addr->endpoint.len) == 0;
+    return addr->proc.text.len == conn->proc_id_len &&
+           memcmp (addr->proc.text.ptr, conn->proc_id, conn->proc_id_len) == 0 &&
+           zh_routes_is_self (self, addr->endpoint.ptr, addr->endpoint.len);
+}
+
 //  True if proc_id was routed here and is gone (RT-2).
 bool zh_routes_is_gone (zh_routes_t *self, const char *proc_id, size_t len);
 

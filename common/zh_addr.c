@@ -27,6 +27,10 @@
 */
 #include "zh_addr.h"
 
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -625,4 +629,19 @@ zh_span_eq (zh_span_t span, const char *s)
 {
     size_t len = strlen (s);
     return span.len == len && (len == 0 || memcmp (span.ptr, s, len) == 0);
+}
+
+uint64_t
+zh_random_u64 (void)
+{
+    uint64_t value = 0;
+    if (getrandom (&value, sizeof value, 0) != (ssize_t)sizeof value) {
+        //  No entropy source: still distinct per call and per process.
+        static uint64_t counter = 0;
+        struct timespec ts;
+        clock_gettime (CLOCK_MONOTONIC, &ts);
+        value = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid () << 40) ^
+                ++counter * 0x9E3779B97F4A7C15ull;
+    }
+    return value;
 }

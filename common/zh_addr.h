@@ -82,6 +82,9 @@ int zh_label_check (const char *text, size_t len, zh_error_t *err);
 int zh_id_parse (zh_id_t *id, const char *text, size_t len, zh_error_t *err);
 int zh_endpoint_check (const char *text, size_t len, zh_error_t *err);
 
+//  A fresh random u64 (getrandom; the uid of a new id, an incarnation).
+uint64_t zh_random_u64 (void);
+
 //  uid58: encode writes at most ZH_UID58_MAX chars plus NUL into buf
 //  (size >= 12) and returns the length; decode refuses non-alphabet
 //  characters, values beyond u64 and non-canonical leading "1"s.
