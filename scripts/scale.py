@@ -905,6 +905,87 @@ class Run(object):
         return self.result
 
 
+# --- the floor: a bare libzmq ROUTER ---------------------------------------------
+
+ROUTER_SERVER = r"""
+import sys, zmq
+ctx = zmq.Context()
+r = ctx.socket(zmq.ROUTER)
+r.setsockopt(zmq.LINGER, 0)
+print(r.bind_to_random_port("tcp://127.0.0.1"), flush=True)
+while True:
+    rid, body = r.recv_multipart()
+    if body == b"quit":
+        break
+    r.send_multipart([rid, b"B" * 200])   # about a BOOTSTRAP's size
+"""
+
+
+def router_baseline(args):
+    """M DEALERs on a bare ROUTER (one 60-byte message each way): its RSS per connection
+    is libzmq's own cost of a TCP peer, the floor under the broker's."""
+    result = {"config": {"mode": "router-baseline", "clients": args.clients},
+              "ok": False, "error": None}
+    t_start = now()
+    server = ctx = None
+    socks = []
+    try:
+        raise_nofile(2 * args.clients + 256)
+        server = subprocess.Popen([sys.executable, "-c", ROUTER_SERVER], stdout=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        port = int(server.stdout.readline())
+        ctx = zmq.Context(io_threads=args.io_threads)
+        ctx.set(zmq.MAX_SOCKETS, args.clients + 64)
+        time.sleep(0.2)
+        before = proc_status(server.pid)
+        poller = zmq.Poller()
+        got = waiting = made = 0
+        bound = now() + args.phase_timeout
+        while got < args.clients and now() < bound:
+            while made < args.clients and waiting < args.attach_window:
+                s_ = ctx.socket(zmq.DEALER)
+                s_.setsockopt(zmq.LINGER, 0)
+                s_.connect("tcp://127.0.0.1:%d" % port)
+                s_.send(b"A" * 60)
+                socks.append(s_)
+                poller.register(s_, zmq.POLLIN)
+                made += 1
+                waiting += 1
+            for s_, _ in poller.poll(20):
+                s_.recv()
+                poller.unregister(s_)
+                got += 1
+                waiting -= 1
+        time.sleep(0.2)
+        after = proc_status(server.pid)
+        result["router"] = {"start": before, "connected": after, "answered": got,
+                            "rss_per_conn_kib": (after["VmRSS"] - before["VmRSS"]) /
+                            max(1, args.clients)}
+        if got != args.clients:
+            raise Failure("%d of %d DEALERs answered by the bare ROUTER" % (got, args.clients))
+        result["ok"] = True
+    except Failure as e:
+        result["error"] = str(e)
+    finally:
+        if ctx is not None:
+            q = ctx.socket(zmq.DEALER)
+            q.setsockopt(zmq.LINGER, 1000)
+            q.connect("tcp://127.0.0.1:%d" % port)
+            q.send(b"quit")
+            q.close()
+            for s_ in socks:
+                s_.close(0)
+            ctx.term()
+        if server is not None:
+            try:
+                server.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(5)
+    result["wall_s"] = now() - t_start
+    return result
+
+
 # --- output ---------------------------------------------------------------------
 
 
@@ -1030,6 +1111,9 @@ def parse_args(argv):
     p.add_argument("--broker-wrapper", default="",
                    help="a command the broker runs under, e.g. 'valgrind --tool=massif' (its "
                    "RSS figures are then the wrapper's)")
+    p.add_argument("--router-baseline", action="store_true",
+                   help="no broker: --clients DEALERs on a bare libzmq ROUTER, its RSS per "
+                   "connection (libzmq's own cost, the floor under the broker's)")
     p.add_argument("--keep", action="store_true", help="keep the temporary dir (broker.log)")
     p.add_argument("--json", action="store_true", help="print one JSON object, no table")
     a = p.parse_args(argv)
@@ -1046,6 +1130,19 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # finish() still runs
+    if args.router_baseline:
+        result = router_baseline(args)
+        if args.json:
+            sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+        elif result["ok"]:
+            rt = result["router"]
+            sys.stdout.write("bare libzmq ROUTER, %d DEALERs: RSS %.1f -> %.1f MiB, "
+                             "%.1f KiB per connection\n" % (
+                                 args.clients, rt["start"]["VmRSS"] / 1024.0,
+                                 rt["connected"]["VmRSS"] / 1024.0, rt["rss_per_conn_kib"]))
+        if not result["ok"]:
+            log(result["error"])
+        return 0 if result["ok"] else 1
     result = Run(args).main()
     if args.json:
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")

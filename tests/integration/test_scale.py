@@ -5,7 +5,8 @@ docs/performance.md, Scale).
 Scenarios: every proc is ready, every client attached and every request
 answered, the figures the script reports exist, and the broker and all its
 procs are gone afterwards; a proc that never sends READY makes the script
-fail, saying how many became ready, instead of hanging. Nothing here is
+fail, saying how many became ready, instead of hanging; the bare-ROUTER
+baseline (--router-baseline) answers every DEALER. Nothing here is
 timed: the figures are only checked to exist (timed tests flake on shared
 machines).
 """
@@ -82,3 +83,9 @@ def test_a_proc_that_never_gets_ready_fails_the_run_and_says_how_far(tmp_path):
     assert "READY_TIMEOUT" in r["error"], r["error"]
     assert r["shutdown"]["exit_code"] == 0
     assert r.get("clients_attached") is None   # it stopped at the first failed phase
+
+
+def test_router_baseline_answers_every_dealer():
+    rc, r, err = run_scale("--router-baseline", "--clients", 50)
+    assert rc == 0 and r["ok"], (r["error"], err[-2000:])
+    assert r["router"]["answered"] == 50 and r["router"]["connected"]["fds"] >= 50
