@@ -12,6 +12,7 @@ machines).
 """
 import json
 import os
+import resource
 import subprocess
 import sys
 
@@ -27,11 +28,23 @@ def run_scale(*args, build_dir=BUILD_DIR, timeout=90):
     out = subprocess.run([sys.executable, SCRIPT, "--build-dir", build_dir, "--json"] +
                          [str(a) for a in args], capture_output=True, text=True,
                          timeout=timeout, stdin=subprocess.DEVNULL)
-    report = json.loads(out.stdout)
+    try:
+        report = json.loads(out.stdout)
+    except ValueError:
+        raise AssertionError("scale.py printed no JSON (exit %d): %s" % (
+            out.returncode, out.stderr[-2000:]))
     return out.returncode, report, out.stderr
 
 
-def need_binaries():
+def need_files(files):
+    """scale.py raises RLIMIT_NOFILE itself, up to the hard limit (past it as root)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < files and os.geteuid() != 0:
+        pytest.skip("RLIMIT_NOFILE hard limit %d < %d and not root" % (hard, files))
+
+
+def need_binaries(files=1300):
+    need_files(files)
     for name in ("zhost-broker", "zhost-echo", "zhost-ctl"):
         if not os.access(os.path.join(BUILD_DIR, name), os.X_OK):
             pytest.skip("no %s in %s (set ZHOST_BUILD_DIR)" % (name, BUILD_DIR))
@@ -86,6 +99,7 @@ def test_a_proc_that_never_gets_ready_fails_the_run_and_says_how_far(tmp_path):
 
 
 def test_router_baseline_answers_every_dealer():
+    need_files(400)
     rc, r, err = run_scale("--router-baseline", "--clients", 50)
     assert rc == 0 and r["ok"], (r["error"], err[-2000:])
     assert r["router"]["answered"] == 50 and r["router"]["connected"]["fds"] >= 50
