@@ -1107,7 +1107,8 @@ def parse_args(argv):
                    help="seconds for the whole run (1200)")
     p.add_argument("--log-level", default="warn", help="the broker's --log-level (warn)")
     p.add_argument("--broker-arg", action="append", default=[],
-                   help="one more argument for zhost-broker (repeatable)")
+                   help="one more argument for zhost-broker (repeatable; "
+                   "--broker-arg=--heartbeat=2s)")
     p.add_argument("--broker-wrapper", default="",
                    help="a command the broker runs under, e.g. 'valgrind --tool=massif' (its "
                    "RSS figures are then the wrapper's)")
