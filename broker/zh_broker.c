@@ -30,7 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -145,6 +145,24 @@ zh_broker_block_signals (void)
     return pthread_sigmask (SIG_BLOCK, &set, NULL) == 0 ? 0 : -1;
 }
 
+//  Every connection and proc pipe is an fd: take the hard limit, and say
+//  what it is (past it, libzmq stops accepting connections silently).
+static void
+s_raise_fd_limit (void)
+{
+    struct rlimit limit;
+    if (getrlimit (RLIMIT_NOFILE, &limit) != 0) return;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlim_t was = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if (setrlimit (RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = was;
+    }
+    zh_info ("fds",
+             "max=%llu note=\"each client, peer and proc costs fds: about one per "
+             "connection and two per proc\"",
+             (unsigned long long)limit.rlim_cur);
+}
+
 static int
 s_curve_server (void *arg, void *socket)
 {
@@ -253,6 +271,7 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
                          err) != 0)
         goto fail;
     if (s_build_parts (self, err) != 0) goto fail;
+    s_raise_fd_limit ();
 
     sigset_t set;
     sigemptyset (&set);

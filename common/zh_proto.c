@@ -772,7 +772,11 @@ s_sbuffer_take (msgpack_sbuffer *sbuf, int rc, size_t *size)
         return NULL;
     }
     *size = sbuf->size;
-    return (uint8_t *)msgpack_sbuffer_release (sbuf);
+    uint8_t *data = (uint8_t *)msgpack_sbuffer_release (sbuf);
+    //  msgpack's sbuffer starts at 8 KiB; a body kept for long (the broker
+    //  keeps each client's BOOTSTRAP) should cost what it holds.
+    uint8_t *exact = data ? (uint8_t *)realloc (data, *size ? *size : 1) : NULL;
+    return exact ? exact : data;
 }
 
 uint8_t *
