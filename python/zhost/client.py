@@ -291,7 +291,10 @@ class Agent(object):
                                   timeout=timeout)
         if not parts:
             raise ZhostError("%s: empty answer" % op)
-        answer = P.unpack(parts[0])
+        try:
+            answer = P.unpack(parts[0])
+        except P.ProtocolError as e:
+            raise ZhostError("%s: answer is not msgpack: %s" % (op, e))
         if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
             raise ZhostError("%s: answer is not {ok: bool, ...}: %r" % (op, answer))
         if not answer["ok"]:
@@ -962,7 +965,10 @@ def attach(endpoint, label=None, heartbeat=True, timeout=5.0, actor="client", co
                 if time.monotonic() >= deadline:
                     raise Timeout("no BOOTSTRAP from %s within %ss" % (endpoint, timeout))
                 continue
-            msg = Message(proc.sock.recv_multipart())
+            try:
+                msg = Message(proc.sock.recv_multipart())
+            except P.ProtocolError:
+                continue   # not ZHP/1 (e.g. a body that does not decode): dropped
             proc._last_recv = time.monotonic()
             if msg.cmd == P.BOOTSTRAP:
                 proc._on_bootstrap(msg.body)

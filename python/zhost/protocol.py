@@ -29,7 +29,7 @@ __all__ = [
     "uid58_encode", "uid58_decode", "is_label", "check_label", "check_id",
     "check_endpoint", "Address", "parse_address", "proc_address",
     "actor_address", "port_address", "make_id",
-    "pack", "unpack", "header", "encode_control", "encode_send",
+    "pack", "unpack", "check_msgpack", "header", "encode_control", "encode_send",
     "encode_return", "Head", "decode_head", "Message", "decode",
 ]
 
@@ -288,13 +288,93 @@ def port_address(actor, port):
 
 
 # --- msgpack ----------------------------------------------------------------
+#
+# MSG-1: no declared length or count from the wire reserves memory. msgpack
+# builds a list or dict at the size its header declares before it reads a
+# single element, so b"\xdd\xff\xff\xff\xff" (array32 of 2**32-1, five bytes)
+# would ask for 32 GiB. unpack() therefore (1) walks the bytes first without
+# building anything and refuses them when the containers open at any point
+# declare more elements than there are bytes left (each element takes at
+# least one byte): this bounds nested claims too, which msgpack's own
+# per-container limits do not (a nest of array32 headers, each under the
+# limit, reserves the limit once per level); and (2) passes max_str_len,
+# max_bin_len, max_array_len, max_map_len and max_ext_len set from the
+# input's length to msgpack.unpackb (the same in msgpack 1.0.3, Debian 12's
+# python3-msgpack, and later: 1.0 took them from len(packed) by default,
+# other versions need not). max_buffer_size concerns the streaming
+# Unpacker, which this module does not use.
+
+_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4,
+          0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8, 0xD4: 2, 0xD5: 3, 0xD6: 5,
+          0xD7: 9, 0xD8: 17}              # marker -> bytes after it (fixext: type + data)
+_SIZED = {0xC4: (1, 0), 0xC5: (2, 0), 0xC6: (4, 0),      # bin 8/16/32
+          0xC7: (1, 1), 0xC8: (2, 1), 0xC9: (4, 1),      # ext 8/16/32: + type byte
+          0xD9: (1, 0), 0xDA: (2, 0), 0xDB: (4, 0)}      # str 8/16/32
+_COUNTED = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}  # array/map 16/32
+
+
+def check_msgpack(data):
+    """Raise ProtocolError unless data is one msgpack object whose declared
+    lengths fit in data and whose open containers never claim more elements
+    than bytes remain (MSG-1). Builds nothing; cost is per object."""
+    data = bytes(data)
+    end = len(data)
+    pos = 0
+    need = 1                                 # elements still owed by open containers
+
+    def length(at, size):
+        if at + size > end:
+            raise ProtocolError("msgpack: a length runs past the end (%d bytes)" % end)
+        return int.from_bytes(data[at:at + size], "big")
+
+    while need:
+        if need > end - pos:
+            raise ProtocolError("msgpack: %d elements declared, %d bytes left" % (
+                need, end - pos))
+        b = data[pos]
+        pos += 1
+        need -= 1
+        if b <= 0x7F or b >= 0xE0:
+            continue
+        if b <= 0x8F:
+            need += 2 * (b & 0x0F)
+        elif b <= 0x9F:
+            need += b & 0x0F
+        elif b <= 0xBF:
+            pos += b & 0x1F
+        elif b in _FIXED:
+            pos += _FIXED[b]
+        elif b in _SIZED:
+            size, extra = _SIZED[b]
+            pos += size + extra + length(pos, size)
+        elif b in _COUNTED:
+            size, per = _COUNTED[b]
+            need += per * length(pos, size)
+            pos += size
+        else:
+            raise ProtocolError("msgpack: byte 0x%02x is not a type" % b)
+        if pos > end:
+            raise ProtocolError("msgpack: a value runs past the end (%d bytes)" % end)
+    if pos != end:
+        raise ProtocolError("msgpack: %d bytes after the object" % (end - pos))
+
 
 def pack(obj):
     return msgpack.packb(obj, use_bin_type=True)
 
 
 def unpack(data):
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    """Decode wire bytes: the one msgpack decoder of the client (MSG-1).
+    ProtocolError for anything that is not one well-formed, bounded object."""
+    data = bytes(data)
+    check_msgpack(data)
+    n = len(data)
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False,
+                               max_str_len=n, max_bin_len=n, max_array_len=n,
+                               max_map_len=n // 2, max_ext_len=n)
+    except Exception as e:  # noqa: BLE001 - ExtraData, FormatError, StackError, unhashable keys...
+        raise ProtocolError("msgpack: %s: %s" % (type(e).__name__, e))
 
 
 # --- frames (§3-§5) ---------------------------------------------------------

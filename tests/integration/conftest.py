@@ -187,6 +187,19 @@ class Broker(object):
         except OSError:
             return ""
 
+    def wait_stderr(self, pattern, timeout=5.0):
+        """The first match of pattern (a regex) in the broker's stderr, waiting
+        at most timeout seconds for it; AssertionError naming it otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.stderr_text())
+            if m:
+                return m
+            if time.monotonic() >= deadline:
+                raise AssertionError("no %r in the broker's stderr within %.1fs:\n%s" % (
+                    pattern, timeout, self.stderr_tail()))
+            time.sleep(0.02)   # poll interval
+
     def stderr_tail(self, n=40):
         return "\n".join(self.stderr_text().splitlines()[-n:])
 

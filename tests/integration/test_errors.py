@@ -230,13 +230,16 @@ def test_errors_do_not_disturb_routing(attached):
     assert peer.expect(zhp.SEND).parts == [b"still fine"]
 
 
-@pytest.mark.parametrize("cmd", [zhp.BOOTSTRAP, zhp.WELCOME, zhp.STOP, zhp.READY])
-def test_command_not_for_the_frontend_is_400(attached, cmd):
+@pytest.mark.parametrize("cmd, code", [(zhp.BOOTSTRAP, 400), (zhp.WELCOME, 400),
+                                       (zhp.STOP, 400), (zhp.READY, 403)])
+def test_command_not_for_the_frontend_is_refused(attached, cmd, code):
     """docs/broker.md: only SEND, RETURN, PING, PONG, BYE, ERROR and the
-    socket's handshake command are accepted; any other valid command is 400."""
+    socket's handshake command are accepted; any other valid command is 400,
+    but READY is 403 (PROTOCOL.md §6: the broker accepts READY only from a
+    proc it is spawning; others get ERROR 403)."""
     b, c, _ = attached
     c.send_frames(zhp.control(cmd, {"proc": c.proc, "pid": 1}))
-    c.expect_error(400)
+    c.expect_error(code)
 
 
 def test_hello_on_control_and_attach_on_backend_are_400(broker, client, zctx):

@@ -221,7 +221,7 @@ def test_pipeline_from_broker_spawn_flags(broker, client):
         if procs.get("up") == "ready" and procs.get("fr") == "ready":
             break
         assert time.monotonic() < deadline, procs
-        time.sleep(0.05)
+        time.sleep(0.05)   # poll interval
     r = run(PING, "-t", "abc", b.frontend[0], "front.fr@" + b.ep)
     assert r.returncode == 0 and '"ABC"' in r.stdout, r
 
@@ -395,7 +395,11 @@ def test_stop_runs_on_stop_and_a_failed_handler_exits_1(broker, client):
     spawn(ctl, "c1", COLLECTOR)
     me = client(b)
     me.send("collector.c1:3@" + b.ep, [b"fail please"])
-    time.sleep(0.2)
+    # the handler ran and failed: libzhost says so on stderr, in the tail
+    deadline = time.monotonic() + 5.0
+    while "handler-failed" not in ok(ctl.request("status", name="c1"))["tail"]:
+        assert time.monotonic() < deadline, "c1 never reported handler-failed"
+        time.sleep(0.05)   # poll interval
     entry = stop(ctl, "c1")
     assert entry["status"] == "stopped" and entry.get("exit_code") == 1, entry
     tail = ok(ctl.request("status", name="c1"))["tail"]
@@ -421,7 +425,7 @@ def test_heartbeats_keep_an_idle_client_attached(broker, client, cproc):
     r = run(PING, "-c", "2", "-i", "1500", b.frontend[0], "agent")
     assert r.returncode == 0 and "2 answered" in r.stdout, r
     coll, remote = attached_collector(cproc, b)
-    time.sleep(1.5)
+    time.sleep(1.5)   # the scenario itself: idle for longer than 3 heartbeats (600 ms)
     me = client(b)
     bogus = zhp.port_addr(zhp.actor_addr(remote, "nobody"), 0)
     me.send(zhp.port_addr(zhp.actor_addr(remote, "collector"), 1), [bogus.encode()],

@@ -123,10 +123,12 @@ def test_status_tail_of_a_running_proc(broker, client):
         st = ok(ctl.request("status", name="talky"))
         if "hello-from-proc" in st.get("tail", "") or time.monotonic() > deadline:
             break
-        time.sleep(0.05)
+        time.sleep(0.05)   # poll interval
     assert "hello-from-proc" in st["tail"], st
 
 
+# A proc slow to stop: its 1 s sleep after STOP is the scenario itself (the
+# broker's shutdown phase one must last while it runs), not a wait.
 SLOW_STOP_PROC = ECHO_PROC.replace("    elif m.cmd == zhp.STOP:\n        break",
                                    "    elif m.cmd == zhp.STOP:\n        time.sleep(1.0)\n"
                                    "        break")
@@ -141,7 +143,8 @@ def test_shutdown_phase_one(broker, client, zctx):
     a, bob = client(b, label="a"), client(b, label="bob")
     ok(ctl.request("spawn", name="slow", argv=[PY, "-c", SLOW_STOP_PROC], timeout=15.0))
     b.signal(signal.SIGTERM)
-    time.sleep(0.2)  # the broker is now waiting for "slow" to exit
+    # phase one has begun: the broker sent "slow" its STOP and waits for it
+    b.wait_stderr(r"proc name=slow from=ready to=stopping", timeout=5.0)
     assert b.alive()
     a.send(bob.port(), [b"during phase 1"])
     msg = bob.recv(timeout=1.0)

@@ -367,7 +367,7 @@ class Client(object):
     """
 
     def __init__(self, ctx, endpoint, routing_id=None, rcvhwm=None, sndhwm=None,
-                 linger=0, name=None, curve=None):
+                 linger=0, name=None, curve=None, sockopts=None):
         self.endpoint = endpoint
         self.routing_id = routing_id or random_routing_id()
         self.sock = ctx.socket(zmq.DEALER)
@@ -380,6 +380,8 @@ class Client(object):
         if curve is not None:   # (client public, client secret, server public)
             self.sock.curve_publickey, self.sock.curve_secretkey = curve[0], curve[1]
             self.sock.curve_serverkey = curve[2]
+        for opt, value in (sockopts or {}).items():   # e.g. {zmq.RECONNECT_IVL: -1}
+            self.sock.setsockopt(opt, value)
         self.sock.connect(endpoint)
         self.name = name or endpoint
         self.inbox = collections.deque()

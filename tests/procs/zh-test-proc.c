@@ -14,6 +14,7 @@
         --exit N            exit N at once, before READY
         --crash-after MS    exit 3 MS after READY
         --ready-delay MS    wait MS before connecting and READY
+        --print-before-ready N  write N bytes of lines to stdout before READY
     It prints "up <proc>" at start and "stop <proc>" when STOP arrives.
 */
 #include <signal.h>
@@ -60,6 +61,15 @@ main (int argc, char **argv)
         return 2;
     }
     printf ("up %s\n", proc);
+    fflush (stdout);
+    long print_bytes = s_flag (argc, argv, "--print-before-ready", 0);
+    for (long left = print_bytes; left > 0; left -= 64) {
+        char line[65];
+        size_t len = left < 64 ? (size_t)left : 64;
+        memset (line, 'x', len - 1);
+        line[len - 1] = '\n';
+        fwrite (line, 1, len, stdout);
+    }
     fflush (stdout);
     void *ctx = zmq_ctx_new ();
     void *sock = zmq_socket (ctx, ZMQ_DEALER);
