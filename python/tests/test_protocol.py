@@ -1,4 +1,4 @@
-"""zhost.protocol without a broker: addresses (PROTOCOL.md §2, docs/protocol.md
+"""zhost.protocol without a broker: addresses (docs/protocol.md §2, docs/protocol.md
 §2) and frames (§3-§6), checked against the worked examples of docs/protocol.md."""
 
 import pytest

@@ -44,7 +44,7 @@ class ZhostError(Exception):
 
 
 class Undeliverable(ZhostError):
-    """A message came back as a RETURN (PROTOCOL.md §5).
+    """A message came back as a RETURN (docs/protocol.md §5).
 
     code, reason, at: the root cause (failures[0]); failures: the whole list;
     dest: the original dest; payload: the original parts; meta: the original
@@ -270,7 +270,7 @@ class Actor(object):
 # --- the host agent ---------------------------------------------------------
 
 class Agent(object):
-    """The host agent's control API (PROTOCOL.md §8) as methods.
+    """The host agent's control API (docs/protocol.md §8) as methods.
 
     Admin ops (spawn, stop, kill, stop_all, shutdown) are allowed only to a
     client attached to the control socket: zhost.attach("ipc://<runtime>/control").

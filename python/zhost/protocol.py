@@ -1,6 +1,6 @@
 """zhost.protocol — ZHP/1 addresses and frames, without sockets.
 
-Everything here follows PROTOCOL.md (the shared contract) and docs/protocol.md
+Everything here follows docs/protocol.md (the shared contract) and docs/protocol.md
 (the project's account of it):
 
 * addresses (§2): ``id``, ``proc``, ``actor`` and ``port`` addresses with the

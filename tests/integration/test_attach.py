@@ -1,5 +1,5 @@
 """Attach: ATTACH -> BOOTSTRAP on the frontend and the control socket
-(PROTOCOL.md §3, §6; docs/broker.md "Connections and principals")."""
+(docs/protocol.md §3, §6; docs/broker.md "Connections and principals")."""
 
 import re
 

@@ -1,4 +1,4 @@
-"""The order in which the broker checks a message (PROTOCOL.md §3): header
+"""The order in which the broker checks a message (docs/protocol.md §3): header
 length and magic (400) → version (426) → command (404) → handshake (401) →
 layout (400) → principal (403). A connection that has not attached yet
 still gets the header errors first; a readable SEND head gets 401 with its

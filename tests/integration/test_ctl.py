@@ -1,4 +1,4 @@
-"""zhost-ctl against the real broker (docs/ctl.md, DESIGN.md "Command line").
+"""zhost-ctl against the real broker (docs/ctl.md, docs/broker.md "Start").
 
 Each test starts zhost-broker (conftest's `broker` fixture: --frontend
 tcp://127.0.0.1:0 --runtime-dir <tmp>/rt, waits for "ready") and runs

@@ -1,4 +1,4 @@
-"""CURVE on the frontend (DESIGN.md, Security; broker/zh_curve.c).
+"""CURVE on the frontend (docs/design.md, Security; broker/zh_curve.c).
 
 Scenario: keys made with `zhost-ctl keygen`; the broker runs with
 --curve-secret, --curve-allow (alice) and --curve-admin (root). alice

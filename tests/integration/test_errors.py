@@ -1,4 +1,4 @@
-"""ERROR answers (PROTOCOL.md §3 check order, §7 codes): each code, and that
+"""ERROR answers (docs/protocol.md §3 check order, §7 codes): each code, and that
 an ERROR refusing a SEND names its dest and seq."""
 
 import os
@@ -235,7 +235,7 @@ def test_errors_do_not_disturb_routing(attached):
 def test_command_not_for_the_frontend_is_refused(attached, cmd, code):
     """docs/broker.md: only SEND, RETURN, PING, PONG, BYE, ERROR and the
     socket's handshake command are accepted; any other valid command is 400,
-    but READY is 403 (PROTOCOL.md §6: the broker accepts READY only from a
+    but READY is 403 (docs/protocol.md §6: the broker accepts READY only from a
     proc it is spawning; others get ERROR 403)."""
     b, c, _ = attached
     c.send_frames(zhp.control(cmd, {"proc": c.proc, "pid": 1}))

@@ -1,5 +1,5 @@
 """Hardening: broker defects, each as the scenario a user would check
-(PROTOCOL.md §6 and §8 "Rules every answer follows"; DESIGN.md "Security",
+(docs/protocol.md §6 and §8 "Rules every answer follows"; docs/design.md "Security",
 "Process manager").
 
 - READY is accepted only from a proc being spawned: an attached client's
@@ -272,7 +272,7 @@ RUNTIME_DIR_CAUSES = {
 
 @pytest.mark.parametrize("case", list(RUNTIME_DIR_CAUSES))
 def test_runtime_dir_refused_and_left_as_it_was(tmp_path, case):
-    """The runtime dir guards the backend and control sockets (DESIGN.md
+    """The runtime dir guards the backend and control sockets (docs/design.md
     Security): the broker refuses (1) a symlink to a dir of ours, (2) a dir
     owned by another user, (3) a dir that holds a file that is not zhost's,
     (4) a dir of ours with mode 0755. It exits non-zero at once, names the
@@ -330,7 +330,7 @@ def test_runtime_dir_new_or_made_by_zhost_is_used(broker, tmp_path):
 # --- d. SIGPIPE -------------------------------------------------------------------
 
 def test_closed_stderr_pipe_does_not_kill_the_broker(tmp_path, zctx):
-    """The broker logs to a pipe whose reader went away (DESIGN.md: it
+    """The broker logs to a pipe whose reader went away (docs/design.md: it
     ignores SIGPIPE). Made to log — a client attaches and sends, a proc is
     spawned and prints, stopped — it stays up and answers; SIGTERM still
     ends it cleanly: exit 0, its sockets and pid file gone from the runtime

@@ -1,5 +1,5 @@
 """The host agent host_agent.service@<ep>, port 1: request/reply through meta
-`reply` (PROTOCOL.md §8, docs/broker.md "Host agent")."""
+`reply` (docs/protocol.md §8, docs/broker.md "Host agent")."""
 
 import pytest
 
@@ -107,7 +107,7 @@ def test_admin_op_from_frontend_not_allowed(broker, client, op, args):
 def test_admin_ops_from_control_socket_are_admitted(broker, client):
     b = broker()
     c = client(b, via="control")
-    # a child that exits before READY: SPAWN_FAILED (PROTOCOL.md §6)
+    # a child that exits before READY: SPAWN_FAILED (docs/protocol.md §6)
     failed(c.request("spawn", name="w1", argv=["/bin/true"], timeout=10.0), "SPAWN_FAILED")
     for op in ("stop", "kill"):
         ans = c.request(op, name="nosuch")

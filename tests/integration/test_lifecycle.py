@@ -1,5 +1,5 @@
-"""Proc lifecycle through the real broker (issue 4; DESIGN.md "Lifecycle of
-a proc"; PROTOCOL.md §6, §8), with tests/procs/zh-test-proc, a small C proc
+"""Proc lifecycle through the real broker (issue 4; docs/design.md "Lifecycle of
+a proc"; docs/protocol.md §6, §8), with tests/procs/zh-test-proc, a small C proc
 that speaks just enough ZHP to be spawned.
 
 Scenarios: every state a proc goes through as the host agent reports it;

@@ -1,4 +1,4 @@
-"""Liveness and close (PROTOCOL.md §7, docs/broker.md "Liveness and close"):
+"""Liveness and close (docs/protocol.md §7, docs/broker.md "Liveness and close"):
 PING/PONG, dropping silent clients, BYE answered with BYE after everything
 sent before it was routed (the clean detach of libzmq#4660)."""
 

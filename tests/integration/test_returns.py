@@ -1,4 +1,4 @@
-"""Undeliverable SENDs come back as RETURN (PROTOCOL.md §4, §5): every code the
+"""Undeliverable SENDs come back as RETURN (docs/protocol.md §4, §5): every code the
 broker can produce on its own, with its meta, and none for unflagged SENDs."""
 
 import collections

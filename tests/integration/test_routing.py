@@ -1,4 +1,4 @@
-"""Routing between attached clients: SEND A -> broker -> B (PROTOCOL.md §4).
+"""Routing between attached clients: SEND A -> broker -> B (docs/protocol.md §4).
 The broker forwards the head and payload frames unchanged but for ttl."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""SIGTERM / SIGINT (docs/broker.md "Liveness and close", DESIGN.md
+"""SIGTERM / SIGINT (docs/broker.md "Liveness and close", docs/design.md
 "Shutdown"): BYE {"reason": "shutdown"} to every connection, frontends
 unbound, exit 0 within --linger plus a margin."""
 

@@ -1,5 +1,5 @@
-"""Spawned procs over raw ZHP (PROTOCOL.md §6 Spawn, §8; DESIGN.md "Process
-manager"): a proc spawned from the control socket connects to the backend
+"""Spawned procs over raw ZHP (docs/protocol.md §6 Spawn, §8; docs/broker.md "Procs and
+their process groups"): a proc spawned from the control socket connects to the backend
 with ROUTING_ID = its proc id, sends READY, and is routable; stop ends it.
 
 The proc here is a few lines of python speaking ZHP with zhp.py: it echoes

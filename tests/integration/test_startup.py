@@ -1,5 +1,5 @@
 """Start-up: what zhost-broker prints, its flags, its runtime dir and its lock
-(docs/broker.md "Start", DESIGN.md "Command line")."""
+(docs/broker.md "Start", docs/broker.md "Start")."""
 
 import os
 import re
@@ -63,7 +63,7 @@ def test_advertise_flag_sets_the_advertised_endpoint(broker, client):
     assert c.bootstrap["agent"] == "host_agent.service@tcp://zhost-a.example:7100"
 
 
-# Flags of DESIGN.md "Command line" and docs/broker.md, with their defaults.
+# Flags of docs/broker.md "Start" and docs/broker.md, with their defaults.
 FLAG_DEFAULTS = {
     "--frontend": ["tcp://127.0.0.1:7100"],
     "--advertise": None,

@@ -1,5 +1,5 @@
 """A seeded storm of random and mutated frames from several connections
-(DESIGN.md "Security": every input bounded and validated, never a crash).
+(docs/design.md "Security": every input bounded and validated, never a crash).
 The broker stays up, answers ERRORs, only ever sends valid ZHP, keeps routing
 between good clients, and its RSS stays bounded."""
 

@@ -1,5 +1,5 @@
 """The test client's own codec, checked against itself and against the byte
-layouts of PROTOCOL.md §3–§5 (no broker needed)."""
+layouts of docs/protocol.md §3–§5 (no broker needed)."""
 
 import struct
 

@@ -1,6 +1,6 @@
 """zhp.py — a small pure-python ZHP/1 codec and client for the integration tests.
 
-Written from /work/shared/PROTOCOL.md alone (not from the broker's code), so
+Written from /work/shared/docs/protocol.md alone (not from the broker's code), so
 that the tests check the broker against the contract, the way any client in
 another language would see it:
 

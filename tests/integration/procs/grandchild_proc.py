@@ -6,7 +6,7 @@ grandchild_proc.py]). Before READY it starts `sleep 300` as a child of its
 own, in its own process group (no new session: the group the broker made
 for the proc), with stdin, stdout and stderr on /dev/null so that only the
 group ties it to the proc, and prints "grandchild <pid>" (read from the
-proc's status tail). Then it does what PROTOCOL.md §6 asks of a proc:
+proc's status tail). Then it does what docs/protocol.md §6 asks of a proc:
 DEALER to $ZHOST_BACKEND with ROUTING_ID = its proc id, READY {proc, pid},
 PONG to PING; on STOP it says BYE and exits 0, leaving `sleep` running. A
 SEND to it (any actor, any port) makes it exit 0 at once, also leaving

@@ -2,7 +2,7 @@
 """ready_proc.py — the smallest spawned proc, for the zhost-ctl tests.
 
 Where it sits: the broker spawns it (zhost-ctl spawn NAME -- python3
-ready_proc.py). It does what PROTOCOL.md §6 asks of a spawned proc and no
+ready_proc.py). It does what docs/protocol.md §6 asks of a spawned proc and no
 more: connect a DEALER to $ZHOST_BACKEND with ROUTING_ID = its proc id (the
 text of $ZHOST_PROC before the first '@'), send READY {proc, pid}, answer
 PING with PONG, and on STOP (0x30) say BYE and exit 0. A BYE from the broker
