@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zh_pack.h"
 #include "zhost_int.h"
 
 #define S_SMALL_FRAMES 16
@@ -477,17 +478,10 @@ s_meta_encode (const zhost_post_opts_t *opts, size_t *size)
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, n);
-    if (opts->reply) {
-        size_t len = strlen (opts->reply);
-        msgpack_pack_str_with_body (&pk, "reply", 5);
-        msgpack_pack_str_with_body (&pk, opts->reply, len);
-    }
-    if (opts->has_seq) {
-        msgpack_pack_str_with_body (&pk, "seq", 3);
-        msgpack_pack_int64 (&pk, opts->seq);
-    }
+    if (opts->reply) zh_pack_kv_str (&pk, "reply", opts->reply);
+    if (opts->has_seq) zh_pack_kv_int (&pk, "seq", opts->seq);
     if (headers) {
-        msgpack_pack_str_with_body (&pk, "headers", 7);
+        zh_pack_str (&pk, "headers");
         msgpack_sbuffer_write (&sbuf, (const char *)opts->headers, opts->headers_size);
     }
     *size = sbuf.size;
