@@ -40,6 +40,7 @@
 #include "zh_error.h"
 #include "zh_pack.h"
 #include "zh_proto.h"
+#include "zh_wire.h"
 
 #define PROGRAM        "zhost-ctl"
 #define EXIT_OK        0
@@ -392,41 +393,18 @@ s_answer_wait_ms (const options_t *o)
 //  The request map
 
 static void
-s_pack_cstr (msgpack_packer *pk, const char *s)
-{
-    size_t len = strlen (s);
-    msgpack_pack_str (pk, len);
-    msgpack_pack_str_body (pk, s, len);
-}
-
-static void
-s_pack_kv_str (msgpack_packer *pk, const char *key, const char *value)
-{
-    s_pack_cstr (pk, key);
-    s_pack_cstr (pk, value);
-}
-
-static void
-s_pack_kv_int (msgpack_packer *pk, const char *key, int64_t value)
-{
-    s_pack_cstr (pk, key);
-    msgpack_pack_int64 (pk, value);
-}
-
-static void
 s_pack_spawn_args (msgpack_packer *pk, const options_t *o)
 {
-    s_pack_cstr (pk, "argv");
+    zh_pack_str (pk, "argv");
     msgpack_pack_array (pk, (size_t)o->argc);
     for (int i = 0; i < o->argc; i++)
-        s_pack_cstr (pk, o->argv[i]);
-    s_pack_cstr (pk, "env");
+        zh_pack_str (pk, o->argv[i]);
+    zh_pack_str (pk, "env");
     msgpack_pack_map (pk, o->env_count);
     for (size_t i = 0; i < o->env_count; i++) {
         const char *eq = strchr (o->env[i], '=');
-        msgpack_pack_str (pk, (size_t)(eq - o->env[i]));
-        msgpack_pack_str_body (pk, o->env[i], (size_t)(eq - o->env[i]));
-        s_pack_cstr (pk, eq + 1);
+        zh_pack_strn (pk, o->env[i], (size_t)(eq - o->env[i]));
+        zh_pack_str (pk, eq + 1);
     }
 }
 
@@ -443,15 +421,15 @@ s_pack_request (msgpack_sbuffer *buffer, const options_t *o)
     n += o->max_in_flight >= 0;
     n += o->reason != NULL;
     msgpack_pack_map (&pk, n);
-    s_pack_kv_str (&pk, "op", o->cmd->op);
-    if (o->cmd->needs_name) s_pack_kv_str (&pk, "name", o->name);
+    zh_pack_kv_str (&pk, "op", o->cmd->op);
+    if (o->cmd->needs_name) zh_pack_kv_str (&pk, "name", o->name);
     if (c == CMD_SPAWN) {
         s_pack_spawn_args (&pk, o);
-        if (o->ready_timeout_ms >= 0) s_pack_kv_int (&pk, "ready_timeout_ms", o->ready_timeout_ms);
+        if (o->ready_timeout_ms >= 0) zh_pack_kv_int (&pk, "ready_timeout_ms", o->ready_timeout_ms);
     }
-    if (o->op_timeout_ms >= 0) s_pack_kv_int (&pk, "timeout_ms", o->op_timeout_ms);
-    if (o->max_in_flight >= 0) s_pack_kv_int (&pk, "max_in_flight", o->max_in_flight);
-    if (o->reason) s_pack_kv_str (&pk, "reason", o->reason);
+    if (o->op_timeout_ms >= 0) zh_pack_kv_int (&pk, "timeout_ms", o->op_timeout_ms);
+    if (o->max_in_flight >= 0) zh_pack_kv_int (&pk, "max_in_flight", o->max_in_flight);
+    if (o->reason) zh_pack_kv_str (&pk, "reason", o->reason);
 }
 
 //  ---------------------------------------------------------------------
@@ -915,15 +893,9 @@ s_recv (session_t *s, message_t *m)
 static int
 s_send_control (session_t *s, uint8_t command, const zh_body_t *body)
 {
-    uint8_t header[ZH_HEADER_SIZE];
-    zh_header_write (header, command, 0, 0);
-    size_t size = 0;
-    uint8_t *data = body ? zh_body_encode (body, &size) : NULL;
-    int rc = zmq_send (s->sock, header, sizeof header, data ? ZMQ_SNDMORE : 0);
-    if (rc >= 0 && data) rc = zmq_send (s->sock, data, size, 0);
-    free (data);
+    int rc = zh_wire_send_command (s->sock, NULL, 0, command, body, 0);
     s->last_sent = zclock_mono ();
-    return rc < 0 ? -1 : 0;
+    return rc;
 }
 
 static int
@@ -1211,8 +1183,8 @@ s_send_request (session_t *s)
     msgpack_packer pk;
     msgpack_packer_init (&pk, &meta, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 2);
-    s_pack_kv_str (&pk, "reply", s->reply);
-    s_pack_kv_int (&pk, "seq", 1);
+    zh_pack_kv_str (&pk, "reply", s->reply);
+    zh_pack_kv_int (&pk, "seq", 1);
     size_t dest_len = strlen (s->agent_port), src_len = strlen (s->src);
     size_t size = zh_head_size (dest_len, src_len, meta.size, request.size);
     uint8_t *head = malloc (size);
