@@ -260,6 +260,7 @@ body_parse (const uint8_t *data, size_t size, body_t *b)
 {
     memset (b, 0, sizeof *b);
     if (size == 0) return 0;
+    if (zh_msgpack_check (data, size) != 0) return -1; //  the guard before msgpack-c
     msgpack_unpacked u;
     msgpack_unpacked_init (&u);
     size_t off = 0;
@@ -1293,6 +1294,7 @@ static int
 answer_parse (const uint8_t *data, size_t size, answer_t *a)
 {
     memset (a, 0, sizeof *a);
+    if (zh_msgpack_check (data, size) != 0) return -1; //  the guard before msgpack-c
     msgpack_unpacked u;
     msgpack_unpacked_init (&u);
     size_t off = 0;

@@ -1219,15 +1219,16 @@ s_handle_answer (session_t *s, const message_t *m, const zh_head_t *head)
         part = (const char *)zmq_msg_data ((zmq_msg_t *)&m->frames[1]);
         len = zmq_msg_size ((zmq_msg_t *)&m->frames[1]);
     }
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    size_t offset = 0;
+    //  Bytes from the wire reach msgpack-c only through the guard.
+    msgpack_zone zone;
+    msgpack_object root;
     int rc = EXIT_FAILED;
-    if (!part || msgpack_unpack_next (&unpacked, part, len, &offset) != MSGPACK_UNPACK_SUCCESS ||
-        unpacked.data.type != MSGPACK_OBJECT_MAP)
+    if (!msgpack_zone_init (&zone, 4096)) return EXIT_FAILED;
+    if (!part || zh_msgpack_unpack ((const uint8_t *)part, len, &zone, &root) != 0 ||
+        root.type != MSGPACK_OBJECT_MAP)
         fprintf (stderr, PROGRAM ": %s: the answer is not a msgpack map\n", s->opts->cmd->word);
     else {
-        const msgpack_object *answer = &unpacked.data;
+        const msgpack_object *answer = &root;
         const msgpack_object *ok = zh_map_get (answer, "ok");
         bool success = ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean;
         if (s->opts->json) {
@@ -1238,7 +1239,7 @@ s_handle_answer (session_t *s, const message_t *m, const zh_head_t *head)
         if (!success) s_report_answer_error (s->opts, answer);
         rc = success ? EXIT_OK : EXIT_FAILED;
     }
-    msgpack_unpacked_destroy (&unpacked);
+    msgpack_zone_destroy (&zone);
     return rc;
 }
 
