@@ -474,10 +474,14 @@ s_await_bootstrap (zhost_proc_t *self, zh_handshake_t *watch, zhost_error_t *err
         zhost_error_put (err, ZHOST_E_REFUSED, "ATTACH: %s", why);
         return -1;
     }
-    bool shook = !watch || zh_handshake_succeeded (watch);
+    const char *why_not = "";
+    if (watch && !zh_handshake_succeeded (watch))
+        why_not = zh_handshake_connected (watch)
+                      ? " (a connection was made but its ZMTP handshake never completed: is a "
+                        "zhost broker listening there?)"
+                      : " (no connection: is a broker listening there?)";
     zhost_error_put (err, ZHOST_E_TIMEOUT, "no BOOTSTRAP from %s within %d ms%s", self->endpoint,
-                     S_ATTACH_TIMEOUT_MS,
-                     shook ? "" : " (no connection: is a broker listening there?)");
+                     S_ATTACH_TIMEOUT_MS, why_not);
     return -1;
 }
 
