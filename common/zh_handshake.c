@@ -3,7 +3,10 @@
 
     zmq_socket_monitor on an inproc PAIR with a name unique to the watched
     socket; libzmq reports every connection attempt, so the first decisive
-    event wins.
+    event wins. The monitor also reports connections made and closed: a
+    close before any handshake succeeded is a failure too (HS-1), and a
+    connection made tells the caller's timeout message that someone
+    listened.
 */
 #include "zh_handshake.h"
 
@@ -14,15 +17,17 @@
 #include <zmq.h>
 
 struct _zh_handshake_t {
-    void *watched; //  the client's socket (not ours)
-    void *pair;    //  receives the monitor's events
-    bool curve;    //  the client offers CURVE
-    bool succeeded;
+    void *watched;  //  the client's socket (not ours)
+    void *pair;     //  receives the monitor's events
+    bool curve;     //  the client offers CURVE
+    bool connected; //  a connection was made
+    bool succeeded; //  a handshake succeeded
 };
 
 #define S_EVENTS                                                                                   \
-    (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |                        \
-     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+    (ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |                \
+     ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |                  \
+     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
 
 zh_handshake_t *
 zh_handshake_new (void *ctx, void *sock, bool curve)
@@ -68,32 +73,55 @@ zh_handshake_succeeded (zh_handshake_t *self)
     return self->succeeded;
 }
 
-static void
-s_failure (zh_handshake_t *self, uint16_t event, uint32_t value, const char *endpoint, char *why,
-           size_t why_size)
+bool
+zh_handshake_connected (zh_handshake_t *self)
 {
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+    return self->connected;
+}
+
+//  What the user should check, by whether the client offered CURVE (HS-1).
+#define S_CHECK_CURVE "is the server key the broker's, and does it run CURVE?"
+#define S_CHECK_PLAIN "does the broker require CURVE?"
+
+int
+zh_handshake_explain (bool curve, uint16_t event, uint32_t value, const char *endpoint, char *why,
+                      size_t why_size)
+{
+    const char *check = curve ? S_CHECK_CURVE : S_CHECK_PLAIN;
+    switch (event) {
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        return 1;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
         snprintf (why, why_size,
                   "%s refused this client's CURVE key (ZAP status %u): is its public "
                   "certificate in the broker's --curve-allow or --curve-admin directory?",
                   endpoint, value);
-    else if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
-        snprintf (why, why_size, "%s: security mechanism mismatch: %s", endpoint,
-                  self->curve ? "this client offers CURVE and the broker does not run it"
-                              : "the broker requires CURVE (give the broker's certificate "
-                                "and this client's)");
-    else if (value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC ||
-             value == ZMQ_PROTOCOL_ERROR_ZMTP_KEY_EXCHANGE)
+        return -1;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+            snprintf (why, why_size, "%s: security mechanism mismatch: %s", endpoint,
+                      curve ? "this client offers CURVE and the broker does not run it"
+                            : "the broker requires CURVE (give the broker's certificate "
+                              "and this client's)");
+        else if (value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC ||
+                 value == ZMQ_PROTOCOL_ERROR_ZMTP_KEY_EXCHANGE)
+            snprintf (why, why_size, "%s: the CURVE handshake failed (0x%08x): %s", endpoint, value,
+                      check);
+        else
+            snprintf (why, why_size, "%s: ZMTP handshake failed (protocol error 0x%08x; %s)",
+                      endpoint, value, check);
+        return -1;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        snprintf (why, why_size, "%s: ZMTP handshake failed (%s)", endpoint, check);
+        return -1;
+    case ZMQ_EVENT_DISCONNECTED:
         snprintf (why, why_size,
-                  "%s: the CURVE handshake failed (0x%08x): is the server key the broker's?",
-                  endpoint, value);
-    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
-        snprintf (why, why_size, "%s: ZMTP handshake failed (protocol error 0x%08x)", endpoint,
-                  value);
-    else
-        snprintf (why, why_size, "%s: ZMTP handshake failed%s", endpoint,
-                  self->curve ? " (is the server key the broker's, and does it run CURVE?)"
-                              : " (does the broker require CURVE?)");
+                  "%s: ZMTP handshake failed (the connection closed before it completed; %s)",
+                  endpoint, check);
+        return -1;
+    default:
+        return 0;
+    }
 }
 
 int
@@ -123,13 +151,12 @@ zh_handshake_read (zh_handshake_t *self, char *why, size_t why_size)
         }
         zmq_msg_close (&addr);
         zmq_msg_close (&head);
-        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-            self->succeeded = true;
-            return 1;
-        }
-        if (event & S_EVENTS) {
-            s_failure (self, event, value, endpoint, why, why_size);
-            return -1;
-        }
+        if (event == ZMQ_EVENT_CONNECTED) self->connected = true;
+        //  A connection that closes after its handshake is the broker
+        //  going away, not a refusal: libzmq reconnects.
+        if (event == ZMQ_EVENT_DISCONNECTED && self->succeeded) continue;
+        int rc = zh_handshake_explain (self->curve, event, value, endpoint, why, why_size);
+        if (rc == 1) self->succeeded = true;
+        if (rc != 0) return rc;
     }
 }

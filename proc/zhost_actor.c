@@ -11,6 +11,15 @@
     AC-1 (handler state is copied first): a handler may open and close
     ports, so the port table may move under it; dispatch copies the
     handler and its arg, and removes a once-port, before the call.
+
+    AC-2 (meta from the wire is checked before it is read): the broker
+    forwards meta unread but for its first byte, so a SEND's meta may
+    declare counts it does not hold (an array32 of 2^32 elements in eight
+    bytes), and msgpack-c reserves a container's elements as soon as it
+    reads the count. Meta that is not exactly one well-formed map
+    (zh_msgpack_check) is read as the empty map: the message is still
+    delivered, with no meta, reply, seq or headers, and logged. Only
+    checked meta reaches msgpack-c (zh_msgpack_unpack) or a handler.
 */
 #include <errno.h>
 #include <msgpack.h>
@@ -18,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zh_pack.h"
 #include "zhost_int.h"
 
 #define S_SMALL_FRAMES 16
@@ -197,12 +207,11 @@ s_headers (const uint8_t *meta, size_t meta_len, size_t *size)
     static const char key[] = "\xa7headers";
     if (!meta || !memmem (meta, meta_len, key, sizeof key - 1)) return NULL;
     msgpack_zone zone;
-    msgpack_zone_init (&zone, 1024);
+    if (!msgpack_zone_init (&zone, 1024)) return NULL;
     msgpack_object root;
     uint8_t *out = NULL;
-    if (msgpack_unpack ((const char *)meta, meta_len, NULL, &zone, &root) ==
-            MSGPACK_UNPACK_SUCCESS &&
-        root.type == MSGPACK_OBJECT_MAP) {
+    //  AC-2: the guard, then msgpack-c.
+    if (zh_msgpack_unpack (meta, meta_len, &zone, &root) == 0 && root.type == MSGPACK_OBJECT_MAP) {
         for (uint32_t i = 0; i < root.via.map.size; i++) {
             msgpack_object_kv *kv = &root.via.map.ptr[i];
             if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != 7 ||
@@ -244,6 +253,17 @@ zhost_msgbuf_fill (zhost_msgbuf_t *buf, const zh_head_t *head, const uint8_t *me
     msg->src = buf->src;
     msg->ttl = head->hdr.ttl;
     msg->flags = head->hdr.flags;
+    //  AC-2: unreadable meta is the empty map.
+    if (meta_len && (!zh_msgpack_is_map (meta[0]) || zh_msgpack_check (meta, meta_len) != 0)) {
+        char qd[ZH_ADDR_MAX + 8], qs[ZH_ADDR_MAX + 8];
+        zh_warn ("bad-meta",
+                 "dest=%s src=%s meta_bytes=%zu reason=\"not one well-formed msgpack map: read "
+                 "as empty\"",
+                 zh_log_quote (qd, sizeof qd, buf->dest, strlen (buf->dest)),
+                 zh_log_quote (qs, sizeof qs, buf->src, strlen (buf->src)), meta_len);
+        meta = NULL;
+        meta_len = 0;
+    }
     msg->meta = meta_len ? meta : NULL;
     msg->meta_size = meta_len;
     zh_span_t reply;
@@ -469,7 +489,10 @@ s_meta_encode (const zhost_post_opts_t *opts, size_t *size)
 {
     *size = 0;
     if (!opts) return NULL;
-    bool headers = opts->headers && opts->headers_size && zh_msgpack_is_map (opts->headers[0]);
+    //  Headers that are not one well-formed map are left out: the meta we
+    //  write must stay readable (AC-2 at the receiver).
+    bool headers = opts->headers && opts->headers_size && zh_msgpack_is_map (opts->headers[0]) &&
+                   zh_msgpack_check (opts->headers, opts->headers_size) == 0;
     uint32_t n = (opts->reply ? 1 : 0) + (opts->has_seq ? 1 : 0) + (headers ? 1 : 0);
     if (n == 0) return NULL;
     msgpack_sbuffer sbuf;
@@ -477,17 +500,10 @@ s_meta_encode (const zhost_post_opts_t *opts, size_t *size)
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, n);
-    if (opts->reply) {
-        size_t len = strlen (opts->reply);
-        msgpack_pack_str_with_body (&pk, "reply", 5);
-        msgpack_pack_str_with_body (&pk, opts->reply, len);
-    }
-    if (opts->has_seq) {
-        msgpack_pack_str_with_body (&pk, "seq", 3);
-        msgpack_pack_int64 (&pk, opts->seq);
-    }
+    if (opts->reply) zh_pack_kv_str (&pk, "reply", opts->reply);
+    if (opts->has_seq) zh_pack_kv_int (&pk, "seq", opts->seq);
     if (headers) {
-        msgpack_pack_str_with_body (&pk, "headers", 7);
+        zh_pack_str (&pk, "headers");
         msgpack_sbuffer_write (&sbuf, (const char *)opts->headers, opts->headers_size);
     }
     *size = sbuf.size;

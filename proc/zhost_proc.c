@@ -34,6 +34,7 @@
 
 #include "zh_curve_keys.h"
 #include "zh_handshake.h"
+#include "zh_wire.h"
 #include "zhost_int.h"
 
 #define S_ATTACH_TIMEOUT_MS 5000
@@ -80,12 +81,6 @@ bool
 zhost_proc_open (zhost_proc_t *self)
 {
     return self->sock != NULL && self->status != ZHOST_STOPPED && self->status != ZHOST_CLOSED;
-}
-
-static void
-s_free_body (void *data, void *hint)
-{
-    free (data);
 }
 
 //  A received multipart message: a few frames on the stack, more on the heap.
@@ -237,24 +232,14 @@ zhost_send_frames (zhost_proc_t *self, zmq_msg_t *frames, size_t count)
     return s_enqueue (self, frames, count);
 }
 
-//  A control command: [header] or [header][body].
+//  A control command: [header] or [header][body] (zh_wire), through the
+//  proc's queue like every other message.
 static int
 s_send_command (zhost_proc_t *self, uint8_t command, const zh_body_t *body)
 {
     zmq_msg_t frames[2];
-    size_t count = 1;
-    zmq_msg_init_size (&frames[0], ZH_HEADER_SIZE);
-    zh_header_write ((uint8_t *)zmq_msg_data (&frames[0]), command, 0, 0);
-    if (body) {
-        size_t size = 0;
-        uint8_t *data = zh_body_encode (body, &size);
-        if (!data) {
-            zmq_msg_close (&frames[0]);
-            return -1;
-        }
-        zmq_msg_init_data (&frames[1], data, size, s_free_body, NULL);
-        count = 2;
-    }
+    size_t count = 0;
+    if (zh_wire_command_frames (frames, &count, command, body) != 0) return -1;
     int rc = zhost_send_frames (self, frames, count);
     for (size_t i = 0; i < count; i++)
         zmq_msg_close (&frames[i]);
@@ -489,10 +474,14 @@ s_await_bootstrap (zhost_proc_t *self, zh_handshake_t *watch, zhost_error_t *err
         zhost_error_put (err, ZHOST_E_REFUSED, "ATTACH: %s", why);
         return -1;
     }
-    bool shook = !watch || zh_handshake_succeeded (watch);
+    const char *why_not = "";
+    if (watch && !zh_handshake_succeeded (watch))
+        why_not = zh_handshake_connected (watch)
+                      ? " (a connection was made but its ZMTP handshake never completed: is a "
+                        "zhost broker listening there?)"
+                      : " (no connection: is a broker listening there?)";
     zhost_error_put (err, ZHOST_E_TIMEOUT, "no BOOTSTRAP from %s within %d ms%s", self->endpoint,
-                     S_ATTACH_TIMEOUT_MS,
-                     shook ? "" : " (no connection: is a broker listening there?)");
+                     S_ATTACH_TIMEOUT_MS, why_not);
     return -1;
 }
 

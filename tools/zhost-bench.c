@@ -25,8 +25,9 @@
     silence and report what was lost; senders give up when blocked as long.
     The same program is the forwarder: zhost-bench --forwarder|--bare ENDPOINT.
 
-    The ZHP/1 head (PROTOCOL.md §4) is written by hand here: it is a few
-    bytes, and the bench then depends on nothing but libzmq and msgpack-c.
+    The hot path's ZHP/1 head (PROTOCOL.md §4) is written by hand here: it
+    is a few bytes, prefixed to each payload. Control commands go through
+    zh_wire and strings are packed with zh_pack, as in every other client.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,7 +56,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "zh_pack.h"
 #include "zh_proto.h"
+#include "zh_wire.h"
 
 #if defined(__has_include)
 #if __has_include(<zhost/zhost.h>)
@@ -257,6 +260,7 @@ body_parse (const uint8_t *data, size_t size, body_t *b)
 {
     memset (b, 0, sizeof *b);
     if (size == 0) return 0;
+    if (zh_msgpack_check (data, size) != 0) return -1; //  the guard before msgpack-c
     msgpack_unpacked u;
     msgpack_unpacked_init (&u);
     size_t off = 0;
@@ -269,14 +273,6 @@ body_parse (const uint8_t *data, size_t size, body_t *b)
     }
     msgpack_unpacked_destroy (&u);
     return rc;
-}
-
-static void
-pack_str (msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen (s);
-    msgpack_pack_str (pk, n);
-    msgpack_pack_str_body (pk, s, n);
 }
 
 //  ---------------------------------------------------------------------
@@ -421,20 +417,17 @@ frame_size (client_t *c, int i)
     return zmq_msg_size (&c->frames[i]);
 }
 
+//  A control command: [header][body?] (zh_wire). A PING or PONG behind a
+//  full queue is skipped, not waited for: the queued SENDs are signs of
+//  life enough (PROTOCOL §7: any message).
 static int
-send_control (client_t *c, uint8_t command, const void *body, size_t body_len)
+send_control (client_t *c, uint8_t command, const zh_body_t *body)
 {
-    uint8_t hdr[ZH_HEADER_SIZE] = {ZH_MAGIC0, ZH_MAGIC1, ZH_VERSION, command, 0, 0};
-    //  A PING or PONG behind a full queue is skipped, not waited for: the
-    //  queued SENDs are signs of life enough (PROTOCOL §7: any message).
-    if ((command == ZH_PING || command == ZH_PONG) && !body_len) {
-        if (zmq_send (c->sock, hdr, sizeof hdr, ZMQ_DONTWAIT) == 0 || errno == EAGAIN) return 0;
-        return client_fail (c, "send command 0x%02x: %s", command, zmq_strerror (errno));
-    }
-    if (zmq_send (c->sock, hdr, sizeof hdr, body_len ? ZMQ_SNDMORE : 0) < 0 ||
-        (body_len && zmq_send (c->sock, body, body_len, 0) < 0))
-        return client_fail (c, "send command 0x%02x: %s", command, zmq_strerror (errno));
-    return 0;
+    bool beat = (command == ZH_PING || command == ZH_PONG) && !body;
+    if (zh_wire_send_command (c->sock, NULL, 0, command, body, beat ? ZMQ_DONTWAIT : 0) == 0 ||
+        (beat && errno == EAGAIN))
+        return 0;
+    return client_fail (c, "send command 0x%02x: %s", command, zmq_strerror (errno));
 }
 
 //  Note an ERROR from the broker as the client's failure.
@@ -453,7 +446,7 @@ zhost_on_control (client_t *c, uint8_t command)
 {
     switch (command) {
     case ZH_PING:
-        return send_control (c, ZH_PONG, NULL, 0);
+        return send_control (c, ZH_PONG, NULL);
     case ZH_ERROR:
         return client_on_error (c);
     case ZH_BYE:
@@ -530,7 +523,7 @@ client_keepalive (client_t *c, int64_t now)
 {
     if (c->sys != SYS_ZHOST || now - c->last_ping_ns < c->hb_ns / 2) return 0;
     c->last_ping_ns = now;
-    return send_control (c, ZH_PING, NULL, 0);
+    return send_control (c, ZH_PING, NULL);
 }
 
 //  Send, retrying while the socket is full; gives up after idle_ns.
@@ -644,20 +637,12 @@ client_wait_payload (client_t *c, const uint8_t **p, size_t *len, int timeout_ms
 static int
 zhost_send_attach (client_t *c)
 {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init (&sb);
-    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 3);
-    pack_str (&pk, "label");
-    pack_str (&pk, "bench");
-    pack_str (&pk, "lang");
-    pack_str (&pk, "c");
-    pack_str (&pk, "pid");
-    msgpack_pack_int64 (&pk, getpid ());
-    int rc = send_control (c, ZH_ATTACH, sb.data, sb.size);
-    msgpack_sbuffer_destroy (&sb);
-    return rc;
+    zh_body_t body = {.command = ZH_ATTACH,
+                      .present = ZH_F_LABEL | ZH_F_LANG | ZH_F_PID,
+                      .label = zh_span_of ("bench"),
+                      .lang = zh_span_of ("c"),
+                      .pid = getpid ()};
+    return send_control (c, ZH_ATTACH, &body);
 }
 
 static int
@@ -710,15 +695,9 @@ client_register (client_t *c)
 static void
 zhost_bye (client_t *c)
 {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init (&sb);
-    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map (&pk, 1);
-    pack_str (&pk, "reason");
-    pack_str (&pk, "bench done");
-    bool ok = send_control (c, ZH_BYE, sb.data, sb.size) == 0;
-    msgpack_sbuffer_destroy (&sb);
+    zh_body_t body = {
+        .command = ZH_BYE, .present = ZH_F_REASON, .reason = zh_span_of ("bench done")};
+    bool ok = send_control (c, ZH_BYE, &body) == 0;
     int64_t deadline = now_ns () + 3 * c->hb_ns;
     while (ok && !c->got_bye && now_ns () < deadline) {
         int rc = client_recv_msg (c, 0);
@@ -728,7 +707,7 @@ zhost_bye (client_t *c)
         if (command == ZH_BYE)
             c->got_bye = true;
         else if (command == ZH_PING)
-            ok = send_control (c, ZH_PONG, NULL, 0) == 0;
+            ok = send_control (c, ZH_PONG, NULL) == 0;
     }
     if (!c->got_bye) fprintf (stderr, "zhost-bench: %s: no BYE from the broker\n", c->proc);
 }
@@ -1315,6 +1294,7 @@ static int
 answer_parse (const uint8_t *data, size_t size, answer_t *a)
 {
     memset (a, 0, sizeof *a);
+    if (zh_msgpack_check (data, size) != 0) return -1; //  the guard before msgpack-c
     msgpack_unpacked u;
     msgpack_unpacked_init (&u);
     size_t off = 0;
@@ -1345,10 +1325,8 @@ agent_call (client_t *c, const msgpack_sbuffer *req, int timeout_ms, answer_t *a
     msgpack_sbuffer_init (&meta);
     msgpack_packer_init (&pk, &meta, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 2);
-    pack_str (&pk, "reply");
-    pack_str (&pk, reply);
-    pack_str (&pk, "seq");
-    msgpack_pack_uint64 (&pk, ++seq);
+    zh_pack_kv_str (&pk, "reply", reply);
+    zh_pack_kv_uint (&pk, "seq", ++seq);
     size_t cap = zh_head_size (strlen (dest), strlen (src), meta.size, req->size);
     uint8_t *head = malloc (cap);
     long n = head ? zh_head_write (head, cap, ZH_SEND, ZH_TTL_DEFAULT,
@@ -1385,21 +1363,14 @@ pack_op (msgpack_sbuffer *sb, const char *op, const char *name, const char *argv
     msgpack_sbuffer_clear (sb);
     msgpack_packer_init (&pk, sb, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 1 + (name != NULL) + (argv0 != NULL) + (mif > 0));
-    pack_str (&pk, "op");
-    pack_str (&pk, op);
-    if (name) {
-        pack_str (&pk, "name");
-        pack_str (&pk, name);
-    }
+    zh_pack_kv_str (&pk, "op", op);
+    if (name) zh_pack_kv_str (&pk, "name", name);
     if (argv0) {
-        pack_str (&pk, "argv");
+        zh_pack_str (&pk, "argv");
         msgpack_pack_array (&pk, 1);
-        pack_str (&pk, argv0);
+        zh_pack_str (&pk, argv0);
     }
-    if (mif > 0) {
-        pack_str (&pk, "max_in_flight");
-        msgpack_pack_int (&pk, mif);
-    }
+    if (mif > 0) zh_pack_kv_int (&pk, "max_in_flight", mif);
 }
 
 //  Spawn `count` procs named <prefix><i>, one at a time; times into ns

@@ -13,11 +13,18 @@
                   ──SEND {op}──▶ host_agent ──SEND {ok, …}──▶ ctl.<proc>:1
                   ──BYE──▶ broker ──BYE──▶ close
 
-    Exit codes: 0 ok; 1 the op failed (ok=false, RETURN or ERROR); 2 usage;
-    3 no broker (socket missing or refusing, or no BOOTSTRAP in time).
+    Before it trusts the control socket it checks the runtime dir on a
+    descriptor (not a symlink, ours, mode & 077 == 0; control a socket of
+    ours) and dials through that descriptor: s_check_runtime_dir.
+
+    Exit codes: 0 ok; 1 the op failed (ok=false, RETURN or ERROR); 2 usage
+    (or a configuration it will not use: a certificate file, an untrusted
+    runtime dir); 3 no broker (socket missing or refusing, or no BOOTSTRAP
+    in time).
 */
 #include <czmq.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <msgpack.h>
 #include <stdbool.h>
@@ -40,6 +47,7 @@
 #include "zh_error.h"
 #include "zh_pack.h"
 #include "zh_proto.h"
+#include "zh_wire.h"
 
 #define PROGRAM        "zhost-ctl"
 #define EXIT_OK        0
@@ -159,7 +167,11 @@ s_help (FILE *out)
              "  -h, --help              this text\n"
              "  --version               the version\n"
              "\n"
-             "Exit status: 0 ok, 1 the operation failed, 2 usage error, 3 no broker.\n");
+             "The runtime dir must be a directory of this user, not a symlink, mode 0700\n"
+             "(no access for group or others), as zhost-broker makes it.\n"
+             "\n"
+             "Exit status: 0 ok, 1 the operation failed, 2 usage error (or an untrusted\n"
+             "runtime dir), 3 no broker.\n");
 }
 
 static int s_usage_error (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
@@ -392,41 +404,18 @@ s_answer_wait_ms (const options_t *o)
 //  The request map
 
 static void
-s_pack_cstr (msgpack_packer *pk, const char *s)
-{
-    size_t len = strlen (s);
-    msgpack_pack_str (pk, len);
-    msgpack_pack_str_body (pk, s, len);
-}
-
-static void
-s_pack_kv_str (msgpack_packer *pk, const char *key, const char *value)
-{
-    s_pack_cstr (pk, key);
-    s_pack_cstr (pk, value);
-}
-
-static void
-s_pack_kv_int (msgpack_packer *pk, const char *key, int64_t value)
-{
-    s_pack_cstr (pk, key);
-    msgpack_pack_int64 (pk, value);
-}
-
-static void
 s_pack_spawn_args (msgpack_packer *pk, const options_t *o)
 {
-    s_pack_cstr (pk, "argv");
+    zh_pack_str (pk, "argv");
     msgpack_pack_array (pk, (size_t)o->argc);
     for (int i = 0; i < o->argc; i++)
-        s_pack_cstr (pk, o->argv[i]);
-    s_pack_cstr (pk, "env");
+        zh_pack_str (pk, o->argv[i]);
+    zh_pack_str (pk, "env");
     msgpack_pack_map (pk, o->env_count);
     for (size_t i = 0; i < o->env_count; i++) {
         const char *eq = strchr (o->env[i], '=');
-        msgpack_pack_str (pk, (size_t)(eq - o->env[i]));
-        msgpack_pack_str_body (pk, o->env[i], (size_t)(eq - o->env[i]));
-        s_pack_cstr (pk, eq + 1);
+        zh_pack_strn (pk, o->env[i], (size_t)(eq - o->env[i]));
+        zh_pack_str (pk, eq + 1);
     }
 }
 
@@ -443,15 +432,15 @@ s_pack_request (msgpack_sbuffer *buffer, const options_t *o)
     n += o->max_in_flight >= 0;
     n += o->reason != NULL;
     msgpack_pack_map (&pk, n);
-    s_pack_kv_str (&pk, "op", o->cmd->op);
-    if (o->cmd->needs_name) s_pack_kv_str (&pk, "name", o->name);
+    zh_pack_kv_str (&pk, "op", o->cmd->op);
+    if (o->cmd->needs_name) zh_pack_kv_str (&pk, "name", o->name);
     if (c == CMD_SPAWN) {
         s_pack_spawn_args (&pk, o);
-        if (o->ready_timeout_ms >= 0) s_pack_kv_int (&pk, "ready_timeout_ms", o->ready_timeout_ms);
+        if (o->ready_timeout_ms >= 0) zh_pack_kv_int (&pk, "ready_timeout_ms", o->ready_timeout_ms);
     }
-    if (o->op_timeout_ms >= 0) s_pack_kv_int (&pk, "timeout_ms", o->op_timeout_ms);
-    if (o->max_in_flight >= 0) s_pack_kv_int (&pk, "max_in_flight", o->max_in_flight);
-    if (o->reason) s_pack_kv_str (&pk, "reason", o->reason);
+    if (o->op_timeout_ms >= 0) zh_pack_kv_int (&pk, "timeout_ms", o->op_timeout_ms);
+    if (o->max_in_flight >= 0) zh_pack_kv_int (&pk, "max_in_flight", o->max_in_flight);
+    if (o->reason) zh_pack_kv_str (&pk, "reason", o->reason);
 }
 
 //  ---------------------------------------------------------------------
@@ -860,8 +849,10 @@ typedef struct {
     void *ctx;
     void *sock;
     zh_handshake_t *watch;        //  the socket's handshake, until BOOTSTRAP
-    char endpoint[PATH_MAX + 32]; //  what we connected to
+    char endpoint[PATH_MAX + 32]; //  what we connected to (as the user named it)
     const char *runtime_dir;      //  NULL with --connect
+    int dir_fd;                   //  the checked runtime dir, or -1
+    char via_fd[64];              //  ipc:///proc/self/fd/N/control, or ""
     //  from BOOTSTRAP
     char proc_id[ZH_ID_MAX + 1];
     char host[ZH_ADDR_MAX + 1]; //  the proc's endpoint
@@ -915,15 +906,9 @@ s_recv (session_t *s, message_t *m)
 static int
 s_send_control (session_t *s, uint8_t command, const zh_body_t *body)
 {
-    uint8_t header[ZH_HEADER_SIZE];
-    zh_header_write (header, command, 0, 0);
-    size_t size = 0;
-    uint8_t *data = body ? zh_body_encode (body, &size) : NULL;
-    int rc = zmq_send (s->sock, header, sizeof header, data ? ZMQ_SNDMORE : 0);
-    if (rc >= 0 && data) rc = zmq_send (s->sock, data, size, 0);
-    free (data);
+    int rc = zh_wire_send_command (s->sock, NULL, 0, command, body, 0);
     s->last_sent = zclock_mono ();
-    return rc < 0 ? -1 : 0;
+    return rc;
 }
 
 static int
@@ -1005,22 +990,87 @@ s_copy_span (char *buf, size_t size, zh_span_t span)
 
 //  --- connect and attach ---
 
+//  The runtime dir is trusted only as the broker makes it (DESIGN.md,
+//  Security): a directory of its own, not a symlink, owned by our
+//  effective uid, with no access for group or others; and its control
+//  entry, if any, a socket of ours and not a symlink. Checked on a
+//  descriptor (O_NOFOLLOW, fstat, fstatat), and the connect then goes
+//  through that descriptor (ipc:///proc/self/fd/N/control), so the dir
+//  checked is the dir dialled. Returns 0 (*present: control exists), or
+//  EXIT_USAGE after saying what is wrong (a configuration error, like a
+//  bad certificate file).
+static int
+s_check_runtime_dir (session_t *s, bool *present)
+{
+    const char *dir = s->runtime_dir;
+    char problem[256] = "";
+    *present = false;
+    s->dir_fd = open (dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (s->dir_fd < 0) {
+        int e = errno;
+        if (e == ENOENT) return 0; //  no dir, so no broker: s_probe_control says so
+        if (e == ELOOP || (e == ENOTDIR && lstat (dir, &st) == 0 && S_ISLNK (st.st_mode)))
+            snprintf (problem, sizeof problem, "it is a symbolic link");
+        else if (e == ENOTDIR)
+            snprintf (problem, sizeof problem, "it is not a directory");
+        else
+            snprintf (problem, sizeof problem, "cannot open it: %s", strerror (e));
+    } else if (fstat (s->dir_fd, &st) != 0)
+        snprintf (problem, sizeof problem, "cannot stat it: %s", strerror (errno));
+    else if (!S_ISDIR (st.st_mode))
+        snprintf (problem, sizeof problem, "it is not a directory");
+    else if (st.st_uid != geteuid ())
+        snprintf (problem, sizeof problem, "it is owned by uid %u, not by us (uid %u)",
+                  (unsigned)st.st_uid, (unsigned)geteuid ());
+    else if (st.st_mode & 077)
+        snprintf (problem, sizeof problem, "its mode %04o lets group or others in (want 0700)",
+                  (unsigned)(st.st_mode & 07777));
+    else if (fstatat (s->dir_fd, "control", &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno != ENOENT)
+            snprintf (problem, sizeof problem, "cannot stat %s/control: %s", dir, strerror (errno));
+    } else if (S_ISLNK (st.st_mode))
+        snprintf (problem, sizeof problem, "%s/control is a symbolic link", dir);
+    else if (!S_ISSOCK (st.st_mode))
+        snprintf (problem, sizeof problem, "%s/control is not a socket", dir);
+    else if (st.st_uid != geteuid ())
+        snprintf (problem, sizeof problem, "%s/control is owned by uid %u, not by us (uid %u)", dir,
+                  (unsigned)st.st_uid, (unsigned)geteuid ());
+    else
+        *present = true;
+    if (!problem[0]) {
+        //  Dial the dir we checked, not whatever the path names later (a
+        //  system without /proc falls back to the path).
+        char fd_dir[32];
+        snprintf (fd_dir, sizeof fd_dir, "/proc/self/fd/%d", s->dir_fd);
+        if (*present && access (fd_dir, X_OK) == 0)
+            snprintf (s->via_fd, sizeof s->via_fd, "ipc://%s/control", fd_dir);
+        return 0;
+    }
+    fprintf (stderr,
+             PROGRAM ": refusing runtime dir %s: %s.\n"
+                     "zhost-ctl trusts the control socket only in a directory of this user "
+                     "with mode 0700 that is not a symlink, as zhost-broker makes it; fix the "
+                     "dir or pass --runtime-dir DIR.\n",
+             dir, problem);
+    return EXIT_USAGE;
+}
+
 //  With the control socket: is it there, and does something listen?
 //  Returns 0, or EXIT_NO_BROKER after saying what is wrong.
 static int
-s_probe_control (session_t *s, const char *path)
+s_probe_control (session_t *s, const char *path, bool present)
 {
-    struct stat st;
     const char *problem = NULL;
-    if (stat (path, &st) != 0)
-        problem = errno == ENOENT ? "the control socket does not exist" : strerror (errno);
-    else if (!S_ISSOCK (st.st_mode))
-        problem = "it is not a socket";
-    else if (strlen (path) < sizeof ((struct sockaddr_un *)0)->sun_path) {
+    //  The socket file's path as connect(2) takes it: through the dir's fd.
+    const char *dial = s->via_fd[0] ? s->via_fd + strlen ("ipc://") : path;
+    if (!present)
+        problem = "the control socket does not exist";
+    else if (strlen (dial) < sizeof ((struct sockaddr_un *)0)->sun_path) {
         //  (a longer path is left to libzmq, which refuses it too)
         int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        memcpy (addr.sun_path, path, strlen (path) + 1);
+        memcpy (addr.sun_path, dial, strlen (dial) + 1);
         if (fd >= 0 && connect (fd, (struct sockaddr *)&addr, sizeof addr) != 0 &&
             (errno == ECONNREFUSED || errno == ENOENT))
             problem = "nothing is listening on the control socket (stale socket file)";
@@ -1107,7 +1157,7 @@ s_open_socket (session_t *s)
     //  A frontend's refusal (a CURVE key it does not allow, a CURVE
     //  mismatch) shows here at once; the socket itself would stay silent.
     if (!s->runtime_dir) s->watch = zh_handshake_new (s->ctx, s->sock, curve);
-    if (zmq_connect (s->sock, s->endpoint) != 0) {
+    if (zmq_connect (s->sock, s->via_fd[0] ? s->via_fd : s->endpoint) != 0) {
         fprintf (stderr, PROGRAM ": cannot connect to '%s': %s\n", s->endpoint,
                  zmq_strerror (errno));
         return s->runtime_dir ? EXIT_NO_BROKER : EXIT_USAGE;
@@ -1211,8 +1261,8 @@ s_send_request (session_t *s)
     msgpack_packer pk;
     msgpack_packer_init (&pk, &meta, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 2);
-    s_pack_kv_str (&pk, "reply", s->reply);
-    s_pack_kv_int (&pk, "seq", 1);
+    zh_pack_kv_str (&pk, "reply", s->reply);
+    zh_pack_kv_int (&pk, "seq", 1);
     size_t dest_len = strlen (s->agent_port), src_len = strlen (s->src);
     size_t size = zh_head_size (dest_len, src_len, meta.size, request.size);
     uint8_t *head = malloc (size);
@@ -1247,15 +1297,16 @@ s_handle_answer (session_t *s, const message_t *m, const zh_head_t *head)
         part = (const char *)zmq_msg_data ((zmq_msg_t *)&m->frames[1]);
         len = zmq_msg_size ((zmq_msg_t *)&m->frames[1]);
     }
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    size_t offset = 0;
+    //  Bytes from the wire reach msgpack-c only through the guard.
+    msgpack_zone zone;
+    msgpack_object root;
     int rc = EXIT_FAILED;
-    if (!part || msgpack_unpack_next (&unpacked, part, len, &offset) != MSGPACK_UNPACK_SUCCESS ||
-        unpacked.data.type != MSGPACK_OBJECT_MAP)
+    if (!msgpack_zone_init (&zone, 4096)) return EXIT_FAILED;
+    if (!part || zh_msgpack_unpack ((const uint8_t *)part, len, &zone, &root) != 0 ||
+        root.type != MSGPACK_OBJECT_MAP)
         fprintf (stderr, PROGRAM ": %s: the answer is not a msgpack map\n", s->opts->cmd->word);
     else {
-        const msgpack_object *answer = &unpacked.data;
+        const msgpack_object *answer = &root;
         const msgpack_object *ok = zh_map_get (answer, "ok");
         bool success = ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean;
         if (s->opts->json) {
@@ -1266,7 +1317,7 @@ s_handle_answer (session_t *s, const message_t *m, const zh_head_t *head)
         if (!success) s_report_answer_error (s->opts, answer);
         rc = success ? EXIT_OK : EXIT_FAILED;
     }
-    msgpack_unpacked_destroy (&unpacked);
+    msgpack_zone_destroy (&zone);
     return rc;
 }
 
@@ -1393,6 +1444,7 @@ s_talk (const options_t *o)
     session_t s;
     memset (&s, 0, sizeof s);
     s.opts = o;
+    s.dir_fd = -1;
     char dir_buf[PATH_MAX];
     char path[PATH_MAX + 16];
     if (o->connect)
@@ -1403,7 +1455,12 @@ s_talk (const options_t *o)
         snprintf (path, sizeof path, "%s/control", s.runtime_dir);
         snprintf (s.endpoint, sizeof s.endpoint, "ipc://%s", path);
     }
-    int rc = s.runtime_dir ? s_probe_control (&s, path) : 0;
+    int rc = 0;
+    if (s.runtime_dir) {
+        bool present = false;
+        rc = s_check_runtime_dir (&s, &present);
+        if (rc == 0) rc = s_probe_control (&s, path, present);
+    }
     if (rc == 0) rc = s_session_run (&s);
     zh_handshake_destroy (&s.watch); //  before the context ends: it has a socket
     if (s.sock) {
@@ -1412,6 +1469,7 @@ s_talk (const options_t *o)
         zmq_close (s.sock);
     }
     if (s.ctx) zmq_ctx_term (s.ctx);
+    if (s.dir_fd >= 0) close (s.dir_fd); //  after the context: it may still dial
     fflush (stdout);
     return rc;
 }

@@ -7,7 +7,9 @@ $ZHOST_BUILD_DIR/zhost-ctl as a user would: the control socket by
 
 Scenarios: ping / stats / list / status for people and as JSON; an admin op
 over a frontend is NOT_ALLOWED (exit 1) with a hint; bad command lines exit
-2 naming what is wrong; no broker exits 3 saying where it looked; keygen
+2 naming what is wrong; so does a runtime dir it does not trust (a symlink,
+another user's, open to group or others, a control entry that is not our
+socket); no broker exits 3 saying where it looked; keygen
 writes a zcert pair. The admin ops (spawn, stop, kill, stop-all, shutdown)
 drive real children (tests/integration/procs/ready_proc.py, `sleep`); a
 NOT_IMPLEMENTED answer fails them.
@@ -104,13 +106,15 @@ def test_json_ping_has_host_incarnation_version(broker, ctl):
     assert again["incarnation"] == answer["incarnation"]
 
 
-def test_runtime_dir_comes_from_the_environment(broker, ctl):
+def test_runtime_dir_comes_from_the_environment(broker, ctl, tmp_path):
     b = broker()
     ok(ctl("ping", env={"ZHOST_RUNTIME_DIR": b.runtime_dir}))
-    # XDG_RUNTIME_DIR/zhost when ZHOST_RUNTIME_DIR is unset
-    xdg = os.path.dirname(b.runtime_dir)
-    os.symlink(b.runtime_dir, os.path.join(xdg, "zhost"))
-    ok(ctl("ping", env={"XDG_RUNTIME_DIR": xdg}))
+    # XDG_RUNTIME_DIR/zhost when ZHOST_RUNTIME_DIR is unset (a real dir: a
+    # symlink there is refused, see below)
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    broker(runtime_dir=xdg / "zhost")
+    ok(ctl("ping", env={"XDG_RUNTIME_DIR": str(xdg)}))
 
 
 def test_stats_prints_aligned_counters(broker, ctl):
@@ -195,11 +199,93 @@ def test_help_lists_every_command_and_flag(ctl):
         assert word in r.stdout, word
 
 
+# --- a runtime dir it does not trust: exit 2 ---------------------------------------
+#
+# DESIGN.md, Security: the control socket is trusted only in a directory that
+# is not a symlink, is owned by our user and lets neither group nor others in,
+# and only when the control entry there is a socket of ours. The tests run as
+# root, so "another user" is uid 65534.
+
+def refused(r, rt, said):
+    """zhost-ctl refused the runtime dir rt (exit 2), naming it and why."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "refusing runtime dir %s" % rt in r.stderr, r.stderr
+    assert said in r.stderr, r.stderr
+    assert r.stdout == ""
+    return r
+
+
+def need_root():
+    if os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+
+
+def test_a_runtime_dir_that_is_a_symlink_is_refused(broker, ctl, tmp_path):
+    b = broker()
+    link = tmp_path / "link"
+    os.symlink(b.runtime_dir, str(link))
+    refused(ctl("--runtime-dir", link, "ping"), link, "symbolic link")
+    refused(ctl("ping", env={"ZHOST_RUNTIME_DIR": str(link)}), link, "symbolic link")
+    ok(ctl("ping", b=b))   # the real dir is fine
+
+
+def test_a_runtime_dir_of_another_user_is_refused(broker, ctl):
+    need_root()
+    b = broker()
+    os.chown(b.runtime_dir, 65534, 65534)
+    try:
+        refused(ctl("ping", b=b), b.runtime_dir, "owned by uid 65534, not by us (uid 0)")
+    finally:
+        os.chown(b.runtime_dir, 0, 0)
+    ok(ctl("ping", b=b))
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o750, 0o701], ids=lambda m: "%04o" % m)
+def test_a_runtime_dir_open_to_group_or_others_is_refused(broker, ctl, mode):
+    b = broker()
+    os.chmod(b.runtime_dir, mode)
+    try:
+        refused(ctl("ping", b=b), b.runtime_dir, "mode %04o" % mode)
+    finally:
+        os.chmod(b.runtime_dir, 0o700)
+    ok(ctl("ping", b=b))
+
+
+def test_a_runtime_dir_that_is_not_a_directory_is_refused(ctl, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("")
+    refused(ctl("--runtime-dir", f, "ping"), f, "not a directory")
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file", "socket of another user"])
+def test_a_control_entry_that_is_not_our_socket_is_refused(broker, ctl, tmp_path, kind):
+    b = broker()
+    rt = tmp_path / "other"
+    rt.mkdir(mode=0o700)
+    control = rt / "control"
+    if kind == "symlink":
+        os.symlink(os.path.join(b.runtime_dir, "control"), str(control))
+        said = "control is a symbolic link"
+    elif kind == "file":
+        control.write_text("")
+        said = "control is not a socket"
+    else:
+        need_root()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(str(control))
+        s.listen(1)
+        os.chown(str(control), 65534, 65534)
+        said = "control is owned by uid 65534"
+    refused(ctl("--runtime-dir", rt, "ping"), rt, said)
+    if kind == "socket of another user":
+        s.close()
+
+
 # --- no broker: exit 3 -----------------------------------------------------------
 
 def test_no_broker_in_an_empty_runtime_dir(ctl, tmp_path):
     rt = tmp_path / "empty"
-    rt.mkdir()
+    rt.mkdir(mode=0o700)
     t0 = time.monotonic()
     r = ctl("--runtime-dir", str(rt), "ping")
     assert r.returncode == 3, (r.returncode, r.stderr)
@@ -211,7 +297,7 @@ def test_no_broker_in_an_empty_runtime_dir(ctl, tmp_path):
 
 def test_no_broker_behind_a_stale_socket_file(ctl, tmp_path):
     rt = tmp_path / "stale"
-    rt.mkdir()
+    rt.mkdir(mode=0o700)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(rt / "control"))   # bound, never listening: connect is refused
     try:

@@ -25,20 +25,7 @@
 #include <zmq.h>
 
 #include "zh_proto.h"
-
-static void
-s_send (void *sock, uint8_t command, const zh_body_t *body)
-{
-    uint8_t header[ZH_HEADER_SIZE];
-    zh_header_write (header, command, 0, 0);
-    size_t size = 0;
-    uint8_t *bytes = body ? zh_body_encode (body, &size) : NULL;
-    zmq_send (sock, header, sizeof header, bytes ? ZMQ_SNDMORE : 0);
-    if (bytes) {
-        zmq_send (sock, bytes, size, 0);
-        free (bytes);
-    }
-}
+#include "zh_wire.h"
 
 static long
 s_flag (int argc, char **argv, const char *name, long absent)
@@ -84,7 +71,7 @@ main (int argc, char **argv)
                            .present = ZH_F_PROC | ZH_F_PID,
                            .proc = zh_span_of (proc),
                            .pid = getpid ()};
-        s_send (sock, ZH_READY, &ready);
+        zh_wire_send_command (sock, NULL, 0, ZH_READY, &ready, 0);
     }
     long crash_after = s_flag (argc, argv, "--crash-after", -1);
     long waited = 0;
@@ -109,7 +96,7 @@ main (int argc, char **argv)
         }
         if (n < ZH_HEADER_SIZE) continue;
         if (header[3] == ZH_PING)
-            s_send (sock, ZH_PONG, NULL);
+            zh_wire_send_command (sock, NULL, 0, ZH_PONG, NULL, 0);
         else if (header[3] == ZH_STOP && !s_flag (argc, argv, "--ignore-stop", 0)) {
             printf ("stop %s\n", proc);
             fflush (stdout);
@@ -117,7 +104,7 @@ main (int argc, char **argv)
             if (delay > 0) usleep ((useconds_t)delay * 1000);
             zh_body_t bye = {
                 .command = ZH_BYE, .present = ZH_F_REASON, .reason = zh_span_of ("stopped")};
-            s_send (sock, ZH_BYE, &bye);
+            zh_wire_send_command (sock, NULL, 0, ZH_BYE, &bye, 0);
             break;
         } else if (header[3] == ZH_BYE)
             break;

@@ -7,10 +7,13 @@
     end to end over CURVE; a key not in the allow directory is refused at
     once (ZHOST_E_REFUSED naming --curve-allow, well before the 5 s attach
     timeout); a plain client is told the broker requires CURVE, also at
-    once; CURVE keys against a plain broker fail at once, saying what to check; bad
-    certificate files and malformed keys are ZHOST_E_INVALID naming what
-    is wrong; an attach that gets no BOOTSTRAP times out, saying so when
-    not even a connection was made.
+    once; CURVE keys against a plain broker fail at once, saying what to
+    check, however libzmq reports it (a mechanism mismatch, a failure with
+    no detail, or the connection closing: HS-1, each variant also driven
+    through zh_handshake_explain); bad certificate files and malformed
+    keys are ZHOST_E_INVALID naming what is wrong; an attach that gets no
+    BOOTSTRAP times out, saying whether a connection was made at all and
+    whether its handshake completed.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,12 +21,17 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <czmq.h>
 #include <zmq.h>
 
+#include "zh_handshake.h"
 #include "zh_test_broker.h"
 #include "zhost/zhost.h"
 
@@ -175,12 +183,69 @@ test_curve_keys_against_a_plain_broker (void **state)
     zhost_curve_t curve;
     zhost_error_t err;
     assert_int_equal (zhost_curve_load (&curve, f->broker_key, f->alice_key, &err), 0);
+    int64_t start = zclock_mono ();
     assert_null (zhost_proc_attach_curve (f->t.frontend, "alice", &curve, &err));
     assert_int_equal (err.code, ZHOST_E_REFUSED);
-    //  libzmq gives the client no detail here (the server side saw the
-    //  mismatch): the message says what to check.
-    assert_non_null (strstr (err.message, "does it run CURVE?"));
+    assert_int_equal (err.broker_code, 0);
+    assert_true (zclock_mono () - start < 4000);
+    //  Depending on which side sees the mismatch first, libzmq tells the
+    //  client "mechanism mismatch", nothing, or only that the connection
+    //  closed (HS-1): each says the broker does not run CURVE, or asks
+    //  whether it does and whether the server key is right.
+    assert_non_null (strstr (err.message, f->t.frontend));
+    if (!strstr (err.message, "this client offers CURVE and the broker does not run it") &&
+        !strstr (err.message, "is the server key the broker's, and does it run CURVE?"))
+        fail_msg ("names no cause: %s", err.message);
     assert_int_equal (zh_test_broker_end (&f->t), 0);
+}
+
+//  Every report libzmq may give, as zh_handshake_explain words it: each
+//  names the endpoint and the cause to check (HS-1).
+static void
+test_every_handshake_failure_names_what_to_check (void **state)
+{
+    (void)state;
+    const char *ep = "tcp://10.0.0.5:7100";
+    struct {
+        uint16_t event;
+        uint32_t value;
+    } failures[] = {
+        {ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH},
+        {ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, 104},
+        {ZMQ_EVENT_DISCONNECTED, 17},
+        {ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC},
+        {ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_KEY_EXCHANGE},
+        {ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_UNEXPECTED_COMMAND},
+        {ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_WELCOME},
+    };
+    char why[512];
+    for (int curve = 0; curve <= 1; curve++)
+        for (size_t i = 0; i < sizeof failures / sizeof failures[0]; i++) {
+            why[0] = 0;
+            assert_int_equal (zh_handshake_explain (curve, failures[i].event, failures[i].value, ep,
+                                                    why, sizeof why),
+                              -1);
+            assert_non_null (strstr (why, ep));
+            bool named =
+                curve ? strstr (why, "the broker does not run it") ||
+                            strstr (why, "is the server key the broker's, and does it run CURVE?")
+                      : strstr (why, "the broker requires CURVE") ||
+                            strstr (why, "does the broker require CURVE?");
+            if (!named)
+                fail_msg ("curve=%d event=0x%x value=0x%x: %s", curve, failures[i].event,
+                          failures[i].value, why);
+        }
+    //  A refused key names the directories, whoever reports it.
+    assert_int_equal (
+        zh_handshake_explain (true, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, 400, ep, why, sizeof why), -1);
+    assert_non_null (strstr (why, "refused this client's CURVE key (ZAP status 400)"));
+    assert_non_null (strstr (why, "--curve-allow"));
+    //  Success and the other events decide nothing.
+    assert_int_equal (
+        zh_handshake_explain (true, ZMQ_EVENT_HANDSHAKE_SUCCEEDED, 0, ep, why, sizeof why), 1);
+    assert_int_equal (zh_handshake_explain (true, ZMQ_EVENT_CONNECTED, 9, ep, why, sizeof why), 0);
+    assert_int_equal (
+        zh_handshake_explain (false, ZMQ_EVENT_CONNECT_RETRIED, 100, ep, why, sizeof why), 0);
 }
 
 static void
@@ -235,6 +300,19 @@ test_no_bootstrap_times_out_saying_whether_anyone_listened (void **state)
     assert_null (zhost_proc_attach (endpoint, NULL, &err));
     assert_int_equal (err.code, ZHOST_E_TIMEOUT);
     assert_non_null (strstr (err.message, "no connection: is a broker listening there?"));
+    //  A listener that accepts (the kernel's backlog does) and never
+    //  speaks ZMTP: connected, but no handshake.
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    assert_int_equal (bind (fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal (listen (fd, 4), 0);
+    assert_int_equal (getsockname (fd, (struct sockaddr *)&addr, &len), 0);
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%u", (unsigned)ntohs (addr.sin_port));
+    assert_null (zhost_proc_attach (endpoint, NULL, &err));
+    assert_int_equal (err.code, ZHOST_E_TIMEOUT);
+    assert_non_null (strstr (err.message, "its ZMTP handshake never completed"));
+    close (fd);
 }
 
 int
@@ -245,6 +323,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_refused_key_and_plain_client_fail_at_once, setup,
                                          teardown),
         cmocka_unit_test_setup_teardown (test_curve_keys_against_a_plain_broker, setup, teardown),
+        cmocka_unit_test (test_every_handshake_failure_names_what_to_check),
         cmocka_unit_test_setup_teardown (test_bad_files_and_keys_are_invalid, setup, teardown),
         cmocka_unit_test (test_no_bootstrap_times_out_saying_whether_anyone_listened),
     };

@@ -25,24 +25,10 @@
 
 #include "zh_test_broker.h"
 #include "zh_proto.h"
+#include "zh_wire.h"
 
 static int echo_exit_code = 7;
 static volatile int echo_stopped = 0;
-
-//  Send a control command with an optional body.
-static void
-s_send_command (void *sock, uint8_t command, const zh_body_t *body)
-{
-    uint8_t header[ZH_HEADER_SIZE];
-    zh_header_write (header, command, 0, 0);
-    size_t size = 0;
-    uint8_t *bytes = body ? zh_body_encode (body, &size) : NULL;
-    zmq_send (sock, header, sizeof header, bytes ? ZMQ_SNDMORE : 0);
-    if (bytes) {
-        zmq_send (sock, bytes, size, 0);
-        free (bytes);
-    }
-}
 
 //  Receive one whole message into frames (max 4); returns the count.
 static int
@@ -80,7 +66,7 @@ s_echo_main (void *ctx, const char *proc_addr, const char *backend, const char *
                        .present = ZH_F_PROC | ZH_F_PID,
                        .proc = zh_span_of (proc_addr),
                        .pid = getpid ()};
-    s_send_command (sock, ZH_READY, &ready);
+    zh_wire_send_command (sock, NULL, 0, ZH_READY, &ready, 0);
     char src[ZH_ADDR_MAX + 1];
     snprintf (src, sizeof src, "echo.%s", proc_addr);
     int code = -1;
@@ -103,11 +89,11 @@ s_echo_main (void *ctx, const char *proc_addr, const char *backend, const char *
                     zmq_send (sock, out, (size_t)size, 0);
                 }
             } else if (hdr.command == ZH_PING)
-                s_send_command (sock, ZH_PONG, NULL);
+                zh_wire_send_command (sock, NULL, 0, ZH_PONG, NULL, 0);
             else if (hdr.command == ZH_STOP) {
                 zh_body_t bye = {
                     .command = ZH_BYE, .present = ZH_F_REASON, .reason = zh_span_of ("stopped")};
-                s_send_command (sock, ZH_BYE, &bye);
+                zh_wire_send_command (sock, NULL, 0, ZH_BYE, &bye, 0);
                 echo_stopped = 1;
                 code = echo_exit_code;
             }
@@ -139,7 +125,7 @@ test_client_asks_an_in_process_echo_proc (void **state)
     uint8_t rid[16] = {0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
     zmq_setsockopt (client, ZMQ_ROUTING_ID, rid, sizeof rid);
     assert_int_equal (zmq_connect (client, frontend), 0);
-    s_send_command (client, ZH_ATTACH, NULL);
+    zh_wire_send_command (client, NULL, 0, ZH_ATTACH, NULL, 0);
     zmq_msg_t frames[4];
     int n = s_recv (client, frames, 5000);
     assert_int_equal (n, 2);

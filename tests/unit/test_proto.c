@@ -23,6 +23,7 @@
 #include <cmocka.h>
 #include <msgpack.h>
 
+#include "zh_pack.h"
 #include "zh_proto.h"
 
 #define DEST "echo.worker:7@tcp://10.0.0.5:7100"
@@ -127,13 +128,6 @@ pk_init (packer_t *p)
 {
     msgpack_sbuffer_init (&p->sbuf);
     msgpack_packer_init (&p->pk, &p->sbuf, msgpack_sbuffer_write);
-}
-
-static void
-pk_str (packer_t *p, const char *s)
-{
-    msgpack_pack_str (&p->pk, strlen (s));
-    msgpack_pack_str_body (&p->pk, s, strlen (s));
 }
 
 //  ---------------------------------------------------------------------
@@ -480,15 +474,15 @@ test_return_meta_keeps_prior_failures_root_first_and_meta_byte_exact (void **sta
     packer_t p;
     pk_init (&p);
     msgpack_pack_map (&p.pk, 3);
-    pk_str (&p, "reply");
-    pk_str (&p, SRC ":1");
-    pk_str (&p, "headers");
+    zh_pack_str (&p.pk, "reply");
+    zh_pack_str (&p.pk, SRC ":1");
+    zh_pack_str (&p.pk, "headers");
     msgpack_pack_map (&p.pk, 1);
-    pk_str (&p, "trace");
+    zh_pack_str (&p.pk, "trace");
     msgpack_pack_array (&p.pk, 2);
     msgpack_pack_double (&p.pk, 1.5);
     msgpack_pack_nil (&p.pk);
-    pk_str (&p, "seq");
+    zh_pack_str (&p.pk, "seq");
     msgpack_pack_int64 (&p.pk, 9);
 
     zh_failure_t prior[2] = {
@@ -590,35 +584,35 @@ pack_broken_return_meta (packer_t *p, rm_break_t brk)
         return;
     }
     msgpack_pack_map (&p->pk, (brk == RM_NO_DEST || brk == RM_NO_META) ? 2 : 3);
-    pk_str (p, "failures");
+    zh_pack_str (&p->pk, "failures");
     if (brk == RM_FAILURES_NOT_ARRAY)
-        pk_str (p, "NO_SUCH_PROC");
+        zh_pack_str (&p->pk, "NO_SUCH_PROC");
     else if (brk == RM_NO_FAILURES)
         msgpack_pack_array (&p->pk, 0);
     else {
         msgpack_pack_array (&p->pk, 1);
         msgpack_pack_map (&p->pk, brk == RM_FAILURE_NO_AT ? 2 : 3);
-        pk_str (p, "code");
+        zh_pack_str (&p->pk, "code");
         if (brk == RM_FAILURE_CODE_INT)
             msgpack_pack_int (&p->pk, 1);
         else
-            pk_str (p, "NO_SUCH_PROC");
-        pk_str (p, "reason");
-        pk_str (p, "none");
+            zh_pack_str (&p->pk, "NO_SUCH_PROC");
+        zh_pack_str (&p->pk, "reason");
+        zh_pack_str (&p->pk, "none");
         if (brk != RM_FAILURE_NO_AT) {
-            pk_str (p, "at");
-            pk_str (p, "tcp://h:1");
+            zh_pack_str (&p->pk, "at");
+            zh_pack_str (&p->pk, "tcp://h:1");
         }
     }
     if (brk != RM_NO_DEST) {
         if (brk == RM_NON_STRING_KEY)
             msgpack_pack_int (&p->pk, 7);
         else
-            pk_str (p, "dest");
-        pk_str (p, DEST);
+            zh_pack_str (&p->pk, "dest");
+        zh_pack_str (&p->pk, DEST);
     }
     if (brk != RM_NO_META) {
-        pk_str (p, "meta");
+        zh_pack_str (&p->pk, "meta");
         if (brk == RM_META_NOT_MAP)
             msgpack_pack_array (&p->pk, 0);
         else
@@ -665,14 +659,14 @@ test_meta_lookups_read_only_the_top_level (void **state)
     pk_init (&p);
     msgpack_pack_map (&p.pk, 4);
     msgpack_pack_int (&p.pk, 1); //  a non-string key is skipped
-    pk_str (&p, "x");
-    pk_str (&p, "headers"); //  a nested seq is not the seq
+    zh_pack_str (&p.pk, "x");
+    zh_pack_str (&p.pk, "headers"); //  a nested seq is not the seq
     msgpack_pack_map (&p.pk, 1);
-    pk_str (&p, "seq");
+    zh_pack_str (&p.pk, "seq");
     msgpack_pack_int (&p.pk, 1);
-    pk_str (&p, "reply");
-    pk_str (&p, SRC);
-    pk_str (&p, "seq");
+    zh_pack_str (&p.pk, "reply");
+    zh_pack_str (&p.pk, SRC);
+    zh_pack_str (&p.pk, "seq");
     msgpack_pack_int64 (&p.pk, INT64_MIN);
     const uint8_t *meta = (const uint8_t *)p.sbuf.data;
 
@@ -1053,13 +1047,13 @@ pack_one_field (packer_t *p, const char *key, value_kind_t kind, const char *ext
     pk_init (p);
     msgpack_pack_map (&p->pk, extra_key ? 2 : 1);
     if (extra_key) {
-        pk_str (p, extra_key);
-        pk_str (p, "x");
+        zh_pack_str (&p->pk, extra_key);
+        zh_pack_str (&p->pk, "x");
     }
-    pk_str (p, key);
+    zh_pack_str (&p->pk, key);
     switch (kind) {
     case V_STR:
-        pk_str (p, "123");
+        zh_pack_str (&p->pk, "123");
         break;
     case V_INT:
         msgpack_pack_int (&p->pk, 123);
@@ -1147,8 +1141,8 @@ test_body_strings_over_the_limit_are_400 (void **state)
     packer_t p;
     pk_init (&p);
     msgpack_pack_map (&p.pk, 1);
-    pk_str (&p, "reason");
-    pk_str (&p, text);
+    zh_pack_str (&p.pk, "reason");
+    zh_pack_str (&p.pk, text);
     expect_packed_body_refused (ZH_BYE, &p, "reason is 4097 bytes, over the 4096-byte");
 
     text[ZH_STRING_MAX] = 0; //  exactly at the limit is fine
@@ -1199,15 +1193,15 @@ test_body_ignores_unknown_keys_and_other_commands_fields (void **state)
     packer_t p;
     pk_init (&p);
     msgpack_pack_map (&p.pk, 4);
-    pk_str (&p, "future"); //  unknown, with a value of any shape
+    zh_pack_str (&p.pk, "future"); //  unknown, with a value of any shape
     msgpack_pack_array (&p.pk, 2);
     msgpack_pack_nil (&p.pk);
     msgpack_pack_map (&p.pk, 0);
-    pk_str (&p, "code"); //  an ERROR field, wrong type: ignored in a BYE
-    pk_str (&p, "not an int");
-    pk_str (&p, "reason");
-    pk_str (&p, "bye now");
-    pk_str (&p, "timeout_ms"); //  a STOP field
+    zh_pack_str (&p.pk, "code"); //  an ERROR field, wrong type: ignored in a BYE
+    zh_pack_str (&p.pk, "not an int");
+    zh_pack_str (&p.pk, "reason");
+    zh_pack_str (&p.pk, "bye now");
+    zh_pack_str (&p.pk, "timeout_ms"); //  a STOP field
     msgpack_pack_int (&p.pk, -1);
     msg_t msg;
     msg_control (&msg, ZH_BYE, p.sbuf.data, p.sbuf.size);
@@ -1349,36 +1343,36 @@ rnd_meta (packer_t *p, bool *has_seq, int64_t *seq)
         switch (rnd_below (5)) {
         case 0:
             if (*has_seq) { //  keep seq unique so the lookup is well defined
-                pk_str (p, "ts");
+                zh_pack_str (&p->pk, "ts");
                 msgpack_pack_int64 (&p->pk, (int64_t)rnd ());
                 break;
             }
             *has_seq = true;
             *seq = (int64_t)(rnd () >> rnd_below (64)) * (rnd_below (2) ? 1 : -1);
-            pk_str (p, "seq");
+            zh_pack_str (&p->pk, "seq");
             msgpack_pack_int64 (&p->pk, *seq);
             break;
         case 1:
-            pk_str (p, "reply");
+            zh_pack_str (&p->pk, "reply");
             rnd_address (text, ZH_ADDR_PORT);
-            pk_str (p, text);
+            zh_pack_str (&p->pk, text);
             break;
         case 2:
-            pk_str (p, "headers");
+            zh_pack_str (&p->pk, "headers");
             msgpack_pack_map (&p->pk, 1);
             rnd_text (text, 20);
-            pk_str (p, text);
+            zh_pack_str (&p->pk, text);
             msgpack_pack_array (&p->pk, 2);
             msgpack_pack_double (&p->pk, 0.25);
             msgpack_pack_true (&p->pk);
             break;
         case 3:
-            pk_str (p, "ts");
+            zh_pack_str (&p->pk, "ts");
             msgpack_pack_uint64 (&p->pk, rnd ());
             break;
         default:
             rnd_text (text, 20);
-            pk_str (p, text);
+            zh_pack_str (&p->pk, text);
             msgpack_pack_bin (&p->pk, 3);
             msgpack_pack_bin_body (&p->pk, "abc", 3);
             break;

@@ -96,6 +96,10 @@ typedef struct {
 
 //  A message as a handler sees it. Strings are NUL-terminated copies of
 //  the head fields; everything is valid only during the handler call.
+//  meta has been checked to be exactly one well-formed msgpack map whose
+//  every count fits in its bytes (safe to give msgpack-c); meta that is
+//  not is read as the empty map: meta, reply and headers NULL, no seq,
+//  and the message is delivered all the same (and logged, `bad-meta`).
 typedef struct {
     const char *dest;       //  the port address it was sent to
     const char *src;        //  the sender's actor (or proc) address
@@ -103,8 +107,8 @@ typedef struct {
     const char *reply;      //  meta `reply` (a port address), or NULL
     bool has_seq;           //  meta `seq` present
     int64_t seq;            //  meta `seq`
-    const uint8_t *meta;    //  the raw meta map (msgpack), NULL when empty
-    size_t meta_size;       //
+    const uint8_t *meta;    //  the raw meta map (msgpack), NULL when empty or
+    size_t meta_size;       //  unreadable (see above)
     const uint8_t *headers; //  meta `headers`, raw msgpack map, or NULL
     size_t headers_size;    //
     uint8_t ttl;            //  hops left on arrival
@@ -255,8 +259,8 @@ typedef struct {
     const char *reply;      //  meta `reply`: a port address, or NULL
     bool has_seq;           //  write meta `seq`
     int64_t seq;            //
-    const uint8_t *headers; //  meta `headers`: a raw msgpack map, or NULL
-    size_t headers_size;    //
+    const uint8_t *headers; //  meta `headers`: a raw msgpack map, or NULL (left
+    size_t headers_size;    //  out unless exactly one well-formed map)
     bool no_return;         //  clear RETURN_UNDELIVERABLE (set by default)
 } zhost_post_opts_t;
 
