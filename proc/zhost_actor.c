@@ -357,8 +357,7 @@ s_dest_actor (zhost_proc_t *self, zmq_msg_t *frames, size_t count, const zh_head
     }
     zh_addr_t dest;
     zh_error_t perr;
-    if (zh_addr_parse_kind (&dest, ZH_ADDR_PORT, (const char *)head->dest, head->dest_len, &perr) !=
-        0) {
+    if (zh_head_parse_dest (head, &dest, &perr) != 0) { //  the codec's rule: a port
         zh_warn ("bad-dest", "proc=%s reason=\"%s\"", self->addr, perr.reason);
         self->dropped++;
         return NULL;
@@ -454,8 +453,8 @@ zhost_dispatch_return (zhost_proc_t *self, zmq_msg_t *frames, size_t count, cons
     }
     zh_addr_t dest;
     zhost_actor_t *actor = NULL;
-    if (zh_addr_parse (&dest, (const char *)head->dest, head->dest_len, &perr) == 0 &&
-        dest.kind != ZH_ADDR_PROC)
+    //  The codec's rule: a RETURN goes back to an actor or a proc.
+    if (zh_head_parse_dest (head, &dest, &perr) == 0 && dest.kind == ZH_ADDR_ACTOR)
         actor = s_actor_lookup (self, dest.actor.text.ptr, dest.actor.text.len);
     zhost_failure_t failures[ZH_FAILURES_MAX];
     char *block = s_failures (&rm, failures);

@@ -25,7 +25,7 @@
     silence and report what was lost; senders give up when blocked as long.
     The same program is the forwarder: zhost-bench --forwarder|--bare ENDPOINT.
 
-    The hot path's ZHP/1 head (PROTOCOL.md §4) is written by hand here: it
+    The hot path's ZHP/1 head (docs/protocol.md §4) is written by hand here: it
     is a few bytes, prefixed to each payload. Control commands go through
     zh_wire and strings are packed with zh_pack, as in every other client.
 */

@@ -1,9 +1,9 @@
-/*  zhost-ctl.c — the control CLI of zhost-broker (DESIGN.md, Command line).
+/*  zhost-ctl.c — the control CLI of zhost-broker (docs/ctl.md).
 
     Where it sits: outside the broker, as one more client. It attaches to
     the broker's control socket (ipc://<runtime-dir>/control, which gives
     admin rights) or, with --connect, to a frontend; sends one request to
-    the host agent (PROTOCOL.md §8: a SEND to host_agent.service:1@<ep>
+    the host agent (docs/protocol.md §8: a SEND to host_agent.service:1@<ep>
     whose inline part is {"op": …}); waits for the answer while answering
     PINGs; says BYE and waits for the broker's BYE so that nothing is lost
     (§7); prints the answer for people or as JSON. keygen needs no broker:
@@ -990,7 +990,7 @@ s_copy_span (char *buf, size_t size, zh_span_t span)
 
 //  --- connect and attach ---
 
-//  The runtime dir is trusted only as the broker makes it (DESIGN.md,
+//  The runtime dir is trusted only as the broker makes it (docs/design.md,
 //  Security): a directory of its own, not a symlink, owned by our
 //  effective uid, with no access for group or others; and its control
 //  entry, if any, a socket of ours and not a symlink. Checked on a

@@ -201,7 +201,7 @@ def test_help_lists_every_command_and_flag(ctl):
 
 # --- a runtime dir it does not trust: exit 2 ---------------------------------------
 #
-# DESIGN.md, Security: the control socket is trusted only in a directory that
+# docs/design.md, Security: the control socket is trusted only in a directory that
 # is not a symlink, is owned by our user and lets neither group nor others in,
 # and only when the control entry there is a socket of ours. The tests run as
 # root, so "another user" is uid 65534.

@@ -1,7 +1,7 @@
 /*  zh-test-proc.c — the smallest spawned proc, in C, for lifecycle tests.
 
     Where it sits: spawned by zhost-broker (tests start it with --spawn or
-    the spawn op). It does what PROTOCOL.md §6 asks of a spawned proc and
+    the spawn op). It does what docs/protocol.md §6 asks of a spawned proc and
     nothing else: DEALER to $ZHOST_BACKEND with ROUTING_ID = its proc id,
     READY {proc, pid}, PONG to PING, and on STOP: BYE, exit 0. Cheap to
     start a hundred of (no interpreter).

@@ -230,7 +230,7 @@ test_format_refuses_a_buffer_too_small (void **state)
 //  ---------------------------------------------------------------------
 //  uid58
 
-//  With PROTOCOL.md's alphabet (lowercase before uppercase, as Flickr's
+//  With docs/protocol.md's alphabet (lowercase before uppercase, as Flickr's
 //  base58) u64 max is "JPwcyDCgEup"; "jpXCZedGfVQ" is its spelling in
 //  Bitcoin's alphabet, which zhost does not use.
 static void

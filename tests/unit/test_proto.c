@@ -3,7 +3,7 @@
     Where it sits: the codec is the broker's first line of defence, so the
     tests walk it the way a message does: a well-formed message of every
     command survives encode → zh_msg_decode unchanged; every class of
-    malformed message is refused with the ERROR code of PROTOCOL.md §3/§7
+    malformed message is refused with the ERROR code of docs/protocol.md §3/§7
     (each test asserts that code and what the reason names); a seeded
     random generator then round-trips thousands of messages and mutates
     them, which must only ever decode or be refused 400/404/426.

@@ -2,7 +2,7 @@
 
     Where it sits: a program that hosts actors links libzhost. The library
     owns one DEALER socket to a zhost broker, speaks ZHP/1 on it
-    (PROTOCOL.md) and turns what arrives into calls of the program's
+    (docs/protocol.md) and turns what arrives into calls of the program's
     handlers:
 
         broker ──DEALER──▶ zhost_proc_step ──▶ SEND   → actor → port → handler
