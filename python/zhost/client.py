@@ -690,9 +690,18 @@ class Proc(object):
                 self._on_stop(self.stop_request)
 
     def _on_bootstrap(self, body):
+        proc = body.get("proc")
+        try:
+            if not isinstance(proc, str):
+                raise P.AddressError("BOOTSTRAP has no proc address")
+            P.parse_address(proc, "proc")
+        except P.AddressError:
+            # A BOOTSTRAP we cannot use is ignored like any malformed body:
+            # the attach goes on waiting (and times out, saying so).
+            return
         self._attach_pending = False
         self.bootstrap = dict(body)
-        self._set_address(body["proc"])
+        self._set_address(proc)
         if isinstance(body.get("heartbeat_ms"), int) and body["heartbeat_ms"] > 0:
             self.heartbeat_ms = body["heartbeat_ms"]
         if isinstance(body.get("max_msg_bytes"), int):
