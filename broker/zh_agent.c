@@ -21,6 +21,7 @@
 struct _zh_agent_t {
     const zh_self_t *me;       //  the broker: host, agent address, incarnation, phase
     zh_routes_t *routes;       //  connections, for stats
+    zh_peers_t *peers;         //  links to other brokers, for stats
     zh_send_t *send;           //  answers, refusals
     zh_stats_t *stats;         //  the counters
     zh_lifecycle_t *lifecycle; //  proc ops
@@ -31,13 +32,14 @@ static const char *s_admin_ops[] = {"spawn", "stop", "kill", "stop_all", "shutdo
 static const char *s_proc_ops[] = {"list", "status"};
 
 zh_agent_t *
-zh_agent_new (const zh_self_t *me, zh_routes_t *routes, zh_send_t *send, zh_stats_t *stats,
-              zh_lifecycle_t *lifecycle, zh_agent_events_t events)
+zh_agent_new (const zh_self_t *me, zh_routes_t *routes, zh_peers_t *peers, zh_send_t *send,
+              zh_stats_t *stats, zh_lifecycle_t *lifecycle, zh_agent_events_t events)
 {
     zh_agent_t *self = (zh_agent_t *)calloc (1, sizeof (zh_agent_t));
     if (!self) return NULL;
     self->me = me;
     self->routes = routes;
+    self->peers = peers;
     self->send = send;
     self->stats = stats;
     self->lifecycle = lifecycle;
@@ -93,12 +95,14 @@ s_op_stats (zh_agent_t *self, msgpack_packer *pk)
     size_t connections = 0;
     for (int s = 0; s < ZH_SOCK_COUNT; s++)
         connections += zh_routes_count (self->routes, (zh_sock_t)s);
-    msgpack_pack_map (pk, 1 + ZH_STATS_PAIRS + 2);
+    msgpack_pack_map (pk, 1 + ZH_STATS_PAIRS + 3);
     zh_pack_kv_bool (pk, "ok", true);
     zh_stats_pack (self->stats, pk);
     zh_pack_kv_uint (pk, "connections", connections);
     zh_pack_str (pk, "procs");
     s_pack_proc_counts (self, pk);
+    zh_pack_str (pk, "peers");
+    zh_peers_pack (self->peers, pk);
 }
 
 static bool

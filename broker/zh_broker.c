@@ -39,6 +39,7 @@
 #include "zh_curve.h"
 #include "zh_lifecycle.h"
 #include "zh_log.h"
+#include "zh_peers.h"
 #include "zh_router.h"
 #include "zh_routes.h"
 #include "zh_runtime.h"
@@ -53,6 +54,7 @@ struct _zh_broker_t {
     zh_stats_t stats;            //  the one counter table
     zh_routes_t *routes;         //  connections and routes
     zh_send_t *send;             //  sending, and the outbox
+    zh_peers_t *peers;           //  links to other brokers
     zh_curve_t *curve;           //  CURVE on the frontend, or NULL
     zh_lifecycle_t *lifecycle;   //  procs and their ops
     zh_agent_t *agent;           //  the host agent
@@ -98,6 +100,8 @@ s_begin_drain (zh_broker_t *self)
     zh_info ("drain", "reason=\"%s; children stopped\" linger_ms=%lld", self->drain_why,
              (long long)self->config->linger_ms);
     zh_attach_bye_all (self->attach, "shutdown");
+    zh_peers_bye_all (self->peers, "shutdown");
+    zh_router_flush (self->router, self->now); //  the SHUTDOWN RETURNs of what waited
 }
 
 //  The lifecycle's event: the shutdown's bulk stop ended.
@@ -186,6 +190,7 @@ s_build_parts (zh_broker_t *self, zh_error_t *err)
             return zh_error_exit (err, 1, "out of memory");
     self->send = zh_send_new (zh_runtime_sockets (rt), &self->stats, host, self->me.service_addr,
                               (uint8_t)self->config->ttl);
+    if (self->send) self->peers = zh_peers_new (self->ctx, self->config, &self->me, self->send);
     zh_lifecycle_setup_t lsetup = {.zmq_ctx = self->ctx,
                                    .backend_ipc = zh_runtime_backend_ipc (rt),
                                    .backend_inproc = zh_runtime_backend_inproc (rt),
@@ -193,12 +198,12 @@ s_build_parts (zh_broker_t *self, zh_error_t *err)
                                    .agent_addr = self->me.agent_addr,
                                    .child_cpus = zh_runtime_start_cpus (rt)};
     zh_lifecycle_events_t levents = {.children_stopped = s_children_stopped, .arg = self};
-    if (self->send)
+    if (self->peers)
         self->lifecycle =
             zh_lifecycle_new (self->config, &lsetup, self->routes, self->send, levents);
     zh_agent_events_t aevents = {.shutdown = s_shutdown_op, .arg = self};
     if (self->lifecycle)
-        self->agent = zh_agent_new (&self->me, self->routes, self->send, &self->stats,
+        self->agent = zh_agent_new (&self->me, self->routes, self->peers, self->send, &self->stats,
                                     self->lifecycle, aevents);
     if (self->agent)
         self->attach =
@@ -208,6 +213,7 @@ s_build_parts (zh_broker_t *self, zh_error_t *err)
                                .send = self->send,
                                .attach = self->attach,
                                .agent = self->agent,
+                               .peers = self->peers,
                                .curve = self->curve,
                                .stats = &self->stats,
                                .me = &self->me};
@@ -316,6 +322,7 @@ zh_broker_destroy (zh_broker_t **self_p)
     zh_router_destroy (&self->router);
     zh_attach_destroy (&self->attach);
     zh_agent_destroy (&self->agent);
+    zh_peers_destroy (&self->peers);
     zh_send_destroy (&self->send);
     //  The sockets close with the linger (queued BYEs, last deliveries),
     //  before the context ends.
@@ -351,16 +358,24 @@ zh_broker_run (zh_broker_t *self)
     zh_procs_reap (procs, self->now); //  a --spawn child may have died already
     zh_runtime_pin_loop (self->runtime);
 
-    //  The poll set is fixed: the proc pipes are one epoll fd.
-    enum { S_SIGNALS = ZH_SOCK_COUNT, S_PROCS, S_ZAP, S_ITEMS };
-    zmq_pollitem_t items[S_ITEMS];
+    //  The poll set: fixed items (the proc pipes are one epoll fd), then
+    //  one per peer link, which grows as links are first used.
+    enum { S_SIGNALS = ZH_SOCK_COUNT, S_PROCS, S_ZAP, S_FIXED };
+    size_t room = S_FIXED + 8;
+    zmq_pollitem_t *items = (zmq_pollitem_t *)calloc (room, sizeof (zmq_pollitem_t));
+    if (!items) {
+        zh_err ("poll", "error=\"out of memory\"");
+        return 1;
+    }
     for (int s = 0; s < ZH_SOCK_COUNT; s++)
         items[s] = (zmq_pollitem_t){socks[s], 0, ZMQ_POLLIN, 0};
     items[S_SIGNALS] = (zmq_pollitem_t){NULL, self->signal_fd, ZMQ_POLLIN, 0};
     items[S_PROCS] = (zmq_pollitem_t){NULL, zh_procs_poll_fd (procs), ZMQ_POLLIN, 0};
-    if (self->curve)
-        items[S_ZAP] = (zmq_pollitem_t){zh_curve_zap_socket (self->curve), 0, ZMQ_POLLIN, 0};
-    int n_items = self->curve ? S_ITEMS : S_ZAP;
+    //  Without CURVE the ZAP item polls nothing (a NULL socket, fd -1).
+    items[S_ZAP] = self->curve
+                       ? (zmq_pollitem_t){zh_curve_zap_socket (self->curve), 0, ZMQ_POLLIN, 0}
+                       : (zmq_pollitem_t){NULL, -1, 0, 0};
+    int code = 0;
 
     while (true) {
         self->now = zclock_mono ();
@@ -380,17 +395,37 @@ zh_broker_run (zh_broker_t *self)
             self->next_tick = self->now + tick_ms;
         }
         int64_t timeout = self->next_tick - self->now;
+        int64_t peers_due = zh_peers_tick (self->peers, self->now);
+        zh_router_flush (self->router, self->now); //  RETURNs of what waited too long
+        if (peers_due >= 0 && peers_due < timeout) timeout = peers_due;
         int64_t procs_due = zh_procs_tick (procs, self->now);
         if (procs_due >= 0 && procs_due < timeout) timeout = procs_due;
         if (self->me.phase == ZH_PHASE_DRAINING && timeout > 10) timeout = 10;
         if (timeout > 100) timeout = 100; //  zh_broker_stop is seen within 100 ms
         if (timeout < 0 || self->drain_due) timeout = 0;
 
-        int rc = zmq_poll (items, n_items, (long)timeout);
+        size_t links = zh_peers_count (self->peers);
+        if (S_FIXED + links > room) {
+            zmq_pollitem_t *more =
+                (zmq_pollitem_t *)realloc (items, (S_FIXED + links) * sizeof (zmq_pollitem_t));
+            if (!more)
+                links = room - S_FIXED; //  out of memory: poll the links we can
+            else {
+                items = more;
+                room = S_FIXED + links;
+            }
+        }
+        for (size_t i = 0; i < links; i++) {
+            void *socket = zh_peers_link (self->peers, i)->link_socket;
+            items[S_FIXED + i] = socket ? (zmq_pollitem_t){socket, 0, ZMQ_POLLIN, 0}
+                                        : (zmq_pollitem_t){NULL, -1, 0, 0};
+        }
+        int rc = zmq_poll (items, (int)(S_FIXED + links), (long)timeout);
         if (rc == -1) {
             if (errno == EINTR) continue;
             zh_err ("poll", "error=%s", zmq_strerror (errno));
-            return 1;
+            code = 1;
+            break;
         }
         self->now = zclock_mono ();
         for (int s = 0; s < ZH_SOCK_COUNT; s++)
@@ -399,10 +434,14 @@ zh_broker_run (zh_broker_t *self)
         if (items[S_SIGNALS].revents & ZMQ_POLLIN) s_handle_signals (self);
         if (items[S_PROCS].revents & ZMQ_POLLIN) zh_procs_poll (procs);
         if (self->curve && (items[S_ZAP].revents & ZMQ_POLLIN)) zh_curve_handle (self->curve);
+        for (size_t i = 0; i < links; i++)
+            if (items[S_FIXED + i].revents & ZMQ_POLLIN)
+                zh_router_drain_link (self->router, zh_peers_link (self->peers, i), self->now);
     }
+    free (items);
     self->me.phase = ZH_PHASE_DONE;
-    zh_info ("exit", "routed=%llu code=0", (unsigned long long)self->stats.routed);
-    return 0;
+    if (code == 0) zh_info ("exit", "routed=%llu code=0", (unsigned long long)self->stats.routed);
+    return code;
 }
 
 int

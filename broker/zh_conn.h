@@ -55,6 +55,7 @@ struct _zh_conn_t {
     zh_addr_t dest_addr;            //  dest_cache parsed
     zh_conn_t *dest_to;             //  dest_addr's route, valid at dest_to_gen
     uint64_t dest_to_gen;           //  the routes' generation dest_to was found at
+    void *link_socket;              //  a peer link of ours: its DEALER (no rid); else NULL
     uint64_t msgs_in;               //  SEND/RETURN received from it
     uint64_t msgs_out;              //  SEND/RETURN delivered to it
 };

@@ -110,10 +110,15 @@ s_route (zh_router_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count, co
             zh_send_return (send, from, frames, count, head, ZH_RC_NO_SUCH_PROC,
                             "dest is not at this broker and peers' messages are not relayed",
                             self->now);
-        else
-            zh_send_return (send, from, frames, count, head, ZH_RC_HOST_UNREACHABLE,
-                            "no link to that broker (peer links are not implemented yet)",
-                            self->now);
+        else {
+            zh_rc_t rc;
+            const char *reason;
+            if (zh_peers_forward (self->parts.peers, dest->endpoint.ptr, dest->endpoint.len, frames,
+                                  count, self->now, &rc, &reason) == 0)
+                self->parts.stats->routed++;
+            else
+                zh_send_return (send, from, frames, count, head, rc, reason, self->now);
+        }
         return;
     } else {
         to = zh_routes_lookup (routes, dest->proc.text.ptr, dest->proc.text.len);
@@ -224,6 +229,20 @@ s_check_src (zh_router_t *self, zh_conn_t *conn, const zh_head_t *head, zh_error
     return 0;
 }
 
+//  Refuse a message from a connection with ERROR code (counted). A link
+//  of ours gets no ERROR back (the peer would only log it): logged here.
+static void
+s_refuse (zh_router_t *self, zh_conn_t *conn, int code, const char *reason, const zh_head_t *head)
+{
+    if (conn->link_socket) {
+        zh_stats_count_reject (self->parts.stats, code);
+        zh_warn ("peer-refused", "endpoint=%s code=%d reason=\"%s\"", conn->peer_endpoint, code,
+                 reason);
+        return;
+    }
+    zh_send_error (self->parts.send, conn->sock, conn->rid, conn->rid_len, code, reason, head);
+}
+
 //  A SEND or RETURN from a connection that finished its handshake; its
 //  head frame (frames[0]) is data/size, not checked yet.
 static void
@@ -235,13 +254,12 @@ s_handle_send (zh_router_t *self, zh_conn_t *conn, uint8_t *data, size_t size, s
     zh_head_t head;
     zh_error_t err;
     if (zh_head_decode (&head, data, size, &err) != 0) {
-        zh_send_error (send, conn->sock, conn->rid, conn->rid_len, err.code, err.reason, NULL);
+        s_refuse (self, conn, err.code, err.reason, NULL);
         return;
     }
     const zh_addr_t *dest = s_check_dest (conn, &head, &err);
     if (!dest) {
-        zh_send_error (send, conn->sock, conn->rid, conn->rid_len, ZH_ERR_MALFORMED, err.reason,
-                       &head);
+        s_refuse (self, conn, ZH_ERR_MALFORMED, err.reason, &head);
         return;
     }
     int verdict = s_check_src (self, conn, &head, &err);
@@ -252,7 +270,7 @@ s_handle_send (zh_router_t *self, zh_conn_t *conn, uint8_t *data, size_t size, s
                      zh_conn_name (conn, name, sizeof name),
                      zh_log_quote (q, sizeof q, (const char *)head.src, head.src_len));
         }
-        zh_send_error (send, conn->sock, conn->rid, conn->rid_len, verdict, err.reason, &head);
+        s_refuse (self, conn, verdict, err.reason, &head);
         return;
     }
     conn->msgs_in++;
@@ -376,6 +394,57 @@ zh_router_drain (zh_router_t *self, zh_sock_t sock, int64_t now)
     zh_router_flush (self, now);
 }
 
+void
+zh_router_drain_link (zh_router_t *self, zh_conn_t *link, int64_t now)
+{
+    self->now = now;
+    for (int n = 0; n < ZH_ROUTER_BATCH && link->link_socket; n++) {
+        void *socket = link->link_socket;
+        size_t count = 0, total = 0, size0 = 0;
+        bool overflow = false, more = true;
+        while (more) {
+            zmq_msg_t *frame = count < S_FRAMES_CAP ? &self->frames[count] : NULL;
+            zmq_msg_t extra;
+            if (!frame) {
+                zmq_msg_init (&extra);
+                frame = &extra;
+            }
+            int size = zmq_msg_recv (frame, socket, count ? 0 : ZMQ_DONTWAIT);
+            if (size < 0) {
+                if (frame == &extra) zmq_msg_close (&extra);
+                break;
+            }
+            more = zmq_msg_more (frame);
+            if (frame == &extra) {
+                zmq_msg_close (&extra);
+                overflow = true;
+                continue;
+            }
+            if (count == 0) size0 = (size_t)size;
+            total += (size_t)size;
+            count++;
+        }
+        if (count == 0) break;
+        self->last_activity = now;
+        link->last_recv = now;
+        uint8_t *data = (uint8_t *)zmq_msg_data (&self->frames[0]);
+        if (size0 >= ZH_HEADER_SIZE && zh_command_has_head (data[3])) {
+            if (overflow)
+                s_refuse (self, link, ZH_ERR_MALFORMED, "too many payload frames", NULL);
+            else
+                s_handle_send (self, link, data, size0, count, total, NULL);
+            continue;
+        }
+        zh_header_t hdr;
+        zh_error_t err;
+        if (zh_header_check (&hdr, data, size0, &err) != 0)
+            s_refuse (self, link, err.code, err.reason, NULL);
+        else
+            zh_peers_command (self->parts.peers, link, &hdr, self->frames, count, now);
+    }
+    zh_router_flush (self, now);
+}
+
 //  ---------------------------------------------------------------------
 //  The outbox
 
@@ -383,16 +452,16 @@ void
 zh_router_flush (zh_router_t *self, int64_t now)
 {
     self->now = now;
-    zmq_msg_t msg;
+    zh_outmsg_t msg;
     while (zh_send_take (self->parts.send, &msg)) {
         zh_head_t head;
         zh_addr_t dest;
-        const uint8_t *data = (const uint8_t *)zmq_msg_data (&msg);
-        if (zh_head_decode (&head, data, zmq_msg_size (&msg), NULL) != 0 ||
+        const uint8_t *data = (const uint8_t *)zmq_msg_data (&msg.frames[0]);
+        if (zh_head_decode (&head, data, zmq_msg_size (&msg.frames[0]), NULL) != 0 ||
             zh_head_parse_dest (&head, &dest, NULL) != 0)
             self->parts.stats->dropped++;
         else
-            s_route (self, NULL, &msg, 1, &head, &dest, NULL);
-        zmq_msg_close (&msg);
+            s_route (self, NULL, msg.frames, msg.count, &head, &dest, NULL);
+        zh_outmsg_close (&msg);
     }
 }

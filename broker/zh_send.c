@@ -22,7 +22,7 @@ struct _zh_send_t {
     char *self_endpoint;        //  `at` of the RETURNs made here
     char *service_addr;         //  src of the RETURNs made here
     uint8_t ttl;                //  ttl of the messages made here
-    zmq_msg_t *outbox;          //  ring of posted messages
+    zh_outmsg_t *outbox;        //  ring of posted messages
     size_t out_head;            //  index of the oldest in outbox
     size_t out_count;           //  messages in outbox
     size_t out_room;            //  slots of outbox
@@ -48,9 +48,9 @@ zh_send_destroy (zh_send_t **self_p)
 {
     if (!self_p || !*self_p) return;
     zh_send_t *self = *self_p;
-    zmq_msg_t msg;
+    zh_outmsg_t msg;
     while (zh_send_take (self, &msg))
-        zmq_msg_close (&msg);
+        zh_outmsg_close (&msg);
     free (self->outbox);
     free (self->self_endpoint);
     free (self->service_addr);
@@ -128,7 +128,17 @@ zh_send_error (zh_send_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_l
 int
 zh_send_frames (zh_send_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t count, int64_t now)
 {
-    void *socket = self->socks[to->sock];
+    void *socket = to->link_socket ? to->link_socket : self->socks[to->sock];
+    //  A peer link is a DEALER: no routing id; a full queue is EAGAIN on
+    //  the first frame, so nothing is half sent either way.
+    if (to->link_socket) {
+        if (zmq_msg_send (&frames[0], socket, (count > 1 ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) == -1)
+            return -1;
+        for (size_t i = 1; i < count; i++)
+            zmq_msg_send (&frames[i], socket, (i + 1 < count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+        to->last_send = now;
+        return 0;
+    }
     if (zmq_send (socket, to->rid, to->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) return -1;
     for (size_t i = 0; i < count; i++)
         zmq_msg_send (&frames[i], socket, (i + 1 < count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
@@ -136,9 +146,12 @@ zh_send_frames (zh_send_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t count,
     return 0;
 }
 
-void
-zh_send_return (zh_send_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t count,
-                const zh_head_t *head, zh_rc_t rc, const char *reason, int64_t now)
+//  Turn frames[0] (a SEND's head) into the head of its RETURN for rc.
+//  0, or -1 when no RETURN is made (BR-2, an unflagged SEND, or out of
+//  memory), counted and logged; no_sender: nobody to return it to.
+static int
+s_make_return (zh_send_t *self, zmq_msg_t *frames, const zh_head_t *head, zh_rc_t rc,
+               const char *reason, bool no_sender)
 {
     char dest[ZH_ADDR_MAX + 1], q[240];
     snprintf (dest, sizeof dest, "%.*s", (int)head->dest_len, (const char *)head->dest);
@@ -146,30 +159,25 @@ zh_send_return (zh_send_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t count,
         self->stats->abandoned++; //  BR-2: never bounce a bounce
         zh_info ("abandoned", "dest=%s code=%s reason=%s", dest, zh_rc_name (rc),
                  zh_log_quote (q, sizeof q, reason, strlen (reason)));
-        return;
+        return -1;
     }
-    if (!(head->hdr.flags & ZH_FLAG_RETURN_UNDELIVERABLE) || !to) {
+    if (!(head->hdr.flags & ZH_FLAG_RETURN_UNDELIVERABLE) || no_sender) {
         self->stats->dropped++;
         zh_debug ("dropped", "dest=%s code=%s reason=%s", dest, zh_rc_name (rc),
                   zh_log_quote (q, sizeof q, reason, strlen (reason)));
-        return;
+        return -1;
     }
     size_t meta_size = 0;
     uint8_t *meta = zh_return_meta_encode (NULL, 0, zh_rc_name (rc), reason, self->self_endpoint,
                                            (const char *)head->dest, head->dest_len, head->meta,
                                            head->meta_len, &meta_size);
-    if (!meta) {
-        self->stats->abandoned++;
-        zh_warn ("abandoned", "dest=%s code=%s reason=\"out of memory\"", dest, zh_rc_name (rc));
-        return;
-    }
     uint8_t flags = head->hdr.flags & ZH_FLAG_INLINE;
     size_t src_len = strlen (self->service_addr);
     size_t inline_len = (flags & ZH_FLAG_INLINE) ? head->inline_len : 0;
     size_t size = zh_head_size (head->src_len, src_len, meta_size, inline_len);
     zmq_msg_t ret;
     long written = -1;
-    if (zmq_msg_init_size (&ret, size) == 0) {
+    if (meta && zmq_msg_init_size (&ret, size) == 0) {
         written = zh_head_write ((uint8_t *)zmq_msg_data (&ret), size, ZH_RETURN, self->ttl, flags,
                                  (const char *)head->src, head->src_len, self->service_addr,
                                  src_len, meta, meta_size, head->inline_part, inline_len);
@@ -180,35 +188,52 @@ zh_send_return (zh_send_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t count,
         self->stats->abandoned++;
         zh_warn ("abandoned", "dest=%s code=%s reason=\"return head too large or out of memory\"",
                  dest, zh_rc_name (rc));
-        return;
+        return -1;
     }
     //  The RETURN takes the head's place; payload frames follow, moved.
     zmq_msg_move (&frames[0], &ret);
     zmq_msg_close (&ret);
+    return 0;
+}
+
+void
+zh_send_return (zh_send_t *self, zh_conn_t *to, zmq_msg_t *frames, size_t count,
+                const zh_head_t *head, zh_rc_t rc, const char *reason, int64_t now)
+{
+    if (s_make_return (self, frames, head, rc, reason, to == NULL) != 0) return;
     if (zh_send_frames (self, to, frames, count, now) == 0) {
         self->stats->returned[rc]++;
-        zh_debug ("returned", "dest=%s code=%s to=%s", dest, zh_rc_name (rc), to->proc_id);
+        zh_debug ("returned", "code=%s to=%s", zh_rc_name (rc), to->proc_id);
     } else {
         self->stats->abandoned++;
-        zh_info ("abandoned", "dest=%s code=%s reason=%s", dest, zh_rc_name (rc),
+        zh_info ("abandoned", "code=%s reason=%s", zh_rc_name (rc),
                  errno == EAGAIN ? "sender-queue-full" : "sender-gone");
     }
 }
 
+void
+zh_send_return_post (zh_send_t *self, zmq_msg_t *frames, size_t count, const zh_head_t *head,
+                     zh_rc_t rc, const char *reason)
+{
+    if (s_make_return (self, frames, head, rc, reason, false) != 0) return;
+    if (zh_send_post_frames (self, frames, count) == 0)
+        self->stats->returned[rc]++;
+    else
+        self->stats->abandoned++;
+}
+
 //  ---------------------------------------------------------------------
-//  The outbox: a ring of zmq_msg_t that grows by doubling
+//  The outbox: a ring of messages (each a malloc'd array of frames) that
+//  grows by doubling
 
 static int
 s_outbox_grow (zh_send_t *self)
 {
     size_t room = self->out_room ? 2 * self->out_room : 16;
-    zmq_msg_t *ring = (zmq_msg_t *)malloc (room * sizeof (zmq_msg_t));
+    zh_outmsg_t *ring = (zh_outmsg_t *)malloc (room * sizeof (zh_outmsg_t));
     if (!ring) return -1;
-    for (size_t i = 0; i < self->out_count; i++) {
-        zmq_msg_init (&ring[i]);
-        zmq_msg_move (&ring[i], &self->outbox[(self->out_head + i) % self->out_room]);
-        zmq_msg_close (&self->outbox[(self->out_head + i) % self->out_room]);
-    }
+    for (size_t i = 0; i < self->out_count; i++)
+        ring[i] = self->outbox[(self->out_head + i) % self->out_room];
     free (self->outbox);
     self->outbox = ring;
     self->out_head = 0;
@@ -217,27 +242,42 @@ s_outbox_grow (zh_send_t *self)
 }
 
 int
+zh_send_post_frames (zh_send_t *self, zmq_msg_t *frames, size_t count)
+{
+    zmq_msg_t *copy = (zmq_msg_t *)malloc (count * sizeof (zmq_msg_t));
+    if (!copy || (self->out_count == self->out_room && s_outbox_grow (self) != 0)) {
+        free (copy);
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        zmq_msg_init (&copy[i]);
+        zmq_msg_move (&copy[i], &frames[i]);
+    }
+    self->outbox[(self->out_head + self->out_count) % self->out_room] =
+        (zh_outmsg_t){.frames = copy, .count = count};
+    self->out_count++;
+    return 0;
+}
+
+int
 zh_send_post (zh_send_t *self, const char *dest, size_t dest_len, const char *src,
               const uint8_t *meta, size_t meta_len, const uint8_t *part, size_t part_len)
 {
-    if (self->out_count == self->out_room && s_outbox_grow (self) != 0) {
-        self->stats->agent_unanswerable++;
-        return -1;
-    }
     size_t src_len = strlen (src);
     size_t size = zh_head_size (dest_len, src_len, meta_len, part_len);
-    zmq_msg_t *slot = &self->outbox[(self->out_head + self->out_count) % self->out_room];
-    if (zmq_msg_init_size (slot, size) != 0) {
+    zmq_msg_t msg;
+    if (zmq_msg_init_size (&msg, size) != 0) {
         self->stats->agent_unanswerable++;
         return -1;
     }
-    if (zh_head_write ((uint8_t *)zmq_msg_data (slot), size, ZH_SEND, self->ttl, ZH_FLAG_INLINE,
-                       dest, dest_len, src, src_len, meta, meta_len, part, part_len) < 0) {
-        zmq_msg_close (slot);
+    if (zh_head_write ((uint8_t *)zmq_msg_data (&msg), size, ZH_SEND, self->ttl, ZH_FLAG_INLINE,
+                       dest, dest_len, src, src_len, meta, meta_len, part, part_len) < 0 ||
+        zh_send_post_frames (self, &msg, 1) != 0) {
+        zmq_msg_close (&msg);
         self->stats->agent_unanswerable++;
         return -1;
     }
-    self->out_count++;
+    zmq_msg_close (&msg);
     return 0;
 }
 
@@ -265,14 +305,21 @@ zh_send_answer (zh_send_t *self, const char *reply, size_t reply_len, const char
 }
 
 bool
-zh_send_take (zh_send_t *self, zmq_msg_t *msg)
+zh_send_take (zh_send_t *self, zh_outmsg_t *out)
 {
     if (self->out_count == 0) return false;
-    zmq_msg_t *slot = &self->outbox[self->out_head];
-    zmq_msg_init (msg);
-    zmq_msg_move (msg, slot);
-    zmq_msg_close (slot);
+    *out = self->outbox[self->out_head];
     self->out_head = (self->out_head + 1) % self->out_room;
     self->out_count--;
     return true;
+}
+
+void
+zh_outmsg_close (zh_outmsg_t *msg)
+{
+    for (size_t i = 0; i < msg->count; i++)
+        zmq_msg_close (&msg->frames[i]);
+    free (msg->frames);
+    msg->frames = NULL;
+    msg->count = 0;
 }

@@ -87,8 +87,25 @@ int zh_send_post (zh_send_t *self, const char *dest, size_t dest_len, const char
 int zh_send_answer (zh_send_t *self, const char *reply, size_t reply_len, const char *src,
                     const int64_t *seq, const uint8_t *answer, size_t answer_size);
 
-//  Take the oldest posted message into *msg (initialised here; the caller
-//  closes it). true, or false when the outbox is empty.
-bool zh_send_take (zh_send_t *self, zmq_msg_t *msg);
+//  A posted message: its frames (a malloc'd array).
+typedef struct {
+    zmq_msg_t *frames; //  the frames, head first
+    size_t count;      //  frames in it
+} zh_outmsg_t;
+
+//  Post a message (its frames are moved in; the caller closes its now
+//  empty frames as usual). 0, or -1 on allocation failure (nothing moved).
+int zh_send_post_frames (zh_send_t *self, zmq_msg_t *frames, size_t count);
+
+//  Make the RETURN of a message the broker held (a peer link's pending
+//  SEND past its delivery timeout) and post it: its dest is the original
+//  src, so the router takes it home. Counted as zh_send_return does.
+void zh_send_return_post (zh_send_t *self, zmq_msg_t *frames, size_t count, const zh_head_t *head,
+                          zh_rc_t rc, const char *reason);
+
+//  Take the oldest posted message (the caller closes it with
+//  zh_outmsg_close). true, or false when the outbox is empty.
+bool zh_send_take (zh_send_t *self, zh_outmsg_t *out);
+void zh_outmsg_close (zh_outmsg_t *msg);
 
 #endif

@@ -1,0 +1,86 @@
+/*  zh_peers.h — links to other brokers: one DEALER per remote endpoint,
+    dialled on first use.
+
+    Where it sits: below the router, which forwards here every SEND or
+    RETURN whose dest endpoint is not this broker's (and did not come from
+    a peer: no relaying), and hands here the control commands that arrive
+    on a link; above the sender (links send through zh_send_frames; a
+    pending message past its delivery timeout is returned through the
+    outbox, so only the router routes) and the counters.
+
+    A link: DEALER to the peer's frontend (routing id 16 random bytes, as
+    a client's) → HELLO {endpoint, incarnation} → WELCOME → up. Until it
+    is up, messages wait in a pending FIFO, bounded by hwm messages and
+    ZH_PEER_PENDING_BYTES; past either bound a message is refused
+    OVERLOADED. The delivery timeout is fixed, so the FIFO is also sorted
+    by deadline: its head is the first to expire.
+
+    PL-1 (order): messages for one peer leave in the order they came,
+    whether they waited or not: while anything is pending, new messages
+    queue behind it.
+    PL-2 (never early): a pending message is returned HOST_UNREACHABLE at
+    its deadline (--delivery-timeout after it arrived) and never before,
+    even when the connection is refused at once: the peer may be
+    restarting.
+    PL-3 (live links): a link silent for liveness heartbeats goes back to
+    HELLO (new messages wait again); ERROR 401 from the peer (it restarted
+    and forgot us) is HELLO again; BYE closes the link, dialled again on
+    next use. libzmq redials the TCP connection itself, from a jittered
+    first interval doubling up to ZH_PEER_BACKOFF_MAX_MS.
+*/
+#ifndef ZH_PEERS_H
+#define ZH_PEERS_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "zh_config.h"
+#include "zh_conn.h"
+#include "zh_proto.h"
+#include "zh_self.h"
+#include "zh_send.h"
+#include "zh_stats.h"
+
+#define ZH_PEER_PENDING_BYTES  (64 * 1024 * 1024) //  bytes waiting per link at most
+#define ZH_PEER_BACKOFF_MAX_MS 5000               //  libzmq's redial interval at most
+
+typedef struct _zh_peers_t zh_peers_t;
+
+zh_peers_t *zh_peers_new (void *ctx, const zh_config_t *config, const zh_self_t *me,
+                          zh_send_t *send);
+//  Closes every link; pending messages are dropped (counted as abandoned).
+void zh_peers_destroy (zh_peers_t **self_p);
+
+//  Forward a message to the broker at endpoint (ep, len: not self). 0 when
+//  it was sent or queued (the frames are consumed), or -1 with *rc and
+//  *reason when it is refused (OVERLOADED, HOST_UNREACHABLE): the caller
+//  returns it.
+int zh_peers_forward (zh_peers_t *self, const char *ep, size_t len, zmq_msg_t *frames, size_t count,
+                      int64_t now, zh_rc_t *rc, const char **reason);
+
+//  The links, for the poll set: a link's connection carries its DEALER
+//  (link_socket) and its principal (the peer's endpoint). i < count.
+size_t zh_peers_count (zh_peers_t *self);
+zh_conn_t *zh_peers_link (zh_peers_t *self, size_t i);
+
+//  A control command that arrived on a link (WELCOME, PING, PONG, ERROR,
+//  BYE): hdr checked, frames[0..count).
+void zh_peers_command (zh_peers_t *self, zh_conn_t *link, const zh_header_t *hdr, zmq_msg_t *frames,
+                       size_t count, int64_t now);
+
+//  Heartbeats, liveness, delivery timeouts, and pending messages of links
+//  that came up. Returns ms until the next deadline (-1: none).
+int64_t zh_peers_tick (zh_peers_t *self, int64_t now);
+
+//  The drain: every pending message is returned SHUTDOWN (flagged) or
+//  dropped, and every open link gets BYE.
+void zh_peers_bye_all (zh_peers_t *self, const char *reason);
+
+//  {endpoint: {state, pending, forwarded, returned {code: n},
+//  reconnects, incarnation}} for the stats op.
+void zh_peers_pack (zh_peers_t *self, msgpack_packer *pk);
+
+#endif
