@@ -371,11 +371,12 @@ zh_broker_run (zh_broker_t *self)
         items[s] = (zmq_pollitem_t){socks[s], 0, ZMQ_POLLIN, 0};
     items[S_SIGNALS] = (zmq_pollitem_t){NULL, self->signal_fd, ZMQ_POLLIN, 0};
     items[S_PROCS] = (zmq_pollitem_t){NULL, zh_procs_poll_fd (procs), ZMQ_POLLIN, 0};
-    //  Without CURVE the ZAP item polls nothing (a NULL socket, fd -1).
-    items[S_ZAP] = self->curve
-                       ? (zmq_pollitem_t){zh_curve_zap_socket (self->curve), 0, ZMQ_POLLIN, 0}
-                       : (zmq_pollitem_t){NULL, -1, 0, 0};
+    //  The ZAP socket only with CURVE; the links follow from `base` on.
+    if (self->curve)
+        items[S_ZAP] = (zmq_pollitem_t){zh_curve_zap_socket (self->curve), 0, ZMQ_POLLIN, 0};
+    const size_t base = self->curve ? S_FIXED : S_ZAP;
     int code = 0;
+    int64_t peers_at = -1; //  when a link's next deadline falls (-1: none)
 
     while (true) {
         self->now = zclock_mono ();
@@ -388,16 +389,22 @@ zh_broker_run (zh_broker_t *self)
             bool quiet = self->now - zh_router_last_activity (self->router) >= 50 && since >= 50;
             if (since >= self->config->linger_ms || quiet) break;
         }
-        if (self->now >= self->next_tick) {
+        bool ticked = self->now >= self->next_tick;
+        if (ticked) {
             //  Reap here too: embedded, SIGCHLD may go to another thread.
             zh_procs_reap (procs, self->now);
             zh_attach_tick (self->attach, self->now);
             self->next_tick = self->now + tick_ms;
         }
+        if (ticked || (peers_at >= 0 && self->now >= peers_at)) {
+            //  Links: heartbeats, liveness, delivery timeouts (PL-2: due at
+            //  peers_at, so a deadline is met to the ms, not the tick).
+            int64_t due = zh_peers_tick (self->peers, self->now);
+            peers_at = due >= 0 ? self->now + due : -1;
+            zh_router_flush (self->router, self->now); //  RETURNs of what waited too long
+        }
         int64_t timeout = self->next_tick - self->now;
-        int64_t peers_due = zh_peers_tick (self->peers, self->now);
-        zh_router_flush (self->router, self->now); //  RETURNs of what waited too long
-        if (peers_due >= 0 && peers_due < timeout) timeout = peers_due;
+        if (peers_at >= 0 && peers_at - self->now < timeout) timeout = peers_at - self->now;
         int64_t procs_due = zh_procs_tick (procs, self->now);
         if (procs_due >= 0 && procs_due < timeout) timeout = procs_due;
         if (self->me.phase == ZH_PHASE_DRAINING && timeout > 10) timeout = 10;
@@ -405,22 +412,22 @@ zh_broker_run (zh_broker_t *self)
         if (timeout < 0 || self->drain_due) timeout = 0;
 
         size_t links = zh_peers_count (self->peers);
-        if (S_FIXED + links > room) {
+        if (base + links > room) {
             zmq_pollitem_t *more =
-                (zmq_pollitem_t *)realloc (items, (S_FIXED + links) * sizeof (zmq_pollitem_t));
+                (zmq_pollitem_t *)realloc (items, (base + links) * sizeof (zmq_pollitem_t));
             if (!more)
-                links = room - S_FIXED; //  out of memory: poll the links we can
+                links = room - base; //  out of memory: poll the links we can
             else {
                 items = more;
-                room = S_FIXED + links;
+                room = base + links;
             }
         }
         for (size_t i = 0; i < links; i++) {
             void *socket = zh_peers_link (self->peers, i)->link_socket;
-            items[S_FIXED + i] = socket ? (zmq_pollitem_t){socket, 0, ZMQ_POLLIN, 0}
-                                        : (zmq_pollitem_t){NULL, -1, 0, 0};
+            items[base + i] = socket ? (zmq_pollitem_t){socket, 0, ZMQ_POLLIN, 0}
+                                     : (zmq_pollitem_t){NULL, -1, 0, 0};
         }
-        int rc = zmq_poll (items, (int)(S_FIXED + links), (long)timeout);
+        int rc = zmq_poll (items, (int)(base + links), (long)timeout);
         if (rc == -1) {
             if (errno == EINTR) continue;
             zh_err ("poll", "error=%s", zmq_strerror (errno));
@@ -435,7 +442,7 @@ zh_broker_run (zh_broker_t *self)
         if (items[S_PROCS].revents & ZMQ_POLLIN) zh_procs_poll (procs);
         if (self->curve && (items[S_ZAP].revents & ZMQ_POLLIN)) zh_curve_handle (self->curve);
         for (size_t i = 0; i < links; i++)
-            if (items[S_FIXED + i].revents & ZMQ_POLLIN)
+            if (items[base + i].revents & ZMQ_POLLIN)
                 zh_router_drain_link (self->router, zh_peers_link (self->peers, i), self->now);
     }
     free (items);
