@@ -269,11 +269,15 @@ zh_attach_tick (zh_attach_t *self, int64_t now)
     int64_t expiry = hb * self->config->liveness;
     for (int s = 0; s < ZH_SOCK_COUNT; s++) {
         zh_sock_t sock = (zh_sock_t)s;
+        //  AT-3 (busy is not silent): while the socket has unread input (a
+        //  slow turn, e.g. a burst of spawns), its connections' last_recv is
+        //  stale: nobody on it expires until it is drained.
+        bool unread = zh_send_input_waiting (self->send, sock);
         zh_conn_t *expired[64];
         size_t n_expired = 0;
         for (zh_conn_t *conn = zh_routes_first (self->routes, sock); conn;
              conn = zh_routes_next (self->routes, sock)) {
-            if (now - conn->last_recv >= expiry) {
+            if (!unread && now - conn->last_recv >= expiry) {
                 if (conn->kind == ZH_CONN_PROC) {
                     if (!conn->silent_logged)
                         zh_warn ("silent", "proc=%s silent_ms=%lld", conn->proc_id,

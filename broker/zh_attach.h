@@ -13,6 +13,7 @@
     the broker lives, even across reconnects (a re-ATTACH gets the same
     BOOTSTRAP); a connection that attached cannot HELLO, and a peer cannot
     ATTACH.
+    AT-3 (busy is not silent): a socket with unread input expires nobody.
     AT-2 (a session belongs to its key): with CURVE, a re-ATTACH on a
     routing id attached under another key is refused 403 (the router
     refuses any other message of it the same way, BR-6).

@@ -406,6 +406,7 @@ zh_broker_run (zh_broker_t *self)
         int64_t timeout = self->next_tick - self->now;
         if (peers_at >= 0 && peers_at - self->now < timeout) timeout = peers_at - self->now;
         int64_t procs_due = zh_procs_tick (procs, self->now);
+        zh_router_flush (self->router, self->now); //  answers the tick settled (READY_TIMEOUT)
         if (procs_due >= 0 && procs_due < timeout) timeout = procs_due;
         if (self->me.phase == ZH_PHASE_DRAINING && timeout > 10) timeout = 10;
         if (timeout > 100) timeout = 100; //  zh_broker_stop is seen within 100 ms

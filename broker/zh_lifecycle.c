@@ -326,6 +326,17 @@ zh_lifecycle_ready (zh_lifecycle_t *self, const uint8_t *rid, size_t rid_len, co
         }
         return;
     }
+    if (proc && proc->launch == ZH_LAUNCH_THREAD && proc->state == ZH_PS_FAILED && !proc->reaped) {
+        //  A thread proc that missed its ready timeout could not get the
+        //  STOP sent then (not connected): it gets it now, or it would run
+        //  on forever (a thread cannot be killed).
+        zh_body_t stop = {.command = ZH_STOP,
+                          .present = ZH_F_REASON | ZH_F_TIMEOUT_MS,
+                          .reason = zh_span_of ("READY_TIMEOUT"),
+                          .timeout_ms = 0};
+        zh_send_command (self->send, ZH_SOCK_BACKEND, rid, rid_len, ZH_STOP, &stop);
+        return;
+    }
     if (!proc || proc->state != ZH_PS_STARTING) {
         zh_send_error (self->send, ZH_SOCK_BACKEND, rid, rid_len, ZH_ERR_FORBIDDEN,
                        "READY from a proc this broker is not spawning", NULL);

@@ -393,7 +393,12 @@ zh_peers_tick (zh_peers_t *self, int64_t now)
     for (size_t i = 0; i < self->count; i++) {
         s_peer_t *peer = self->peers[i];
         zh_conn_t *conn = peer->conn;
-        if (peer->socket && now - conn->last_recv >= expiry) {
+        int events = 0;
+        size_t esize = sizeof events;
+        bool unread = peer->socket &&
+                      zmq_getsockopt (peer->socket, ZMQ_EVENTS, &events, &esize) == 0 &&
+                      (events & ZMQ_POLLIN);
+        if (peer->socket && !unread && now - conn->last_recv >= expiry) {
             //  PL-3: silent: HELLO again; what comes meanwhile waits.
             if (peer->state == S_UP) {
                 peer->reconnects++;

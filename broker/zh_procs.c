@@ -53,6 +53,7 @@
 #define S_READ_BUDGET  (64 * 1024)   //  bytes per read_fd call: keeps the loop fair
 #define S_DRAIN_BUDGET (1024 * 1024) //  bytes read from a pipe at a terminal state
 #define S_REASON_MAX   128
+#define S_TIMEOUT_MAX  (365LL * 24 * 3600 * 1000) //  a year: deadlines never overflow
 
 //  ---------------------------------------------------------------------
 //  Types
@@ -542,6 +543,7 @@ s_start (zh_procs_t *self, s_entry_t *entry, int64_t ready_timeout_ms, int64_t n
     if (old) old->retired = true;
     proc->state = ZH_PS_STARTING;
     proc->started_ms = now;
+    if (ready_timeout_ms > S_TIMEOUT_MAX) ready_timeout_ms = S_TIMEOUT_MAX;
     proc->ready_deadline = ready_timeout_ms > 0 ? now + ready_timeout_ms : 0;
     zh_info ("proc", "name=%s from=none to=starting pid=%d launch=%s ready_timeout_ms=%lld",
              proc->name, (int)proc->pid, proc->launch == ZH_LAUNCH_THREAD ? "thread" : "process",
@@ -689,6 +691,7 @@ s_begin_stop (zh_procs_t *self, s_entry_t *entry, int64_t timeout_ms, const char
 {
     zh_proc_t *proc = &entry->proc;
     if (timeout_ms < 0) timeout_ms = 0;
+    if (timeout_ms > S_TIMEOUT_MAX) timeout_ms = S_TIMEOUT_MAX; //  no overflow of now + it
     proc->stop_stage = 1;
     proc->stop_timeout_ms = timeout_ms;
     proc->stop_deadline = now + timeout_ms;

@@ -31,6 +31,7 @@
 */
 #include "zh_router.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,10 +141,13 @@ s_route (zh_router_t *self, zh_conn_t *from, zmq_msg_t *frames, size_t count, co
         return;
     }
     if (zh_span_eq (dest->proc.text, "service")) {
-        if (from)
+        if (from) {
             zh_agent_deliver (self->parts.agent, from, s_admin (self, from, key), frames, count,
                               head, dest, self->now);
-        else
+            //  AT-3: an op may take a while (spawn waits for exec): later
+            //  messages of this drain are stamped with a fresh clock.
+            self->now = zclock_mono ();
+        } else
             self->parts.stats->dropped++; //  the broker never asks itself
     } else if (zh_span_eq (dest->proc.text, "local"))
         zh_send_return (send, from, frames, count, head, ZH_RC_NO_SUCH_ACTOR,
@@ -356,6 +360,9 @@ s_handle_message (zh_router_t *self, zh_sock_t sock, size_t rid_len, size_t size
         zh_send_error (send, sock, rid, rid_len, err.code, err.reason, NULL);
         return;
     }
+    //  What earlier messages of this drain posted goes first: a BYE right
+    //  after a request must follow the request's answer (docs/broker.md).
+    zh_router_flush (self, self->now);
     zh_attach_command (self->parts.attach, sock, rid, rid_len, conn, &hdr, self->frames, count,
                        total, key, self->now);
 }

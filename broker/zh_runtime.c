@@ -387,7 +387,20 @@ zh_runtime_bind (zh_runtime_t *self, void *ctx, zh_runtime_curve_fn *curve_serve
 {
     if (self->config->frontend_count == 0)
         return zh_error_exit (err, 2, "--frontend: at least one endpoint is needed");
-    self->socks[ZH_SOCK_FRONTEND] = s_router (self, ctx, true);
+    //  BR-6: with CURVE the frontend does not hand a routing id over to a
+    //  new connection (it would receive the old session's messages, under
+    //  another key); ZMTP heartbeats close a dead connection's pipe within
+    //  liveness heartbeats instead, so a reconnecting client gets its
+    //  routing id back soon.
+    bool curve = curve_server != NULL;
+    self->socks[ZH_SOCK_FRONTEND] = s_router (self, ctx, !curve);
+    if (curve && self->socks[ZH_SOCK_FRONTEND]) {
+        int ivl = (int)self->config->heartbeat_ms;
+        int timeout = (int)(self->config->heartbeat_ms * self->config->liveness);
+        zmq_setsockopt (self->socks[ZH_SOCK_FRONTEND], ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
+        zmq_setsockopt (self->socks[ZH_SOCK_FRONTEND], ZMQ_HEARTBEAT_TIMEOUT, &timeout,
+                        sizeof timeout);
+    }
     self->socks[ZH_SOCK_BACKEND] = s_router (self, ctx, false);
     self->socks[ZH_SOCK_CONTROL] = s_router (self, ctx, false);
     for (int s = 0; s < ZH_SOCK_COUNT; s++)

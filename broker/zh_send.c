@@ -83,6 +83,15 @@ zh_send_encoded (zh_send_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid
     return 0;
 }
 
+bool
+zh_send_input_waiting (zh_send_t *self, zh_sock_t sock)
+{
+    int events = 0;
+    size_t size = sizeof events;
+    return zmq_getsockopt (self->socks[sock], ZMQ_EVENTS, &events, &size) == 0 &&
+           (events & ZMQ_POLLIN);
+}
+
 void
 zh_send_bye (zh_send_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
              const char *reason)

@@ -49,6 +49,9 @@ int zh_send_command (zh_send_t *self, zh_sock_t sock, const uint8_t *rid, size_t
 int zh_send_encoded (zh_send_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
                      uint8_t command, const uint8_t *body, size_t body_size);
 
+//  True if a socket of the broker has input waiting (ZMQ_EVENTS).
+bool zh_send_input_waiting (zh_send_t *self, zh_sock_t sock);
+
 //  BYE {reason}.
 void zh_send_bye (zh_send_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
                   const char *reason);
