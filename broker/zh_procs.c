@@ -127,6 +127,7 @@ struct _zh_procs_t {
     bool child_cpus_set;      //  children get child_cpus (the broker is pinned)
     cpu_set_t child_cpus;     //  the broker's start-up CPUs
     int epoll_fd;             //  every pipe and thread end (zh_procs_poll_fd)
+    size_t terminal_keep;     //  terminal entries kept for list/status (PM-9)
 };
 
 static const char *s_stream_names[2] = {"stdout", "stderr"};
@@ -497,11 +498,31 @@ s_enter (zh_procs_t *self, int64_t now)
     if (now >= 0) self->now = now;
 }
 
+//  PM-9 (bounded history): at most terminal_keep ended procs stay listed;
+//  past that the oldest are retired (and freed once released), so a broker
+//  that spawns ever new names does not grow without bound.
+static void
+s_retire_old (zh_procs_t *self)
+{
+    size_t terminal = 0;
+    for (size_t i = 0; i < self->count; i++)
+        if (!self->entries[i]->retired && zh_pstate_terminal (self->entries[i]->proc.state))
+            terminal++;
+    for (size_t i = 0; i < self->count && terminal > self->terminal_keep; i++) {
+        s_entry_t *entry = self->entries[i];
+        if (!entry->retired && zh_pstate_terminal (entry->proc.state) && entry->job_refs == 0) {
+            entry->retired = true;
+            terminal--;
+        }
+    }
+}
+
 static void
 s_leave (zh_procs_t *self)
 {
     if (self->depth == 1) {
         s_pump_jobs (self);
+        s_retire_old (self);
         s_collect (self);
     }
     self->depth--;
@@ -1056,6 +1077,7 @@ zh_procs_new (void *zmq_ctx, const char *backend_ipc, const char *backend_inproc
     zh_procs_t *self = (zh_procs_t *)calloc (1, sizeof (zh_procs_t));
     if (!self) return NULL;
     self->epoll_fd = -1;
+    self->terminal_keep = ZH_PROCS_TERMINAL_KEEP;
     self->zmq_ctx = zmq_ctx;
     self->backend_ipc = strdup (backend_ipc ? backend_ipc : "");
     self->backend_inproc = strdup (backend_inproc ? backend_inproc : "");
@@ -1066,6 +1088,12 @@ zh_procs_new (void *zmq_ctx, const char *backend_ipc, const char *backend_inproc
     if (!self->backend_ipc || !self->backend_inproc || !self->host || self->epoll_fd < 0)
         zh_procs_destroy (&self);
     return self;
+}
+
+void
+zh_procs_set_terminal_keep (zh_procs_t *self, size_t keep)
+{
+    self->terminal_keep = keep;
 }
 
 void

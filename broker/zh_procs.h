@@ -185,6 +185,11 @@ zh_proc_t *zh_procs_first (zh_procs_t *self);
 zh_proc_t *zh_procs_next (zh_procs_t *self);
 size_t zh_procs_live_count (zh_procs_t *self);
 
+//  PM-9: at most this many ended procs stay listed (the oldest are
+//  forgotten first); ZH_PROCS_TERMINAL_KEEP by default.
+#define ZH_PROCS_TERMINAL_KEEP 1024
+void zh_procs_set_terminal_keep (zh_procs_t *self, size_t keep);
+
 //  Drop a terminal proc (keeps the table small): lookup and iteration no
 //  longer see it, and it is freed once reaped. No-op on a live proc.
 //  Without it, a name's latest terminal entry is kept until the name is

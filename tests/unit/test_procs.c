@@ -501,6 +501,40 @@ test_ready_timeout_zero_waits (void **state)
 //  ---------------------------------------------------------------------
 //  Ends
 
+//  PM-9: only the newest terminal_keep ended procs stay listed; the older
+//  are forgotten (and freed), so new names do not grow the table forever.
+static bool
+s_all_ended (void *arg)
+{
+    (void)arg;
+    for (zh_proc_t *p = zh_procs_first (fx.procs); p; p = zh_procs_next (fx.procs))
+        if (!zh_pstate_terminal (p->state)) return false;
+    return true;
+}
+
+static void
+test_ended_procs_are_forgotten_past_the_keep (void **state)
+{
+    zh_procs_set_terminal_keep (fx.procs, 3);
+    for (int i = 0; i < 6; i++) {
+        char name[8];
+        snprintf (name, sizeof name, "k%d", i);
+        s_spawn_sh (name, "exit 0", NULL, 5000);
+    }
+    assert_true (s_wait_for (s_all_ended, NULL, 5000));
+    s_run_for (20);
+    const char *want[] = {"k3", "k4", "k5"};
+    size_t n = 0;
+    for (zh_proc_t *p = zh_procs_first (fx.procs); p; p = zh_procs_next (fx.procs)) {
+        assert_true (n < 3);
+        assert_string_equal (p->name, want[n]);
+        n++;
+    }
+    assert_int_equal (n, 3);
+    assert_null (zh_procs_lookup (fx.procs, "k0", 2));
+    zh_procs_set_terminal_keep (fx.procs, ZH_PROCS_TERMINAL_KEEP);
+}
+
 //  exec failures: SPAWN_FAILED with the errno text; nothing is listed.
 static void
 test_spawn_failed (void **state)
@@ -993,6 +1027,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_ready_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown (test_ready_timeout_zero_waits, setup, teardown),
         cmocka_unit_test_setup_teardown (test_spawn_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_ended_procs_are_forgotten_past_the_keep, setup,
+                                         teardown),
         cmocka_unit_test_setup_teardown (test_exit_code_before_ready, setup, teardown),
         cmocka_unit_test_setup_teardown (test_killed_by_signal, setup, teardown),
         cmocka_unit_test_setup_teardown (test_refused_transitions, setup, teardown),
