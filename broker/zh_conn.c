@@ -91,3 +91,10 @@ zh_conn_name (const zh_conn_t *self, char *buf, size_t size)
     }
     return buf;
 }
+
+const char *
+zh_sock_name (zh_sock_t sock)
+{
+    static const char *names[ZH_SOCK_COUNT] = {"frontend", "backend", "control"};
+    return (unsigned)sock < ZH_SOCK_COUNT ? names[sock] : "?";
+}

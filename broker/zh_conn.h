@@ -60,6 +60,9 @@ struct _zh_conn_t {
     uint64_t msgs_out;              //  SEND/RETURN delivered to it
 };
 
+//  "frontend", "backend", "control".
+const char *zh_sock_name (zh_sock_t sock);
+
 zh_conn_t *zh_conn_new (zh_sock_t sock, zh_conn_kind_t kind, const uint8_t *rid, size_t rid_len);
 void zh_conn_destroy (zh_conn_t **self_p);
 

@@ -172,7 +172,7 @@ s_rebase (zh_span_t *span, const char *from, char *to)
 //  The dest of a head, parsed: from the connection's cache when the bytes
 //  are the same as last time (BR-5), else parsed and cached. NULL with
 //  err when it is not an address of the kind the command needs (the
-//  codec's rule, zh_head_dest_kind_ok).
+//  codec's rule: zh_head_parse_dest, zh_head_dest_kind_ok).
 static const zh_addr_t *
 s_check_dest (zh_conn_t *conn, const zh_head_t *head, zh_error_t *err)
 {
@@ -181,12 +181,7 @@ s_check_dest (zh_conn_t *conn, const zh_head_t *head, zh_error_t *err)
         memcmp (head->dest, conn->dest_cache, head->dest_len) != 0) {
         zh_addr_t parsed;
         const char *text = (const char *)head->dest;
-        if (zh_addr_parse (&parsed, text, head->dest_len, err) != 0) {
-            char why[ZH_ERROR_REASON_MAX];
-            snprintf (why, sizeof why, "%s", err->reason);
-            zh_error_set (err, ZH_ERR_MALFORMED, 8, "dest: %s", why);
-            return NULL;
-        }
+        if (zh_head_parse_dest (head, &parsed, err) != 0) return NULL; //  the codec's rule
         if (head->dest_len > ZH_ADDR_CACHE) {
             conn->dest_cache_len = 0;
             conn->dest_addr = parsed; //  spans into the head: good for this message
@@ -201,9 +196,10 @@ s_check_dest (zh_conn_t *conn, const zh_head_t *head, zh_error_t *err)
                 s_rebase (spans[i], text, conn->dest_cache);
         }
         conn->dest_to = NULL;
-    }
-    if (!zh_head_dest_kind_ok (head->hdr.command, dest->kind)) {
-        zh_addr_t again; //  the codec words the refusal
+    } else if (!zh_head_dest_kind_ok (head->hdr.command, dest->kind)) {
+        //  The same bytes as last time, under another command: the codec
+        //  words the refusal.
+        zh_addr_t again;
         zh_head_parse_dest (head, &again, err);
         return NULL;
     }

@@ -11,14 +11,6 @@
 
 #include "zh_log.h"
 
-static const char *s_sock_names[ZH_SOCK_COUNT] = {"frontend", "backend", "control"};
-
-const char *
-zh_sock_name (zh_sock_t sock)
-{
-    return (unsigned)sock < ZH_SOCK_COUNT ? s_sock_names[sock] : "?";
-}
-
 zh_routes_t *
 zh_routes_new (void)
 {

@@ -137,7 +137,4 @@ zh_conn_t *zh_routes_first (zh_routes_t *self, zh_sock_t sock);
 zh_conn_t *zh_routes_next (zh_routes_t *self, zh_sock_t sock);
 size_t zh_routes_count (zh_routes_t *self, zh_sock_t sock);
 
-//  "frontend", "backend", "control".
-const char *zh_sock_name (zh_sock_t sock);
-
 #endif

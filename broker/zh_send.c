@@ -122,10 +122,7 @@ zh_send_error (zh_send_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_l
         char name[80], q[240];
         zh_conn_t tmp = {.rid_len = rid_len < ZH_RID_MAX ? rid_len : ZH_RID_MAX};
         memcpy (tmp.rid, rid, tmp.rid_len);
-        zh_debug ("reject", "socket=%s from=%s code=%d reason=%s",
-                  sock == ZH_SOCK_FRONTEND  ? "frontend"
-                  : sock == ZH_SOCK_BACKEND ? "backend"
-                                            : "control",
+        zh_debug ("reject", "socket=%s from=%s code=%d reason=%s", zh_sock_name (sock),
                   zh_conn_name (&tmp, name, sizeof name), code,
                   zh_log_quote (q, sizeof q, reason, strlen (reason)));
     }
