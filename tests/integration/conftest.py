@@ -67,6 +67,15 @@ def children_of(pid):
     return out
 
 
+def pid_alive(pid):
+    """True while pid exists and is not a zombie (from /proc)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:

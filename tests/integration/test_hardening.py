@@ -40,7 +40,7 @@ import zmq
 import zmq.auth
 
 import zhp
-from conftest import BROKER_BIN, BUILD_DIR, broker_env
+from conftest import BROKER_BIN, BUILD_DIR, broker_env, pid_alive
 
 PY = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -90,13 +90,7 @@ def wait_status(ctl, name, want, timeout=10.0):
         time.sleep(0.02)   # poll interval
 
 
-def alive(pid):
-    """A process that exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+alive = pid_alive  # exists and is not a zombie (conftest)
 
 
 def wait_gone(pid, timeout=5.0):
@@ -668,3 +662,19 @@ def test_a_client_busy_with_a_burst_of_spawns_is_not_dropped_as_silent(broker, c
     assert all(a.get("ok") is True for a in answers.values()), \
         [a for a in answers.values() if not a.get("ok")][:3]
     assert "heartbeat-expired" not in b.stderr_tail(400)
+
+
+def test_a_return_to_a_port_is_400_even_after_a_send_there(broker, client):
+    """The codec's rule for a RETURN's dest (the original src: an actor or
+    proc, never a port) holds on the router's cached path too: a SEND to a
+    port, then a RETURN with the same dest bytes, is ERROR 400."""
+    b = broker()
+    c, peer = client(b), client(b)
+    c.send(peer.port(4), [b"fine"])
+    assert peer.expect(zhp.SEND).parts == [b"fine"]
+    c.send(peer.port(4), [b"bounce"], cmd=zhp.RETURN)
+    err = c.expect_error(400)
+    assert "RETURN" in err.body["reason"] and "actor or proc" in err.body["reason"], err
+    assert peer.try_recv(0.2) is None
+    c.send(peer.port(4), [b"still fine"])  # the cache still serves SENDs
+    assert peer.expect(zhp.SEND).parts == [b"still fine"]

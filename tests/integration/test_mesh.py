@@ -15,15 +15,11 @@ import time
 import pytest
 
 from conftest import BROKER_BIN, BUILD_DIR, Broker, broker_env
+from test_netns import sh  # a command, its output, bounded
 
 ECHO = os.path.join(BUILD_DIR, "zhost-echo")
 PING = os.path.join(BUILD_DIR, "zhost-ping")
 ADDR = {"a": "10.213.1.1", "b": "10.213.1.2", "c": "10.213.1.3"}
-
-
-def sh(*args):
-    return subprocess.run(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, timeout=10)
 
 
 @pytest.fixture
