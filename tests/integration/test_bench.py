@@ -62,7 +62,12 @@ def test_shared_context_and_bare_padded_to_zhp_length():
     cfg = report["config"]
     assert cfg["client_ctx"] == "shared" and cfg["bare_as_zhp"] is True
     check_rows(report, systems=("zhost", "bare"))
-    assert cfg["prefix_bytes"]["bare"] == cfg["prefix_bytes"]["zhost"]
+    # bare is padded to a zhost head whose two proc ids have 11-character
+    # uid58s, as 97.7 % of random u64s do; the broker gives each client a
+    # random one, so a zhost head is 1 or 2 bytes shorter in about 1 run in
+    # 20 (CI saw 100 vs 99). Never longer, never shorter than that.
+    assert cfg["prefix_bytes"]["bare"] - cfg["prefix_bytes"]["zhost"] in (0, 1, 2), \
+        cfg["prefix_bytes"]
 
 
 def test_bad_client_ctx_is_a_usage_error():
