@@ -19,11 +19,12 @@ struct _zh_attach_t {
     zh_routes_t *routes;       //  connections come and go here
     zh_send_t *send;           //  BOOTSTRAP, WELCOME, ERROR, PONG, BYE
     zh_lifecycle_t *lifecycle; //  READY
+    zh_curve_t *curve;         //  CURVE on the frontend (CU-2), or NULL
 };
 
 zh_attach_t *
 zh_attach_new (const zh_config_t *config, const zh_self_t *me, zh_routes_t *routes, zh_send_t *send,
-               zh_lifecycle_t *lifecycle)
+               zh_lifecycle_t *lifecycle, zh_curve_t *curve)
 {
     zh_attach_t *self = (zh_attach_t *)calloc (1, sizeof (zh_attach_t));
     if (!self) return NULL;
@@ -32,6 +33,7 @@ zh_attach_new (const zh_config_t *config, const zh_self_t *me, zh_routes_t *rout
     self->routes = routes;
     self->send = send;
     self->lifecycle = lifecycle;
+    self->curve = curve;
     return self;
 }
 
@@ -75,6 +77,12 @@ s_attach (zh_attach_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
     }
     if (conn) {
         s_reject (self, sock, rid, rid_len, ZH_ERR_MALFORMED, "this connection is a peer broker");
+        return;
+    }
+    if (self->curve && sock == ZH_SOCK_FRONTEND && !zh_curve_is_client (self->curve, key)) {
+        //  CU-2: a peer broker's key is not a client's.
+        s_reject (self, sock, rid, rid_len, ZH_ERR_FORBIDDEN,
+                  "this key is a broker's (--curve-peers); ATTACH needs a client key");
         return;
     }
     char label[ZH_LABEL_MAX + 1] = "remote";
@@ -156,6 +164,23 @@ s_hello (zh_attach_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len, 
         s_reject (self, sock, rid, rid_len, ZH_ERR_MALFORMED,
                   "this connection is an attached client");
         return;
+    }
+    if (self->curve) {
+        //  CU-2: a peer is a key in --curve-peers, and only as its endpoint.
+        const char *allowed = zh_curve_peer_endpoint (self->curve, key);
+        const char *why = !allowed ? "HELLO needs a broker's key from --curve-peers"
+                          : (strlen (allowed) != body->endpoint.len ||
+                             memcmp (allowed, body->endpoint.ptr, body->endpoint.len) != 0)
+                              ? "HELLO endpoint is not the one this key's certificate names"
+                              : NULL;
+        if (why) {
+            char q1[96], q2[64];
+            zh_warn ("peer-refused", "endpoint=%s key=%s reason=\"%s\"",
+                     zh_log_quote (q1, sizeof q1, body->endpoint.ptr, body->endpoint.len),
+                     zh_log_quote (q2, sizeof q2, key ? key : "", key ? strlen (key) : 0), why);
+            s_reject (self, sock, rid, rid_len, ZH_ERR_FORBIDDEN, why);
+            return;
+        }
     }
     if (conn && !zh_conn_key_matches (conn, key)) {
         s_reject (self, sock, rid, rid_len, ZH_ERR_FORBIDDEN,

@@ -27,6 +27,7 @@
 #include <zmq.h>
 
 #include "zh_config.h"
+#include "zh_curve.h"
 #include "zh_conn.h"
 #include "zh_lifecycle.h"
 #include "zh_self.h"
@@ -37,9 +38,11 @@
 typedef struct _zh_attach_t zh_attach_t;
 
 //  me: what BOOTSTRAP and WELCOME say about this broker, and its phase
-//  (read only: the loop writes it).
+//  (read only: the loop writes it). curve: CURVE on the frontend, or NULL;
+//  with it ATTACH needs a client key and HELLO a peer key whose
+//  certificate names the HELLO's endpoint (CU-2).
 zh_attach_t *zh_attach_new (const zh_config_t *config, const zh_self_t *me, zh_routes_t *routes,
-                            zh_send_t *send, zh_lifecycle_t *lifecycle);
+                            zh_send_t *send, zh_lifecycle_t *lifecycle, zh_curve_t *curve);
 void zh_attach_destroy (zh_attach_t **self_p);
 
 //  One control command from (sock, rid): conn is its connection or NULL,

@@ -190,7 +190,8 @@ s_build_parts (zh_broker_t *self, zh_error_t *err)
             return zh_error_exit (err, 1, "out of memory");
     self->send = zh_send_new (zh_runtime_sockets (rt), &self->stats, host, self->me.service_addr,
                               (uint8_t)self->config->ttl);
-    if (self->send) self->peers = zh_peers_new (self->ctx, self->config, &self->me, self->send);
+    if (self->send)
+        self->peers = zh_peers_new (self->ctx, self->config, &self->me, self->send, self->curve);
     zh_lifecycle_setup_t lsetup = {.zmq_ctx = self->ctx,
                                    .backend_ipc = zh_runtime_backend_ipc (rt),
                                    .backend_inproc = zh_runtime_backend_inproc (rt),
@@ -206,8 +207,8 @@ s_build_parts (zh_broker_t *self, zh_error_t *err)
         self->agent = zh_agent_new (&self->me, self->routes, self->peers, self->send, &self->stats,
                                     self->lifecycle, aevents);
     if (self->agent)
-        self->attach =
-            zh_attach_new (self->config, &self->me, self->routes, self->send, self->lifecycle);
+        self->attach = zh_attach_new (self->config, &self->me, self->routes, self->send,
+                                      self->lifecycle, self->curve);
     zh_router_parts_t parts = {.socks = zh_runtime_sockets (rt),
                                .routes = self->routes,
                                .send = self->send,
@@ -229,8 +230,8 @@ s_log_start (zh_broker_t *self)
     if (self->curve) {
         char q[64];
         const char *key = zh_curve_public_txt (self->curve);
-        zh_info ("security", "curve=on public_key=%s",
-                 zh_log_quote (q, sizeof q, key, strlen (key)));
+        zh_info ("security", "curve=on public_key=%s peers=%zu",
+                 zh_log_quote (q, sizeof q, key, strlen (key)), zh_curve_peer_count (self->curve));
     } else
         zh_warn ("security", "curve=off note=\"the frontend is open to anyone who can reach it: "
                              "use it on a trusted network only\"");
@@ -268,9 +269,9 @@ zh_broker_new (const zh_config_t *config, zh_error_t *err)
     }
     zmq_ctx_set (self->ctx, ZMQ_BLOCKY, 0);
     if (config->cpus && zh_runtime_pin_setup (self->runtime, self->ctx, err) != 0) goto fail;
-    if (config->curve_secret || config->curve_allow || config->curve_admin) {
+    if (config->curve_secret || config->curve_allow || config->curve_admin || config->curve_peers) {
         self->curve = zh_curve_new (self->ctx, config->curve_secret, config->curve_allow,
-                                    config->curve_admin, err);
+                                    config->curve_admin, config->curve_peers, err);
         if (!self->curve) goto fail;
     }
     if (zh_runtime_bind (self->runtime, self->ctx, self->curve ? s_curve_server : NULL, self->curve,

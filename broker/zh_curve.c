@@ -6,13 +6,22 @@
     [mechanism "CURVE"][client public key, 32 bytes]. We answer
     [version][request id][status "200" | "400"][text][user id][metadata],
     the user id being the client's Z85 public key.
+
+    The peers directory is read once at start into two tables (endpoint →
+    certificate, key → endpoint): zcertstore cannot list what it holds, and
+    links need the certificate by endpoint. Every file in it must be a
+    public certificate with a valid `endpoint`: a stray or broken file is
+    an error naming it, not a key silently missing.
 */
 #include "zh_curve.h"
 #include "zh_curve_keys.h"
 
 #include <czmq.h>
+#include <dirent.h>
+#include <errno.h>
 #include <string.h>
 
+#include "zh_addr.h"
 #include "zh_log.h"
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
@@ -22,6 +31,8 @@ struct _zh_curve_t {
     zcert_t *cert;
     zcertstore_t *allow;
     zcertstore_t *admin;
+    zhashx_t *peer_certs; //  endpoint → zcert_t (public), from --curve-peers
+    zhashx_t *peer_keys;  //  Z85 public key → endpoint (a string in peer_certs' certs)
     void *zap;
     uint64_t allowed, denied;
 };
@@ -35,28 +46,94 @@ s_check_dir (const char *flag, const char *dir, zh_error_t *err)
     return 0;
 }
 
+static void
+s_cert_destructor (void **item)
+{
+    zcert_destroy ((zcert_t **)item);
+}
+
+//  One file of --curve-peers: a public certificate with a valid endpoint
+//  that no other file names. 0 or -1 (err names the file).
+static int
+s_load_peer (zh_curve_t *self, const char *dir, const char *name, zh_error_t *err)
+{
+    char path[4096];
+    snprintf (path, sizeof path, "%s/%s", dir, name);
+    zcert_t *cert = zh_cert_load (path, false, "--curve-peers", err);
+    if (!cert) return -1;
+    const char *endpoint = zcert_meta (cert, "endpoint");
+    zh_error_t why;
+    if (!endpoint) {
+        zcert_destroy (&cert);
+        return zh_error_exit (err, 2,
+                              "--curve-peers %s: no `endpoint` in its metadata (zhost-ctl keygen "
+                              "NAME --endpoint tcp://HOST:PORT writes it)",
+                              path);
+    }
+    if (zh_endpoint_check (endpoint, strlen (endpoint), &why) != 0) {
+        zh_error_exit (err, 2, "--curve-peers %s: endpoint \"%.80s\": %s", path, endpoint,
+                       why.reason);
+        zcert_destroy (&cert);
+        return -1;
+    }
+    if (zhashx_lookup (self->peer_certs, endpoint)) {
+        zh_error_exit (err, 2, "--curve-peers %s: endpoint %.80s is named by another file too",
+                       path, endpoint);
+        zcert_destroy (&cert);
+        return -1;
+    }
+    zhashx_insert (self->peer_certs, endpoint, cert);
+    zhashx_insert (self->peer_keys, zcert_public_txt (cert), (void *)zcert_meta (cert, "endpoint"));
+    return 0;
+}
+
+//  Every public certificate in dir (secret files and dotfiles are skipped).
+static int
+s_load_peers (zh_curve_t *self, const char *dir, zh_error_t *err)
+{
+    self->peer_certs = zhashx_new ();
+    self->peer_keys = zhashx_new ();
+    zhashx_set_destructor (self->peer_certs, s_cert_destructor);
+    DIR *d = opendir (dir);
+    if (!d) return zh_error_exit (err, 2, "--curve-peers %s: %s", dir, strerror (errno));
+    int rc = 0;
+    struct dirent *entry;
+    while (rc == 0 && (entry = readdir (d))) {
+        size_t len = strlen (entry->d_name);
+        if (entry->d_name[0] == '.' ||
+            (len > 7 && strcmp (entry->d_name + len - 7, "_secret") == 0))
+            continue;
+        rc = s_load_peer (self, dir, entry->d_name, err);
+    }
+    closedir (d);
+    return rc;
+}
+
 zh_curve_t *
 zh_curve_new (void *ctx, const char *secret_file, const char *allow_dir, const char *admin_dir,
-              zh_error_t *err)
+              const char *peers_dir, zh_error_t *err)
 {
     if (!secret_file) {
-        zh_error_exit (err, 2, "--curve-allow/--curve-admin need --curve-secret FILE");
+        zh_error_exit (err, 2,
+                       "--curve-allow/--curve-admin/--curve-peers need --curve-secret FILE");
         return NULL;
     }
-    if (!allow_dir && !admin_dir) {
+    if (!allow_dir && !admin_dir && !peers_dir) {
         zh_error_exit (err, 2,
-                       "--curve-secret needs --curve-allow DIR (or --curve-admin DIR): "
-                       "with no allowed keys nobody could connect");
+                       "--curve-secret needs --curve-allow DIR (or --curve-admin DIR, or "
+                       "--curve-peers DIR): with no allowed keys nobody could connect");
         return NULL;
     }
     if ((allow_dir && s_check_dir ("--curve-allow", allow_dir, err) != 0) ||
-        (admin_dir && s_check_dir ("--curve-admin", admin_dir, err) != 0))
+        (admin_dir && s_check_dir ("--curve-admin", admin_dir, err) != 0) ||
+        (peers_dir && s_check_dir ("--curve-peers", peers_dir, err) != 0))
         return NULL;
     zh_curve_t *self = (zh_curve_t *)zmalloc (sizeof (zh_curve_t));
     self->cert = zh_cert_load (secret_file, true, "--curve-secret", err);
     if (!self->cert) goto fail;
     if (allow_dir) self->allow = zcertstore_new (allow_dir);
     if (admin_dir) self->admin = zcertstore_new (admin_dir);
+    if (peers_dir && s_load_peers (self, peers_dir, err) != 0) goto fail;
     self->zap = zmq_socket (ctx, ZMQ_REP);
     if (!self->zap || zmq_bind (self->zap, ZAP_ENDPOINT) != 0) {
         zh_error_exit (err, 1, "ZAP handler %s: %s", ZAP_ENDPOINT, zmq_strerror (errno));
@@ -79,6 +156,8 @@ zh_curve_destroy (zh_curve_t **self_p)
         zcert_destroy (&self->cert);
         zcertstore_destroy (&self->allow);
         zcertstore_destroy (&self->admin);
+        zhashx_destroy (&self->peer_keys);
+        zhashx_destroy (&self->peer_certs);
         free (self);
         *self_p = NULL;
     }
@@ -137,13 +216,13 @@ zh_curve_handle (zh_curve_t *self)
     //  RFC 27: version "1.0" only; any other is refused (status 400).
     bool version_ok =
         zmq_msg_size (&frames[0]) == 3 && memcmp (zmq_msg_data (&frames[0]), "1.0", 3) == 0;
-    //  CU-1: a key in either directory may connect.
+    //  CU-1, CU-2: a key in any of the directories may connect.
     char key[41] = "";
     bool curve = version_ok && count == ZAP_FRAMES && zmq_msg_size (&frames[5]) == 5 &&
                  memcmp (zmq_msg_data (&frames[5]), "CURVE", 5) == 0 &&
                  zmq_msg_size (&frames[6]) == 32;
     if (curve) zmq_z85_encode (key, (const uint8_t *)zmq_msg_data (&frames[6]), 32);
-    bool allowed = curve && (s_known (self->allow, key) || s_known (self->admin, key));
+    bool allowed = curve && (zh_curve_is_client (self, key) || zh_curve_peer_endpoint (self, key));
     if (allowed)
         self->allowed++;
     else {
@@ -173,6 +252,44 @@ bool
 zh_curve_is_admin (zh_curve_t *self, const char *user_id)
 {
     return user_id && s_known (self->admin, user_id);
+}
+
+bool
+zh_curve_is_client (zh_curve_t *self, const char *user_id)
+{
+    return user_id && (s_known (self->allow, user_id) || s_known (self->admin, user_id));
+}
+
+const char *
+zh_curve_peer_endpoint (zh_curve_t *self, const char *user_id)
+{
+    return user_id && self->peer_keys ? (const char *)zhashx_lookup (self->peer_keys, user_id)
+                                      : NULL;
+}
+
+int
+zh_curve_apply_peer (zh_curve_t *self, void *socket, const char *endpoint)
+{
+    zcert_t *server =
+        self->peer_certs ? (zcert_t *)zhashx_lookup (self->peer_certs, endpoint) : NULL;
+    if (!server) return -1;
+    if (zmq_setsockopt (socket, ZMQ_CURVE_SERVERKEY, zcert_public_key (server), 32) != 0 ||
+        zmq_setsockopt (socket, ZMQ_CURVE_SECRETKEY, zcert_secret_key (self->cert), 32) != 0 ||
+        zmq_setsockopt (socket, ZMQ_CURVE_PUBLICKEY, zcert_public_key (self->cert), 32) != 0)
+        return -1;
+    return 0;
+}
+
+bool
+zh_curve_has_peer (zh_curve_t *self, const char *endpoint)
+{
+    return self->peer_certs && zhashx_lookup (self->peer_certs, endpoint);
+}
+
+size_t
+zh_curve_peer_count (zh_curve_t *self)
+{
+    return self->peer_certs ? zhashx_size (self->peer_certs) : 0;
 }
 
 const char *

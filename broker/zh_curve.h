@@ -12,6 +12,12 @@
 
     CU-1 (admins are allowed): a key in the admin directory may connect
     even when it is not in the allow directory.
+    CU-2 (peers are brokers): a key in the peers directory (--curve-peers:
+    other brokers' public certificates, each with metadata `endpoint`) may
+    connect, and may say HELLO only as the endpoint its certificate names;
+    HELLO under any other key is refused. A peer-only key cannot ATTACH.
+    Links to other brokers dial as CURVE clients with this broker's
+    certificate and the server key found for the endpoint they dial.
 */
 #ifndef ZH_CURVE_H
 #define ZH_CURVE_H
@@ -26,7 +32,7 @@ typedef struct _zh_curve_t zh_curve_t;
 //  writes them) and the key directories, and bind the ZAP handler in ctx.
 //  NULL with err (the flag, the path and what is wrong).
 zh_curve_t *zh_curve_new (void *ctx, const char *secret_file, const char *allow_dir,
-                          const char *admin_dir, zh_error_t *err);
+                          const char *admin_dir, const char *peers_dir, zh_error_t *err);
 void zh_curve_destroy (zh_curve_t **self_p);
 
 //  Make socket a CURVE server with the broker's keys (before bind). 0/-1.
@@ -38,6 +44,23 @@ void zh_curve_handle (zh_curve_t *self);
 
 //  True if user_id (a Z85 public key) is an admin key.
 bool zh_curve_is_admin (zh_curve_t *self, const char *user_id);
+
+//  True if user_id may ATTACH (a key in the allow or admin directory).
+bool zh_curve_is_client (zh_curve_t *self, const char *user_id);
+
+//  The endpoint a peer broker's key (Z85) is for, or NULL: not a peer key.
+const char *zh_curve_peer_endpoint (zh_curve_t *self, const char *user_id);
+
+//  Make socket a CURVE client of the broker at endpoint (before connect),
+//  with this broker's certificate. 0, or -1 when --curve-peers holds no
+//  certificate for that endpoint.
+int zh_curve_apply_peer (zh_curve_t *self, void *socket, const char *endpoint);
+
+//  True if --curve-peers holds a certificate for endpoint.
+bool zh_curve_has_peer (zh_curve_t *self, const char *endpoint);
+
+//  Certificates in --curve-peers (for the log).
+size_t zh_curve_peer_count (zh_curve_t *self);
 
 //  The broker's public key, Z85 (for the log and for clients).
 const char *zh_curve_public_txt (zh_curve_t *self);

@@ -40,6 +40,8 @@ typedef struct {
     uint64_t returned[ZH_RC_COUNT]; //  messages refused or returned, by code
     uint64_t reconnects;            //  times it went back to HELLO or was dialled again
     bool dialled;                   //  it was dialled before
+    void *monitor;                  //  PAIR reading the DEALER's handshake events (PL-4)
+    char failure[100];              //  the last handshake failure, "" after a success
 } s_peer_t;
 
 struct _zh_peers_t {
@@ -47,12 +49,15 @@ struct _zh_peers_t {
     const zh_config_t *config; //  hwm, heartbeat, liveness, delivery timeout
     const zh_self_t *me;       //  our endpoint and incarnation (HELLO)
     zh_send_t *send;           //  frames out, RETURNs to the outbox
+    zh_curve_t *curve;         //  our certificate and the peers' keys (PL-4), or NULL
     s_peer_t **peers;          //  every link, in the order first used
     size_t count, room;        //  links and slots
+    uint64_t monitors;         //  monitor endpoints made (each inproc name is new)
 };
 
 zh_peers_t *
-zh_peers_new (void *ctx, const zh_config_t *config, const zh_self_t *me, zh_send_t *send)
+zh_peers_new (void *ctx, const zh_config_t *config, const zh_self_t *me, zh_send_t *send,
+              zh_curve_t *curve)
 {
     zh_peers_t *self = (zh_peers_t *)calloc (1, sizeof (zh_peers_t));
     if (!self) return NULL;
@@ -60,6 +65,7 @@ zh_peers_new (void *ctx, const zh_config_t *config, const zh_self_t *me, zh_send
     self->config = config;
     self->me = me;
     self->send = send;
+    self->curve = curve;
     return self;
 }
 
@@ -88,6 +94,96 @@ s_hello (zh_peers_t *self, s_peer_t *peer, int64_t now)
     peer->conn->last_recv = now; //  liveness counts from the HELLO
 }
 
+//  PL-4: watch the link's handshakes. A monitor that cannot be made
+//  leaves the link unwatched (refusals are then only timeouts).
+static void
+s_monitor (zh_peers_t *self, s_peer_t *peer, void *socket)
+{
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "inproc://zhost-peer-monitor-%llu",
+              (unsigned long long)++self->monitors);
+    int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    if (zmq_socket_monitor (socket, endpoint, events) != 0) return;
+    void *pair = zmq_socket (self->ctx, ZMQ_PAIR);
+    int zero = 0;
+    if (pair) zmq_setsockopt (pair, ZMQ_LINGER, &zero, sizeof zero);
+    if (!pair || zmq_connect (pair, endpoint) != 0) {
+        if (pair) zmq_close (pair);
+        zmq_socket_monitor (socket, NULL, 0);
+        return;
+    }
+    peer->monitor = pair;
+}
+
+//  What a handshake failure event means, for the log and the RETURN.
+static void
+s_describe_failure (s_peer_t *peer, uint16_t event, uint32_t value)
+{
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        snprintf (peer->failure, sizeof peer->failure,
+                  "the peer refused our CURVE key (ZAP %u): it is not in that broker's "
+                  "--curve-peers",
+                  value);
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+             value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+        snprintf (peer->failure, sizeof peer->failure,
+                  "security mismatch: one side uses CURVE and the other does not");
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        snprintf (peer->failure, sizeof peer->failure,
+                  "the handshake failed (ZMTP error 0x%x): is its key in --curve-peers right?",
+                  value);
+    else
+        snprintf (peer->failure, sizeof peer->failure,
+                  "the handshake failed (the connection closed during it)");
+}
+
+//  Read the link's handshake events; log a failure when it is new.
+static void
+s_read_monitor (s_peer_t *peer)
+{
+    for (int n = 0; peer->monitor && n < 64; n++) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init (&ev);
+        if (zmq_msg_recv (&ev, peer->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&ev);
+            return;
+        }
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size (&ev) >= 6) {
+            memcpy (&event, zmq_msg_data (&ev), 2);
+            memcpy (&value, (uint8_t *)zmq_msg_data (&ev) + 2, 4);
+        }
+        bool more = zmq_msg_more (&ev);
+        zmq_msg_close (&ev);
+        while (more) { //  the endpoint frame
+            zmq_msg_init (&addr);
+            more = zmq_msg_recv (&addr, peer->monitor, ZMQ_DONTWAIT) >= 0 && zmq_msg_more (&addr);
+            zmq_msg_close (&addr);
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            peer->failure[0] = 0;
+            continue;
+        }
+        if (!event) continue;
+        char before[sizeof peer->failure];
+        memcpy (before, peer->failure, sizeof before);
+        s_describe_failure (peer, event, value);
+        if (strcmp (before, peer->failure) != 0)
+            zh_warn ("peer-link", "endpoint=%s error=\"%s\"", peer->endpoint, peer->failure);
+    }
+}
+
+static void
+s_unmonitor (s_peer_t *peer)
+{
+    if (!peer->monitor) return;
+    if (peer->socket) zmq_socket_monitor (peer->socket, NULL, 0);
+    zmq_close (peer->monitor);
+    peer->monitor = NULL;
+}
+
 //  A DEALER to the peer and HELLO on it. 0 or -1.
 static int
 s_dial (zh_peers_t *self, s_peer_t *peer, int64_t now)
@@ -110,9 +206,17 @@ s_dial (zh_peers_t *self, s_peer_t *peer, int64_t now)
     zmq_setsockopt (socket, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt (socket, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
     zmq_setsockopt (socket, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    if (self->curve && zh_curve_apply_peer (self->curve, socket, peer->endpoint) != 0) {
+        zmq_close (socket); //  checked by the caller; a key set that fails is not expected
+        return -1;
+    }
+    s_monitor (self, peer, socket);
     if (zmq_connect (socket, peer->endpoint) != 0) {
         zh_warn ("peer-link", "endpoint=%s error=\"connect: %s\"", peer->endpoint,
                  zmq_strerror (errno));
+        peer->socket = socket;
+        s_unmonitor (peer);
+        peer->socket = NULL;
         zmq_close (socket);
         return -1;
     }
@@ -129,6 +233,7 @@ static void
 s_close (s_peer_t *peer, const char *why)
 {
     s_set_state (peer, S_CLOSED, why);
+    s_unmonitor (peer);
     if (peer->socket) zmq_close (peer->socket);
     peer->socket = NULL;
     peer->conn->link_socket = NULL;
@@ -251,9 +356,15 @@ s_return_head (zh_peers_t *self, s_peer_t *peer, zh_rc_t rc, const char *reason)
 static void
 s_expire (zh_peers_t *self, s_peer_t *peer, int64_t now)
 {
-    char reason[160];
-    snprintf (reason, sizeof reason, "no link to %.100s within the delivery timeout (%s)",
-              peer->endpoint, s_state_names[peer->state]);
+    if (!peer->pend_count || peer->pending[peer->pend_head].deadline > now) return;
+    s_read_monitor (peer);
+    char reason[ZH_ERROR_REASON_MAX];
+    if (peer->failure[0])
+        snprintf (reason, sizeof reason, "no link to %.50s within the delivery timeout: %s",
+                  peer->endpoint, peer->failure);
+    else
+        snprintf (reason, sizeof reason, "no link to %.100s within the delivery timeout (%s)",
+                  peer->endpoint, s_state_names[peer->state]);
     while (peer->pend_count && peer->pending[peer->pend_head].deadline <= now)
         s_return_head (self, peer, ZH_RC_HOST_UNREACHABLE, reason);
 }
@@ -284,6 +395,14 @@ zh_peers_forward (zh_peers_t *self, const char *ep, size_t len, zmq_msg_t *frame
     if (!peer && !(peer = s_peer_new (self, ep, len))) {
         *rc = ZH_RC_HOST_UNREACHABLE;
         *reason = "out of memory for a peer link";
+        return -1;
+    }
+    if (peer->state == S_CLOSED && self->curve &&
+        !zh_curve_has_peer (self->curve, peer->endpoint)) {
+        //  PL-4: a configuration error, returned at once.
+        *rc = ZH_RC_HOST_UNREACHABLE;
+        *reason = "no CURVE key for that broker: its certificate is not in --curve-peers";
+        peer->returned[*rc]++;
         return -1;
     }
     if (peer->state == S_CLOSED && s_dial (self, peer, now) != 0) {
@@ -393,6 +512,7 @@ zh_peers_tick (zh_peers_t *self, int64_t now)
     for (size_t i = 0; i < self->count; i++) {
         s_peer_t *peer = self->peers[i];
         zh_conn_t *conn = peer->conn;
+        s_read_monitor (peer);
         int events = 0;
         size_t esize = sizeof events;
         bool unread = peer->socket &&
@@ -455,6 +575,7 @@ zh_peers_destroy (zh_peers_t **self_p)
             zh_outmsg_close (&p.msg);
         }
         free (peer->pending);
+        s_unmonitor (peer);
         if (peer->socket) zmq_close (peer->socket);
         zh_conn_destroy (&peer->conn);
         free (peer->endpoint);

@@ -27,6 +27,13 @@
     and forgot us) is HELLO again; BYE closes the link, dialled again on
     next use. libzmq redials the TCP connection itself, from a jittered
     first interval doubling up to ZH_PEER_BACKOFF_MAX_MS.
+    PL-4 (CURVE): with a broker certificate, a link dials as a CURVE
+    client with the server key --curve-peers holds for its endpoint; a
+    message for an endpoint with no such key is refused HOST_UNREACHABLE
+    at once (a configuration error, not an outage). A link's handshake is
+    watched (a socket monitor): a refusal is logged once, and the
+    messages that then wait out the delivery timeout are returned saying
+    why (e.g. the peer does not know our key).
 */
 #ifndef ZH_PEERS_H
 #define ZH_PEERS_H
@@ -39,6 +46,7 @@
 
 #include "zh_config.h"
 #include "zh_conn.h"
+#include "zh_curve.h"
 #include "zh_proto.h"
 #include "zh_self.h"
 #include "zh_send.h"
@@ -49,8 +57,9 @@
 
 typedef struct _zh_peers_t zh_peers_t;
 
+//  curve: the broker's certificate and --curve-peers (PL-4), or NULL.
 zh_peers_t *zh_peers_new (void *ctx, const zh_config_t *config, const zh_self_t *me,
-                          zh_send_t *send);
+                          zh_send_t *send, zh_curve_t *curve);
 //  Closes every link; pending messages are dropped (counted as abandoned).
 void zh_peers_destroy (zh_peers_t **self_p);
 

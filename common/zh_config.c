@@ -586,6 +586,15 @@ static const option_t s_options[] = {
      .field = FIELD (curve_admin),
      .help = "Directory of the zcert public certificates of admin clients (they may connect "
              "and run admin operations on the frontend)."},
+    {.name = "curve-peers",
+     .env = "ZHOST_CURVE_PEERS",
+     .arg = "DIR",
+     .kind = KIND_STRING,
+     .from = FROM_ALL,
+     .field = FIELD (curve_peers),
+     .help = "Directory of the other brokers' zcert public certificates, each with metadata "
+             "endpoint (zhost-ctl keygen NAME --endpoint E): links dial them with CURVE and "
+             "the frontend accepts HELLO only from their keys."},
     {.name = "cpu",
      .env = "ZHOST_CPU",
      .arg = "LIST",

@@ -72,7 +72,8 @@ typedef struct {
     char *curve_secret;
     char *curve_allow;
     char *curve_admin;
-    char *cpus; //  --cpu LIST, NULL: not pinned
+    char *curve_peers; //  --curve-peers DIR: other brokers' public certs
+    char *cpus;        //  --cpu LIST, NULL: not pinned
     char *config_file;
     char *log_level; //  default "info"
     bool help;       //  --help was given

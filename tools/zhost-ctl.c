@@ -118,8 +118,9 @@ typedef struct {
     size_t env_count;
     char **argv; //  spawn: the COMMAND words (in our argv)
     int argc;
-    const char *out_dir; //  keygen
-    bool force;          //  keygen: overwrite
+    const char *out_dir;  //  keygen
+    const char *endpoint; //  keygen: the broker's endpoint, for --curve-peers
+    bool force;           //  keygen: overwrite
 } options_t;
 
 static void
@@ -146,9 +147,10 @@ s_help (FILE *out)
              "  shutdown [--timeout D] [--max-in-flight N]\n"
              "                          stop every proc, then the broker exits\n"
              "  stats                   the broker's counters\n"
-             "  keygen NAME [--out DIR] [--force]\n"
+             "  keygen NAME [--out DIR] [--endpoint E] [--force]\n"
              "                          write a CURVE certificate pair NAME.key and\n"
-             "                          NAME.key_secret (for --curve-secret/--curve-allow)\n"
+             "                          NAME.key_secret (for --curve-secret/--curve-allow);\n"
+             "                          --endpoint: a broker's, for other brokers' --curve-peers\n"
              "\n"
              "Options:\n"
              "  --runtime-dir DIR       the broker's runtime dir (default $ZHOST_RUNTIME_DIR,\n"
@@ -297,6 +299,12 @@ s_parse_command_flag (options_t *o, int argc, char **argv, int *i)
     } else if (c == CMD_KEYGEN && strcmp (arg, "--out") == 0) {
         value = s_flag_value (argc, argv, i);
         o->out_dir = value;
+    } else if (c == CMD_KEYGEN && strcmp (arg, "--endpoint") == 0) {
+        value = s_flag_value (argc, argv, i);
+        o->endpoint = value;
+        zh_error_t err;
+        if (value && zh_endpoint_check (value, strlen (value), &err) != 0)
+            return 10 + s_usage_error ("keygen --endpoint '%s': %s", value, err.reason);
     } else if (c == CMD_KEYGEN && strcmp (arg, "--force") == 0) {
         o->force = true;
         return 1;
@@ -1500,6 +1508,7 @@ s_keygen (const options_t *o)
         return EXIT_FAILED;
     }
     zcert_set_meta (cert, "name", "%s", o->name);
+    if (o->endpoint) zcert_set_meta (cert, "endpoint", "%s", o->endpoint);
     mode_t old_mask = umask (077); //  the secret is for our user only
     int rc = zcert_save_secret (cert, secret_path);
     umask (old_mask);
