@@ -19,6 +19,7 @@
 #define AGENT_PORT  1
 
 struct _zh_agent_t {
+    const zh_config_t *config; //  the effective settings (config op)
     const zh_self_t *me;       //  the broker: host, agent address, incarnation, phase
     zh_routes_t *routes;       //  connections, for stats
     zh_peers_t *peers;         //  links to other brokers, for stats
@@ -28,15 +29,17 @@ struct _zh_agent_t {
     zh_agent_events_t events;  //  upward: shutdown
 };
 
-static const char *s_admin_ops[] = {"spawn", "stop", "kill", "stop_all", "shutdown"};
-static const char *s_proc_ops[] = {"list", "status"};
+static const char *s_admin_ops[] = {"spawn", "stop", "kill", "stop_all", "shutdown", "logs"};
+static const char *s_proc_ops[] = {"list", "status", "watch", "unwatch"};
 
 zh_agent_t *
-zh_agent_new (const zh_self_t *me, zh_routes_t *routes, zh_peers_t *peers, zh_send_t *send,
-              zh_stats_t *stats, zh_lifecycle_t *lifecycle, zh_agent_events_t events)
+zh_agent_new (const zh_config_t *config, const zh_self_t *me, zh_routes_t *routes,
+              zh_peers_t *peers, zh_send_t *send, zh_stats_t *stats, zh_lifecycle_t *lifecycle,
+              zh_agent_events_t events)
 {
     zh_agent_t *self = (zh_agent_t *)calloc (1, sizeof (zh_agent_t));
     if (!self) return NULL;
+    self->config = config;
     self->me = me;
     self->routes = routes;
     self->peers = peers;
@@ -105,6 +108,38 @@ s_op_stats (zh_agent_t *self, msgpack_packer *pk)
     zh_peers_pack (self->peers, pk);
 }
 
+static void
+s_count_setting (void *arg, const char *key, const char *value, zh_source_t source)
+{
+    (void)key, (void)value, (void)source;
+    (*(size_t *)arg)++;
+}
+
+static void
+s_pack_setting (void *arg, const char *key, const char *value, zh_source_t source)
+{
+    msgpack_packer *pk = (msgpack_packer *)arg;
+    msgpack_pack_map (pk, 3);
+    zh_pack_kv_str (pk, "key", key);
+    zh_pack_kv_str (pk, "value", value);
+    zh_pack_kv_str (pk, "source", zh_source_name (source));
+}
+
+//  config: every effective setting and where it came from (secrets are
+//  file paths: the settings never hold a key itself).
+static void
+s_op_config (zh_agent_t *self, msgpack_packer *pk)
+{
+    size_t n = 0;
+    zh_config_each (self->config, s_count_setting, &n);
+    msgpack_pack_map (pk, 3);
+    zh_pack_kv_bool (pk, "ok", true);
+    zh_pack_kv_str (pk, "file", self->config->config_file ? self->config->config_file : "");
+    zh_pack_str (pk, "settings");
+    msgpack_pack_array (pk, n);
+    zh_config_each (self->config, s_pack_setting, pk);
+}
+
 static bool
 s_in (const char *op, const char *const *list, size_t n)
 {
@@ -157,6 +192,8 @@ s_serve (zh_agent_t *self, const msgpack_object *args, const zh_request_t *reque
         s_op_ping (self, pk);
     else if (strcmp (op_name, "stats") == 0)
         s_op_stats (self, pk);
+    else if (strcmp (op_name, "config") == 0)
+        s_op_config (self, pk);
     else {
         char message[96];
         snprintf (message, sizeof message, "unknown op '%s'", op_name);
@@ -224,7 +261,7 @@ zh_agent_deliver (zh_agent_t *self, zh_conn_t *from, bool admin, zmq_msg_t *fram
                        "reply must be a port of the requester's own proc", head);
         return;
     }
-    zh_request_t request = {.admin = admin};
+    zh_request_t request = {.admin = admin, .from = from};
     request.has_seq = zh_meta_find_seq (head->meta, head->meta_len, &request.seq) == 0;
     char reply_text[ZH_ADDR_MAX + 1];
     snprintf (reply_text, sizeof reply_text, "%.*s", (int)reply.len, reply.ptr);

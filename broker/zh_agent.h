@@ -50,9 +50,10 @@ typedef struct {
 } zh_agent_events_t;
 
 //  me: the broker it speaks for (read only: the loop writes it).
-zh_agent_t *zh_agent_new (const zh_self_t *me, zh_routes_t *routes, zh_peers_t *peers,
-                          zh_send_t *send, zh_stats_t *stats, zh_lifecycle_t *lifecycle,
-                          zh_agent_events_t events);
+//  config: what the `config` op reports.
+zh_agent_t *zh_agent_new (const zh_config_t *config, const zh_self_t *me, zh_routes_t *routes,
+                          zh_peers_t *peers, zh_send_t *send, zh_stats_t *stats,
+                          zh_lifecycle_t *lifecycle, zh_agent_events_t events);
 void zh_agent_destroy (zh_agent_t **self_p);
 
 //  A SEND or RETURN for the service proc from a connection; admin: the

@@ -37,6 +37,7 @@
 #include "zh_agent.h"
 #include "zh_attach.h"
 #include "zh_curve.h"
+#include "zh_watch.h"
 #include "zh_lifecycle.h"
 #include "zh_log.h"
 #include "zh_peers.h"
@@ -55,6 +56,7 @@ struct _zh_broker_t {
     zh_routes_t *routes;         //  connections and routes
     zh_send_t *send;             //  sending, and the outbox
     zh_peers_t *peers;           //  links to other brokers
+    zh_watch_t *watch;           //  watchers of procs and links (watch, logs follow)
     zh_curve_t *curve;           //  CURVE on the frontend, or NULL
     zh_lifecycle_t *lifecycle;   //  procs and their ops
     zh_agent_t *agent;           //  the host agent
@@ -190,22 +192,25 @@ s_build_parts (zh_broker_t *self, zh_error_t *err)
             return zh_error_exit (err, 1, "out of memory");
     self->send = zh_send_new (zh_runtime_sockets (rt), &self->stats, host, self->me.service_addr,
                               (uint8_t)self->config->ttl);
-    if (self->send)
-        self->peers = zh_peers_new (self->ctx, self->config, &self->me, self->send, self->curve);
+    if (self->send) self->watch = zh_watch_new (self->routes, self->send, self->me.agent_addr);
+    if (self->watch)
+        self->peers =
+            zh_peers_new (self->ctx, self->config, &self->me, self->send, self->curve, self->watch);
     zh_lifecycle_setup_t lsetup = {.zmq_ctx = self->ctx,
                                    .backend_ipc = zh_runtime_backend_ipc (rt),
                                    .backend_inproc = zh_runtime_backend_inproc (rt),
                                    .host = host,
                                    .agent_addr = self->me.agent_addr,
-                                   .child_cpus = zh_runtime_start_cpus (rt)};
+                                   .child_cpus = zh_runtime_start_cpus (rt),
+                                   .watch = self->watch};
     zh_lifecycle_events_t levents = {.children_stopped = s_children_stopped, .arg = self};
     if (self->peers)
         self->lifecycle =
             zh_lifecycle_new (self->config, &lsetup, self->routes, self->send, levents);
     zh_agent_events_t aevents = {.shutdown = s_shutdown_op, .arg = self};
     if (self->lifecycle)
-        self->agent = zh_agent_new (&self->me, self->routes, self->peers, self->send, &self->stats,
-                                    self->lifecycle, aevents);
+        self->agent = zh_agent_new (self->config, &self->me, self->routes, self->peers, self->send,
+                                    &self->stats, self->lifecycle, aevents);
     if (self->agent)
         self->attach = zh_attach_new (self->config, &self->me, self->routes, self->send,
                                       self->lifecycle, self->curve);
@@ -324,6 +329,7 @@ zh_broker_destroy (zh_broker_t **self_p)
     zh_attach_destroy (&self->attach);
     zh_agent_destroy (&self->agent);
     zh_peers_destroy (&self->peers);
+    zh_watch_destroy (&self->watch);
     zh_send_destroy (&self->send);
     //  The sockets close with the linger (queued BYEs, last deliveries),
     //  before the context ends.

@@ -41,6 +41,7 @@ struct _zh_lifecycle_t {
     zh_send_t *send;              //  STOP, ERROR, and the outbox for answers
     char *agent_addr;             //  src of the answers
     zh_procs_t *procs;            //  the process manager
+    zh_watch_t *watch;            //  watchers: proc events and output lines
     zhashx_t *waiters;            //  proc name → s_waiter_t list
     zh_lifecycle_events_t events; //  upward: children_stopped
     int64_t now;                  //  the clock of the call in progress
@@ -208,6 +209,14 @@ s_on_state (void *arg, zh_proc_t *proc, zh_pstate_t old_state)
     zh_lifecycle_t *self = (zh_lifecycle_t *)arg;
     if (zh_pstate_terminal (proc->state)) zh_routes_proc_gone (self->routes, proc->name); //  LC-2
     s_settle_waiters (self, proc);
+    if (self->watch) zh_watch_proc (self->watch, proc, old_state);
+}
+
+static void
+s_on_output (void *arg, zh_proc_t *proc, const char *stream, const char *line, size_t len)
+{
+    zh_lifecycle_t *self = (zh_lifecycle_t *)arg;
+    if (self->watch) zh_watch_output (self->watch, proc, stream, line, len);
 }
 
 static void
@@ -263,7 +272,9 @@ zh_lifecycle_new (const zh_config_t *config, const zh_lifecycle_setup_t *setup, 
     self->events = events;
     self->agent_addr = strdup (setup->agent_addr);
     self->waiters = zhashx_new ();
+    self->watch = setup->watch;
     zh_procs_events_t procs_events = {.on_state = s_on_state,
+                                      .on_output = s_on_output,
                                       .send_stop = s_send_stop,
                                       .on_stop_all_done = s_on_stop_all_done,
                                       .arg = self};
@@ -538,18 +549,14 @@ s_op_stop (zh_lifecycle_t *self, const msgpack_object *req, const zh_request_t *
     return false;
 }
 
+static void s_pack_procs (zh_lifecycle_t *self, msgpack_packer *pk);
+
 static void
 s_op_list (zh_lifecycle_t *self, msgpack_packer *pk)
 {
-    size_t n = 0;
-    for (zh_proc_t *p = zh_procs_first (self->procs); p; p = zh_procs_next (self->procs))
-        n++;
     msgpack_pack_map (pk, 2);
     zh_pack_kv_bool (pk, "ok", true);
-    zh_pack_str (pk, "procs");
-    msgpack_pack_array (pk, n);
-    for (zh_proc_t *p = zh_procs_first (self->procs); p; p = zh_procs_next (self->procs))
-        s_pack_proc (pk, p);
+    s_pack_procs (self, pk);
 }
 
 //  status: the entry, and the output tail for admin callers only (proc
@@ -615,6 +622,80 @@ s_op_stop_all (zh_lifecycle_t *self, const msgpack_object *req, const zh_request
     return false;
 }
 
+static void
+s_pack_procs (zh_lifecycle_t *self, msgpack_packer *pk)
+{
+    size_t n = 0;
+    for (zh_proc_t *p = zh_procs_first (self->procs); p; p = zh_procs_next (self->procs))
+        n++;
+    zh_pack_str (pk, "procs");
+    msgpack_pack_array (pk, n);
+    for (zh_proc_t *p = zh_procs_first (self->procs); p; p = zh_procs_next (self->procs))
+        s_pack_proc (pk, p);
+}
+
+//  watch: the snapshot (as list) now, then events (zh_watch, WA-1).
+static void
+s_op_watch (zh_lifecycle_t *self, const zh_request_t *request, msgpack_packer *pk)
+{
+    if (!self->watch || !request->from ||
+        zh_watch_add (self->watch, request->from, request->reply, request->has_seq, request->seq,
+                      NULL) != 0) {
+        zh_pack_error (pk, "OVERLOADED", "too many watchers (at most 256)");
+        return;
+    }
+    msgpack_pack_map (pk, 2);
+    zh_pack_kv_bool (pk, "ok", true);
+    s_pack_procs (self, pk);
+}
+
+//  unwatch: ends the caller's watches and follows.
+static void
+s_op_unwatch (zh_lifecycle_t *self, const zh_request_t *request, msgpack_packer *pk)
+{
+    size_t ended = self->watch && request->from ? zh_watch_remove (self->watch, request->from) : 0;
+    msgpack_pack_map (pk, 2);
+    zh_pack_kv_bool (pk, "ok", true);
+    zh_pack_kv_uint (pk, "ended", ended);
+}
+
+//  logs: the kept lines (the last `lines`, default 100), and with
+//  `follow` each new line until the proc ends (admin only: the agent
+//  checked).
+static void
+s_op_logs (zh_lifecycle_t *self, const msgpack_object *req, const zh_request_t *request,
+           msgpack_packer *pk)
+{
+    const msgpack_object *follow = zh_map_get (req, "follow");
+    int64_t want = zh_map_get_uint (req, "lines");
+    if ((follow && follow->type != MSGPACK_OBJECT_BOOLEAN) || want == -2) {
+        zh_pack_error (pk, "BAD_REQUEST", "`follow` must be a bool and `lines` an integer >= 0");
+        return;
+    }
+    zh_proc_t *proc = s_named_proc (self, req, pk);
+    if (!proc) return;
+    bool following = follow && follow->via.boolean && !zh_pstate_terminal (proc->state);
+    if (following && (!self->watch || !request->from ||
+                      zh_watch_add (self->watch, request->from, request->reply, request->has_seq,
+                                    request->seq, proc->name) != 0)) {
+        zh_pack_error (pk, "OVERLOADED", "too many watchers (at most 256)");
+        return;
+    }
+    size_t count = zh_proc_tail_count (proc);
+    size_t n = want < 0 ? 100 : (size_t)want;
+    size_t first = count > n ? count - n : 0;
+    msgpack_pack_map (pk, 3);
+    zh_pack_kv_bool (pk, "ok", true);
+    zh_pack_kv_bool (pk, "following", following);
+    zh_pack_str (pk, "lines");
+    msgpack_pack_array (pk, count - first);
+    for (size_t i = first; i < count; i++) {
+        msgpack_pack_map (pk, 2);
+        zh_pack_kv_str (pk, "stream", zh_proc_tail_stream (proc, i));
+        zh_pack_kv_str (pk, "line", zh_proc_tail_line (proc, i));
+    }
+}
+
 bool
 zh_lifecycle_op (zh_lifecycle_t *self, const char *op, const msgpack_object *req,
                  const zh_request_t *request, msgpack_packer *pk, int64_t now)
@@ -626,6 +707,12 @@ zh_lifecycle_op (zh_lifecycle_t *self, const char *op, const msgpack_object *req
     if (strcmp (op, "stop_all") == 0) return s_op_stop_all (self, req, request, pk);
     if (strcmp (op, "list") == 0)
         s_op_list (self, pk);
+    else if (strcmp (op, "watch") == 0)
+        s_op_watch (self, request, pk);
+    else if (strcmp (op, "unwatch") == 0)
+        s_op_unwatch (self, request, pk);
+    else if (strcmp (op, "logs") == 0)
+        s_op_logs (self, req, request, pk);
     else
         s_op_status (self, req, request, pk);
     return true;

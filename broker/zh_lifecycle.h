@@ -1,5 +1,6 @@
 /*  zh_lifecycle.h — procs as the broker sees them: the host agent's proc
-    ops (spawn, stop, kill, status, list, stop_all), READY on the backend,
+    ops (spawn, stop, kill, status, list, stop_all, logs, and watch and
+    unwatch, whose events it reports to zh_watch), READY on the backend,
     the routes of ready procs, and the answers that wait for a proc to
     change state.
 
@@ -31,6 +32,7 @@
 #include "zh_procs.h"
 #include "zh_routes.h"
 #include "zh_send.h"
+#include "zh_watch.h"
 
 typedef struct _zh_lifecycle_t zh_lifecycle_t;
 
@@ -49,6 +51,7 @@ typedef struct {
     const char *host;            //  ZHOST_HOST and the endpoint of proc addresses
     const char *agent_addr;      //  src of the agent's answers
     const cpu_set_t *child_cpus; //  NULL: inherit
+    zh_watch_t *watch;           //  where proc events and output lines go
 } zh_lifecycle_setup_t;
 
 zh_lifecycle_t *zh_lifecycle_new (const zh_config_t *config, const zh_lifecycle_setup_t *setup,
@@ -67,14 +70,15 @@ void zh_lifecycle_ready (zh_lifecycle_t *self, const uint8_t *rid, size_t rid_le
 
 //  A request to answer: where the answer goes and what it echoes.
 typedef struct {
-    const char *reply; //  the reply port (NUL-terminated)
-    bool has_seq;      //  the request's meta had a seq
-    int64_t seq;       //  that seq
-    bool admin;        //  the caller may see admin-only fields (status's tail)
+    const char *reply;     //  the reply port (NUL-terminated)
+    bool has_seq;          //  the request's meta had a seq
+    int64_t seq;           //  that seq
+    bool admin;            //  the caller may see admin-only fields (status's tail)
+    const zh_conn_t *from; //  the connection it came on (watch, unwatch, logs)
 } zh_request_t;
 
 //  A proc op of the host agent (spawn, stop, kill, status, list,
-//  stop_all). Packs the answer into pk and returns true, or returns false
+//  stop_all, logs, watch, unwatch). Packs the answer into pk and returns true, or returns false
 //  when the answer will be posted later (a waiter was stored).
 bool zh_lifecycle_op (zh_lifecycle_t *self, const char *op, const msgpack_object *args,
                       const zh_request_t *request, msgpack_packer *pk, int64_t now);

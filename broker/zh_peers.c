@@ -50,6 +50,7 @@ struct _zh_peers_t {
     const zh_self_t *me;       //  our endpoint and incarnation (HELLO)
     zh_send_t *send;           //  frames out, RETURNs to the outbox
     zh_curve_t *curve;         //  our certificate and the peers' keys (PL-4), or NULL
+    zh_watch_t *watch;         //  link changes go there (watch op)
     s_peer_t **peers;          //  every link, in the order first used
     size_t count, room;        //  links and slots
     uint64_t monitors;         //  monitor endpoints made (each inproc name is new)
@@ -57,7 +58,7 @@ struct _zh_peers_t {
 
 zh_peers_t *
 zh_peers_new (void *ctx, const zh_config_t *config, const zh_self_t *me, zh_send_t *send,
-              zh_curve_t *curve)
+              zh_curve_t *curve, zh_watch_t *watch)
 {
     zh_peers_t *self = (zh_peers_t *)calloc (1, sizeof (zh_peers_t));
     if (!self) return NULL;
@@ -66,6 +67,7 @@ zh_peers_new (void *ctx, const zh_config_t *config, const zh_self_t *me, zh_send
     self->me = me;
     self->send = send;
     self->curve = curve;
+    self->watch = watch;
     return self;
 }
 
@@ -73,12 +75,16 @@ zh_peers_new (void *ctx, const zh_config_t *config, const zh_self_t *me, zh_send
 //  One link
 
 static void
-s_set_state (s_peer_t *peer, s_state_t state, const char *why)
+s_set_state (zh_peers_t *self, s_peer_t *peer, s_state_t state, const char *why)
 {
     if (peer->state == state) return;
     zh_info ("peer-link", "endpoint=%s from=%s to=%s reason=\"%s\" pending=%zu", peer->endpoint,
              s_state_names[peer->state], s_state_names[state], why, peer->pend_count);
+    bool was_up = peer->state == S_UP;
     peer->state = state;
+    if (self->watch && (was_up || state == S_UP))
+        zh_watch_peer (self->watch, peer->endpoint, state == S_UP ? "up" : "down",
+                       peer->known ? peer->incarnation : 0);
 }
 
 static void
@@ -224,15 +230,15 @@ s_dial (zh_peers_t *self, s_peer_t *peer, int64_t now)
     peer->conn->link_socket = socket;
     if (peer->dialled) peer->reconnects++;
     peer->dialled = true;
-    s_set_state (peer, S_HELLO, peer->reconnects ? "redial" : "dial");
+    s_set_state (self, peer, S_HELLO, peer->reconnects ? "redial" : "dial");
     s_hello (self, peer, now);
     return 0;
 }
 
 static void
-s_close (s_peer_t *peer, const char *why)
+s_close (zh_peers_t *self, s_peer_t *peer, const char *why)
 {
-    s_set_state (peer, S_CLOSED, why);
+    s_set_state (self, peer, S_CLOSED, why);
     s_unmonitor (peer);
     if (peer->socket) zmq_close (peer->socket);
     peer->socket = NULL;
@@ -467,13 +473,16 @@ zh_peers_command (zh_peers_t *self, zh_conn_t *link, const zh_header_t *hdr, zmq
     }
     switch (hdr->command) {
     case ZH_WELCOME: {
-        if (peer->known && peer->incarnation != body.incarnation)
+        if (peer->known && peer->incarnation != body.incarnation) {
             zh_info ("peer-link", "endpoint=%s state=restarted incarnation=%llu was=%llu",
                      peer->endpoint, (unsigned long long)body.incarnation,
                      (unsigned long long)peer->incarnation);
+            if (self->watch)
+                zh_watch_peer (self->watch, peer->endpoint, "restarted", body.incarnation);
+        }
         peer->known = true;
         peer->incarnation = body.incarnation;
-        s_set_state (peer, S_UP, "welcome");
+        s_set_state (self, peer, S_UP, "welcome");
         s_flush (self, peer, now);
         break;
     }
@@ -490,12 +499,12 @@ zh_peers_command (zh_peers_t *self, zh_conn_t *link, const zh_header_t *hdr, zmq
         if (body.code == ZH_ERR_HANDSHAKE) {
             //  PL-3: it restarted and forgot us: HELLO again.
             peer->reconnects++;
-            s_set_state (peer, S_HELLO, "peer forgot us (401)");
+            s_set_state (self, peer, S_HELLO, "peer forgot us (401)");
             s_hello (self, peer, now);
         }
         break;
     case ZH_BYE:
-        s_close (peer, "bye from the peer");
+        s_close (self, peer, "bye from the peer");
         break;
     default:
         zh_warn ("peer-link", "endpoint=%s note=\"%s on a link: ignored\"", peer->endpoint,
@@ -522,7 +531,7 @@ zh_peers_tick (zh_peers_t *self, int64_t now)
             //  PL-3: silent: HELLO again; what comes meanwhile waits.
             if (peer->state == S_UP) {
                 peer->reconnects++;
-                s_set_state (peer, S_HELLO, "silent");
+                s_set_state (self, peer, S_HELLO, "silent");
             }
             s_hello (self, peer, now);
         } else if (peer->socket && now - conn->last_send >= hb) {

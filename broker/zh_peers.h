@@ -51,6 +51,7 @@
 #include "zh_self.h"
 #include "zh_send.h"
 #include "zh_stats.h"
+#include "zh_watch.h"
 
 #define ZH_PEER_PENDING_BYTES  (64 * 1024 * 1024) //  bytes waiting per link at most
 #define ZH_PEER_BACKOFF_MAX_MS 5000               //  libzmq's redial interval at most
@@ -58,8 +59,9 @@
 typedef struct _zh_peers_t zh_peers_t;
 
 //  curve: the broker's certificate and --curve-peers (PL-4), or NULL.
+//  watch: told of every link that comes up, goes down or restarted.
 zh_peers_t *zh_peers_new (void *ctx, const zh_config_t *config, const zh_self_t *me,
-                          zh_send_t *send, zh_curve_t *curve);
+                          zh_send_t *send, zh_curve_t *curve, zh_watch_t *watch);
 //  Closes every link; pending messages are dropped (counted as abandoned).
 void zh_peers_destroy (zh_peers_t **self_p);
 

@@ -69,17 +69,19 @@ typedef struct {
 //  A proc and what only this file sees of it. proc comes first, so a
 //  zh_proc_t * handed out is an s_entry_t *.
 typedef struct _s_entry_t {
-    zh_proc_t proc;               //  what the rest of the broker sees
-    bool retired;                 //  replaced by a new spawn of its name, or forgotten
-    size_t job_refs;              //  bulk stops that hold it (PM-6)
-    int out_fd, err_fd;           //  PROCESS: read ends of stdout and stderr (-1: closed)
-    int epoll_fd;                 //  the manager's epoll set they are in
-    char line[2][ZH_LINE_MAX];    //  the partial line of each stream
-    size_t line_len[2];           //  bytes of line[]
-    char *tail[ZH_TAIL_LINES];    //  ring of the last output lines
-    size_t tail_head, tail_count; //  oldest slot and lines in tail
-    zh_launch_thread_t *thread;   //  THREAD: until joined
-    s_watch_t watch[3];           //  the epoll events' data (s_watch)
+    zh_proc_t proc;                     //  what the rest of the broker sees
+    bool retired;                       //  replaced by a new spawn of its name, or forgotten
+    size_t job_refs;                    //  bulk stops that hold it (PM-6)
+    int out_fd, err_fd;                 //  PROCESS: read ends of stdout and stderr (-1: closed)
+    int epoll_fd;                       //  the manager's epoll set they are in
+    const zh_procs_events_t *events;    //  the manager's (on_output for each line)
+    char line[2][ZH_LINE_MAX];          //  the partial line of each stream
+    size_t line_len[2];                 //  bytes of line[]
+    char *tail[ZH_TAIL_LINES];          //  ring of the last output lines
+    uint8_t tail_stream[ZH_TAIL_LINES]; //  each one's stream: 0 stdout, 1 stderr
+    size_t tail_head, tail_count;       //  oldest slot and lines in tail
+    zh_launch_thread_t *thread;         //  THREAD: until joined
+    s_watch_t watch[3];                 //  the epoll events' data (s_watch)
 } s_entry_t;
 
 typedef enum { S_PENDING = 0, S_IN_FLIGHT, S_DONE } s_member_state_t;
@@ -239,18 +241,19 @@ s_set_state (zh_procs_t *self, s_entry_t *entry, zh_pstate_t state, const s_outc
 //  Output: lines from the pipes, logged and kept in the tail ring
 
 static void
-s_tail_push (s_entry_t *entry, const char *line, size_t len)
+s_tail_push (s_entry_t *entry, int stream, const char *line, size_t len)
 {
     char *copy = strndup (line, len);
     if (!copy) return; //  out of memory: the line is logged, not kept
+    size_t slot;
     if (entry->tail_count == ZH_TAIL_LINES) {
-        free (entry->tail[entry->tail_head]);
-        entry->tail[entry->tail_head] = copy;
+        slot = entry->tail_head;
+        free (entry->tail[slot]);
         entry->tail_head = (entry->tail_head + 1) % ZH_TAIL_LINES;
-    } else {
-        entry->tail[(entry->tail_head + entry->tail_count) % ZH_TAIL_LINES] = copy;
-        entry->tail_count++;
-    }
+    } else
+        slot = (entry->tail_head + entry->tail_count++) % ZH_TAIL_LINES;
+    entry->tail[slot] = copy;
+    entry->tail_stream[slot] = (uint8_t)stream;
 }
 
 //  One line of a stream: to the log with the proc name, and to the tail.
@@ -263,7 +266,10 @@ s_emit_line (s_entry_t *entry, int stream)
     char quoted[4 * ZH_LINE_MAX + 8];
     zh_info ("output", "proc=%s stream=%s line=%s", entry->proc.name, s_stream_names[stream],
              zh_log_quote (quoted, sizeof quoted, line, len));
-    s_tail_push (entry, line, len);
+    s_tail_push (entry, stream, line, len);
+    if (entry->events && entry->events->on_output)
+        entry->events->on_output (entry->events->arg, &entry->proc, s_stream_names[stream], line,
+                                  len);
     entry->line_len[stream] = 0;
 }
 
@@ -343,6 +349,14 @@ zh_proc_tail_count (const zh_proc_t *proc)
 }
 
 const char *
+zh_proc_tail_stream (const zh_proc_t *proc, size_t i)
+{
+    const s_entry_t *entry = (const s_entry_t *)proc;
+    if (!proc || i >= entry->tail_count) return NULL;
+    return s_stream_names[entry->tail_stream[(entry->tail_head + i) % ZH_TAIL_LINES]];
+}
+
+const char *
 zh_proc_tail_line (const zh_proc_t *proc, size_t i)
 {
     const s_entry_t *entry = (const s_entry_t *)proc;
@@ -401,6 +415,7 @@ s_entry_new (zh_procs_t *self, const char *name, zh_launch_t launch)
     entry->out_fd = -1;
     entry->err_fd = -1;
     entry->epoll_fd = self->epoll_fd;
+    entry->events = &self->events;
     return entry;
 }
 

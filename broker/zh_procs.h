@@ -20,7 +20,7 @@
     Two launchers (zh_launch.c) stand behind one interface:
     - ZH_LAUNCH_PROCESS: fork/exec of a program in a process group of its
       own, stdout/stderr on pipes (each line logged with the proc name,
-      the last 50 kept as its tail);
+      the last ZH_TAIL_LINES kept as its tail, each with its stream);
     - ZH_LAUNCH_THREAD: an in-process proc, a function run on a thread
       that connects to the broker's inproc backend; used by tests and by
       programs that embed the broker. A thread cannot be signalled: its
@@ -55,7 +55,7 @@
 #include "zh_error.h"
 #include "zh_launch.h"
 
-#define ZH_TAIL_LINES 50
+#define ZH_TAIL_LINES 100
 #define ZH_LINE_MAX   1024
 
 typedef enum {
@@ -104,6 +104,10 @@ typedef struct {
     //  terminal state the proc's pipes are drained first, so the tail is
     //  complete.
     void (*on_state) (void *arg, zh_proc_t *proc, zh_pstate_t old_state);
+    //  One line of a process proc's output (stream "stdout" or "stderr"),
+    //  after it was logged and kept in the tail; line has no newline.
+    void (*on_output) (void *arg, zh_proc_t *proc, const char *stream, const char *line,
+                       size_t len);
     //  Send STOP {reason, timeout_ms} to the proc over the backend.
     void (*send_stop) (void *arg, zh_proc_t *proc, const char *reason, int64_t timeout_ms);
     //  A bulk stop (zh_procs_stop_all) finished: job is the caller's tag.
@@ -203,5 +207,7 @@ size_t zh_proc_tail (const zh_proc_t *proc, char *buf, size_t size);
 //  first (NULL past the end).
 size_t zh_proc_tail_count (const zh_proc_t *proc);
 const char *zh_proc_tail_line (const zh_proc_t *proc, size_t i);
+//  The stream of that line: "stdout" or "stderr" (NULL past the end).
+const char *zh_proc_tail_stream (const zh_proc_t *proc, size_t i);
 
 #endif

@@ -634,6 +634,7 @@ static const option_t s_options[] = {
 };
 
 #define OPTION_COUNT (sizeof s_options / sizeof s_options[0])
+_Static_assert(OPTION_COUNT <= ZH_CONFIG_OPTIONS_MAX, "raise ZH_CONFIG_OPTIONS_MAX");
 
 static const option_t *
 s_option_find (const char *name, size_t length)
@@ -974,6 +975,7 @@ s_apply_tree (zh_config_t *self, zconfig_t *root, const char *path, zh_error_t *
                             where, key, opt->arg);
         if (s_option_set (self, opt, zconfig_value (item), where, &touched[opt - s_options], err))
             return -1;
+        self->sources[opt - s_options] = ZH_SOURCE_FILE;
     }
     return 0;
 }
@@ -1054,6 +1056,7 @@ s_apply_env (zh_config_t *self, char **envp, zh_error_t *err)
         else
             rc = s_option_set (self, opt, value, opt->env, &touched[i], err);
         if (rc) return rc;
+        self->sources[i] = ZH_SOURCE_ENV;
     }
     return 0;
 }
@@ -1110,6 +1113,7 @@ s_apply_flags (zh_config_t *self, flag_t *flags, size_t count, zh_error_t *err)
         snprintf (where, sizeof where, "--%s", opt->name);
         if (s_option_set (self, opt, flags[i].value, where, &touched[opt - s_options], err))
             return -1;
+        self->sources[opt - s_options] = ZH_SOURCE_FLAG;
     }
     return 0;
 }
@@ -1276,6 +1280,44 @@ s_print_option (const zh_config_t *self, const option_t *opt, FILE *out)
     } else if (opt->kind != KIND_FLAG)
         fprintf (out, "%s = %s\n", opt->name,
                  s_number_format (opt, *FIELD_OF (self, opt, const int64_t), text, sizeof text));
+}
+
+const char *
+zh_source_name (zh_source_t source)
+{
+    static const char *names[] = {"default", "file", "env", "flag"};
+    return source <= ZH_SOURCE_FLAG ? names[source] : "default";
+}
+
+void
+zh_config_each (const zh_config_t *self, zh_config_setting_fn *fn, void *arg)
+{
+    char text[64];
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        const option_t *opt = &s_options[i];
+        zh_source_t source = (zh_source_t)self->sources[i];
+        if (!(opt->from & FROM_FILE)) continue;
+        if (opt->kind == KIND_ENDPOINTS || opt->kind == KIND_SPAWNS) {
+            size_t n = *COUNT_OF (self, opt);
+            if (n == 0) fn (arg, opt->name, "", source);
+            for (size_t j = 0; j < n; j++) {
+                if (opt->kind == KIND_ENDPOINTS) {
+                    fn (arg, opt->name, FIELD_OF (self, opt, char *const)[j], source);
+                    continue;
+                }
+                const zh_spawn_spec_t *spawn = &FIELD_OF (self, opt, const zh_spawn_spec_t)[j];
+                char *value = zsys_sprintf ("%s=%s", spawn->name, spawn->command);
+                fn (arg, opt->name, value ? value : "", source);
+                zstr_free (&value);
+            }
+        } else if (opt->kind == KIND_STRING || opt->kind == KIND_CHOICE) {
+            const char *value = *FIELD_OF (self, opt, char *const);
+            fn (arg, opt->name, value ? value : "", source);
+        } else if (opt->kind != KIND_FLAG)
+            fn (arg, opt->name,
+                s_number_format (opt, *FIELD_OF (self, opt, const int64_t), text, sizeof text),
+                source);
+    }
 }
 
 void

@@ -29,6 +29,8 @@
 extern "C" {
 #endif
 
+#define ZH_CONFIG_OPTIONS_MAX 48 //  rows of the option table at most
+
 #define ZH_CONFIG_LIST_MAX 16 //  frontends, advertised endpoints, spawns
 
 //  Parse a duration: "30s", "500ms", "2m", "1h", "0" (bare 0 only; other
@@ -75,10 +77,26 @@ typedef struct {
     char *curve_peers; //  --curve-peers DIR: other brokers' public certs
     char *cpus;        //  --cpu LIST, NULL: not pinned
     char *config_file;
-    char *log_level; //  default "info"
-    bool help;       //  --help was given
-    bool version;    //  --version was given
+    char *log_level;                        //  default "info"
+    bool help;                              //  --help was given
+    bool version;                           //  --version was given
+    uint8_t sources[ZH_CONFIG_OPTIONS_MAX]; //  where each option's value came from (zh_source_t)
 } zh_config_t;
+
+//  Where a setting's value came from (the `config` op and zhost-ctl config).
+typedef enum { ZH_SOURCE_DEFAULT = 0, ZH_SOURCE_FILE, ZH_SOURCE_ENV, ZH_SOURCE_FLAG } zh_source_t;
+
+//  "default", "file", "env", "flag"
+const char *zh_source_name (zh_source_t source);
+
+//  One effective setting: key (the flag's name), its value as text, and
+//  where it came from. A list gives one call per value (none for an empty
+//  list: its key is reported once with value "").
+typedef void (zh_config_setting_fn) (void *arg, const char *key, const char *value,
+                                     zh_source_t source);
+
+//  Every setting the config file may hold, in --help's order.
+void zh_config_each (const zh_config_t *self, zh_config_setting_fn *fn, void *arg);
 
 //  A config with the defaults of docs/broker.md (runtime_dir from
 //  $XDG_RUNTIME_DIR/zhost or /tmp/zhost-<uid>).

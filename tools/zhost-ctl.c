@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -77,6 +78,9 @@ typedef enum {
     CMD_STOP_ALL,
     CMD_SHUTDOWN,
     CMD_STATS,
+    CMD_WATCH,
+    CMD_LOGS,
+    CMD_CONFIG,
     CMD_KEYGEN
 } command_t;
 
@@ -97,6 +101,9 @@ static const command_info_t s_commands[] = {
     {"stop-all", "stop_all", CMD_STOP_ALL, false},
     {"shutdown", "shutdown", CMD_SHUTDOWN, false},
     {"stats", "stats", CMD_STATS, false},
+    {"watch", "watch", CMD_WATCH, false},
+    {"logs", "logs", CMD_LOGS, true},
+    {"config", "config", CMD_CONFIG, false},
     {"keygen", NULL, CMD_KEYGEN, true},
 };
 
@@ -121,6 +128,8 @@ typedef struct {
     const char *out_dir;  //  keygen
     const char *endpoint; //  keygen: the broker's endpoint, for --curve-peers
     bool force;           //  keygen: overwrite
+    bool follow;          //  logs -f
+    int64_t lines;        //  logs --lines N (-1: the broker's default)
 } options_t;
 
 static void
@@ -147,6 +156,14 @@ s_help (FILE *out)
              "  shutdown [--timeout D] [--max-in-flight N]\n"
              "                          stop every proc, then the broker exits\n"
              "  stats                   the broker's counters\n"
+             "  watch                   the procs, then every proc and peer-link change as\n"
+             "                          it happens (a line each; JSON lines with --json)\n"
+             "                          until interrupted\n"
+             "  logs [-f] [--lines N] NAME\n"
+             "                          a proc's kept output (stdout lines to stdout, stderr\n"
+             "                          lines to stderr); -f: then follow it until it ends\n"
+             "  config                  the broker's effective settings: KEY VALUE SOURCE\n"
+             "                          (flag, env, file or default)\n"
              "  keygen NAME [--out DIR] [--endpoint E] [--force]\n"
              "                          write a CURVE certificate pair NAME.key and\n"
              "                          NAME.key_secret (for --curve-secret/--curve-allow);\n"
@@ -305,6 +322,12 @@ s_parse_command_flag (options_t *o, int argc, char **argv, int *i)
         zh_error_t err;
         if (value && zh_endpoint_check (value, strlen (value), &err) != 0)
             return 10 + s_usage_error ("keygen --endpoint '%s': %s", value, err.reason);
+    } else if (c == CMD_LOGS && (strcmp (arg, "-f") == 0 || strcmp (arg, "--follow") == 0)) {
+        o->follow = true;
+        return 1;
+    } else if (c == CMD_LOGS && strcmp (arg, "--lines") == 0) {
+        value = s_flag_value (argc, argv, i);
+        rc = value ? s_parse_count (arg, value, &o->lines) : -1;
     } else if (c == CMD_KEYGEN && strcmp (arg, "--force") == 0) {
         o->force = true;
         return 1;
@@ -355,7 +378,7 @@ static int
 s_parse (options_t *o, int argc, char **argv)
 {
     memset (o, 0, sizeof *o);
-    o->timeout_ms = o->ready_timeout_ms = o->op_timeout_ms = o->max_in_flight = -1;
+    o->timeout_ms = o->ready_timeout_ms = o->op_timeout_ms = o->max_in_flight = o->lines = -1;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp (arg, "--help") == 0 || strcmp (arg, "-h") == 0) {
@@ -439,6 +462,7 @@ s_pack_request (msgpack_sbuffer *buffer, const options_t *o)
     n += o->op_timeout_ms >= 0;
     n += o->max_in_flight >= 0;
     n += o->reason != NULL;
+    n += o->follow + (o->lines >= 0);
     msgpack_pack_map (&pk, n);
     zh_pack_kv_str (&pk, "op", o->cmd->op);
     if (o->cmd->needs_name) zh_pack_kv_str (&pk, "name", o->name);
@@ -449,6 +473,8 @@ s_pack_request (msgpack_sbuffer *buffer, const options_t *o)
     if (o->op_timeout_ms >= 0) zh_pack_kv_int (&pk, "timeout_ms", o->op_timeout_ms);
     if (o->max_in_flight >= 0) zh_pack_kv_int (&pk, "max_in_flight", o->max_in_flight);
     if (o->reason) zh_pack_kv_str (&pk, "reason", o->reason);
+    if (o->follow) zh_pack_kv_bool (&pk, "follow", true);
+    if (o->lines >= 0) zh_pack_kv_int (&pk, "lines", o->lines);
 }
 
 //  ---------------------------------------------------------------------
@@ -762,6 +788,82 @@ s_print_end (const options_t *o, const msgpack_object *answer)
         printf ("%s: %s\n", o->name, status);
 }
 
+//  config: KEY VALUE SOURCE, aligned.
+static void
+s_print_config (const msgpack_object *answer)
+{
+    const msgpack_object *settings = zh_map_get (answer, "settings");
+    uint32_t n = settings && settings->type == MSGPACK_OBJECT_ARRAY ? settings->via.array.size : 0;
+    size_t kw = 3, vw = 5;
+    char key[64], value[1100], source[16];
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object *row = &settings->via.array.ptr[i];
+        size_t k = strlen (TEXT (zh_map_get (row, "key"), key));
+        size_t v = strlen (TEXT (zh_map_get (row, "value"), value));
+        kw = k > kw ? k : kw;
+        vw = v > vw && v < 60 ? v : vw;
+    }
+    char file[1100];
+    if (*TEXT (zh_map_get (answer, "file"), file)) printf ("# config file %s\n", file);
+    printf ("%-*s  %-*s  %s\n", (int)kw, "KEY", (int)vw, "VALUE", "SOURCE");
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object *row = &settings->via.array.ptr[i];
+        TEXT (zh_map_get (row, "key"), key);
+        TEXT (zh_map_get (row, "value"), value);
+        TEXT (zh_map_get (row, "source"), source);
+        printf ("%-*s  %-*s  %s\n", (int)kw, key, (int)vw, value[0] ? value : "-", source);
+    }
+}
+
+//  One kept or followed line: stdout lines to stdout, stderr to stderr.
+static void
+s_print_line (const options_t *o, const msgpack_object *entry)
+{
+    char stream[16], line[4200];
+    TEXT (zh_map_get (entry, "stream"), stream);
+    TEXT (zh_map_get (entry, "line"), line);
+    if (o->json) {
+        printf ("{\"stream\": ");
+        s_json_string (stdout, stream, strlen (stream));
+        printf (", \"line\": ");
+        s_json_string (stdout, line, strlen (line));
+        printf ("}\n");
+    } else
+        fprintf (strcmp (stream, "stderr") == 0 ? stderr : stdout, "%s\n", line);
+}
+
+static void
+s_print_lines (const options_t *o, const msgpack_object *answer)
+{
+    const msgpack_object *lines = zh_map_get (answer, "lines");
+    uint32_t n = lines && lines->type == MSGPACK_OBJECT_ARRAY ? lines->via.array.size : 0;
+    for (uint32_t i = 0; i < n; i++)
+        s_print_line (o, &lines->via.array.ptr[i]);
+}
+
+//  A watch event for people, one line.
+static void
+s_print_event (const msgpack_object *event)
+{
+    char kind[16], a[1100], b[32], c[32], d[32], outcome[300];
+    TEXT (zh_map_get (event, "event"), kind);
+    if (strcmp (kind, "proc") == 0) {
+        s_proc_outcome (event, outcome, sizeof outcome);
+        printf ("proc %s: %s -> %s pid %s%s%s\n", TEXT (zh_map_get (event, "name"), a),
+                TEXT (zh_map_get (event, "from"), b), TEXT (zh_map_get (event, "to"), c),
+                TEXT (zh_map_get (event, "pid"), d), outcome[0] ? " " : "", outcome);
+    } else if (strcmp (kind, "peer") == 0) {
+        const msgpack_object *inc = zh_map_get (event, "incarnation");
+        printf ("peer %s: %s", TEXT (zh_map_get (event, "endpoint"), a),
+                TEXT (zh_map_get (event, "state"), b));
+        if (inc) printf (" incarnation %s", TEXT (inc, c));
+        printf ("\n");
+    } else {
+        s_text (event, a, sizeof a);
+        printf ("%s\n", a);
+    }
+}
+
 static void
 s_print_ok (const options_t *o, const msgpack_object *answer)
 {
@@ -779,6 +881,25 @@ s_print_ok (const options_t *o, const msgpack_object *answer)
     case CMD_STATS:
         s_print_stats (answer);
         break;
+    case CMD_CONFIG:
+        s_print_config (answer);
+        break;
+    case CMD_LOGS:
+        s_print_lines (o, answer);
+        break;
+    case CMD_WATCH: {
+        char pid[32];
+        const msgpack_object *procs = zh_map_get (answer, "procs");
+        uint32_t n = procs && procs->type == MSGPACK_OBJECT_ARRAY ? procs->via.array.size : 0;
+        for (uint32_t i = 0; i < n; i++) {
+            const msgpack_object *p = &procs->via.array.ptr[i];
+            s_proc_outcome (p, a, sizeof a);
+            printf ("proc %s: %s pid %s%s%s\n", TEXT (zh_map_get (p, "name"), b),
+                    TEXT (zh_map_get (p, "status"), c), TEXT (zh_map_get (p, "pid"), pid),
+                    a[0] ? " " : "", a);
+        }
+        break;
+    }
     case CMD_SPAWN:
         printf ("spawned %s pid %s (proc %s)\n", o->name, TEXT (zh_map_get (answer, "pid"), b),
                 TEXT (zh_map_get (answer, "proc"), a));
@@ -865,8 +986,10 @@ typedef struct {
     char proc_id[ZH_ID_MAX + 1];
     char host[ZH_ADDR_MAX + 1]; //  the proc's endpoint
     char agent_port[ZH_ADDR_MAX + 8];
-    char reply[ZH_ID_MAX + ZH_ADDR_MAX + 16];
+    char reply[ZH_ID_MAX + ZH_ADDR_MAX + 16];  //  the answer, and watch or logs events
+    char reply2[ZH_ID_MAX + ZH_ADDR_MAX + 16]; //  logs -f: the watch that tells the proc ended
     char src[ZH_ID_MAX + ZH_ADDR_MAX + 16];
+    bool following; //  logs: the answer said following
     int64_t heartbeat_ms;
     int64_t last_sent;
     bool got_bye; //  the broker said BYE
@@ -878,6 +1001,16 @@ typedef struct {
     zmq_msg_t frames[MAX_FRAMES];
     size_t count;
 } message_t;
+
+//  SIGINT or SIGTERM during watch or logs -f: end the stream cleanly.
+static volatile sig_atomic_t s_interrupted = 0;
+
+static void
+s_on_interrupt (int sig)
+{
+    (void)sig;
+    s_interrupted = 1;
+}
 
 static void
 s_message_close (message_t *m)
@@ -933,6 +1066,7 @@ static int
 s_wait (session_t *s, message_t *m, int64_t deadline)
 {
     while (true) {
+        if (s_interrupted) return -3;
         int64_t now = zclock_mono ();
         if (deadline >= 0 && now >= deadline) return 0;
         if (s->heartbeat_ms > 0 && now - s->last_sent >= s->heartbeat_ms)
@@ -1196,6 +1330,7 @@ s_take_bootstrap (session_t *s, const zh_body_t *body)
     snprintf (s->agent_port, sizeof s->agent_port, "%.*s:1%.*s", (int)(at - agent), agent,
               (int)(body->agent.len - (size_t)(at - agent)), at);
     snprintf (s->reply, sizeof s->reply, "ctl.%s:1@%s", s->proc_id, s->host);
+    snprintf (s->reply2, sizeof s->reply2, "ctl.%s:2@%s", s->proc_id, s->host);
     snprintf (s->src, sizeof s->src, "ctl.%s@%s", s->proc_id, s->host);
     s->heartbeat_ms = (int64_t)body->heartbeat_ms;
     return 0;
@@ -1259,36 +1394,62 @@ s_attach (session_t *s, int64_t timeout_ms)
 
 //  --- the request ---
 
+//  Send request (a packed op map) to the agent, answered at reply.
 static int
-s_send_request (session_t *s)
+s_send_op (session_t *s, msgpack_sbuffer *request, const char *reply, int64_t seq)
 {
-    msgpack_sbuffer request, meta;
-    msgpack_sbuffer_init (&request);
+    msgpack_sbuffer meta;
     msgpack_sbuffer_init (&meta);
-    s_pack_request (&request, s->opts);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &meta, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 2);
-    zh_pack_kv_str (&pk, "reply", s->reply);
-    zh_pack_kv_int (&pk, "seq", 1);
+    zh_pack_kv_str (&pk, "reply", reply);
+    zh_pack_kv_int (&pk, "seq", seq);
     size_t dest_len = strlen (s->agent_port), src_len = strlen (s->src);
-    size_t size = zh_head_size (dest_len, src_len, meta.size, request.size);
+    size_t size = zh_head_size (dest_len, src_len, meta.size, request->size);
     uint8_t *head = malloc (size);
     long written =
         head ? zh_head_write (head, size, ZH_SEND, ZH_TTL_DEFAULT,
                               ZH_FLAG_INLINE | ZH_FLAG_RETURN_UNDELIVERABLE, s->agent_port,
                               dest_len, s->src, src_len, (const uint8_t *)meta.data, meta.size,
-                              (const uint8_t *)request.data, request.size)
+                              (const uint8_t *)request->data, request->size)
              : -1;
     int rc = written < 0 ? -1 : zmq_send (s->sock, head, (size_t)written, 0);
     s->last_sent = zclock_mono ();
     free (head);
-    msgpack_sbuffer_destroy (&request);
     msgpack_sbuffer_destroy (&meta);
     if (rc < 0)
         fprintf (stderr, PROGRAM ": could not send the request: %s\n",
                  written < 0 ? "it does not fit in a head" : zmq_strerror (errno));
     return rc < 0 ? EXIT_FAILED : 0;
+}
+
+static int
+s_send_request (session_t *s)
+{
+    msgpack_sbuffer request;
+    msgpack_sbuffer_init (&request);
+    s_pack_request (&request, s->opts);
+    int rc = s_send_op (s, &request, s->reply, 1);
+    msgpack_sbuffer_destroy (&request);
+    return rc;
+}
+
+//  logs -f: a watch at reply2 first, so that the proc's end is seen
+//  (its last lines come before it: the broker drains a proc's pipes
+//  before it reports its end).
+static int
+s_send_watch2 (session_t *s)
+{
+    msgpack_sbuffer request;
+    msgpack_sbuffer_init (&request);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &request, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 1);
+    zh_pack_kv_str (&pk, "op", "watch");
+    int rc = s_send_op (s, &request, s->reply2, 2);
+    msgpack_sbuffer_destroy (&request);
+    return rc;
 }
 
 //  Decode and print the agent's answer (the first payload part of a SEND
@@ -1322,6 +1483,11 @@ s_handle_answer (session_t *s, const message_t *m, const zh_head_t *head)
             fputc ('\n', stdout);
         }
         if (success && !s->opts->json) s_print_ok (s->opts, answer);
+        if (success && s->opts->cmd->command == CMD_LOGS) {
+            if (s->opts->json) s_print_lines (s->opts, answer);
+            const msgpack_object *f = zh_map_get (answer, "following");
+            s->following = f && f->type == MSGPACK_OBJECT_BOOLEAN && f->via.boolean;
+        }
         if (!success) s_report_answer_error (s->opts, answer);
         rc = success ? EXIT_OK : EXIT_FAILED;
     }
@@ -1430,6 +1596,85 @@ s_close (session_t *s)
     }
 }
 
+//  A SEND of the agent's after the first answer: an event. Returns -1
+//  to go on, else the exit code.
+static int
+s_handle_event (session_t *s, const message_t *m)
+{
+    int command = s_command_of (m);
+    zh_head_t head;
+    zh_error_t err;
+    zh_body_t body;
+    const uint8_t *data = (const uint8_t *)zmq_msg_data ((zmq_msg_t *)&m->frames[0]);
+    size_t size = zmq_msg_size ((zmq_msg_t *)&m->frames[0]);
+    if (command == ZH_BYE) {
+        s->got_bye = true;
+        if (s_body_of (m, ZH_BYE, &body) == 0)
+            s_copy_span (s->bye_reason, sizeof s->bye_reason, body.reason);
+        s_report_failure (s->opts, "BYE", *s->bye_reason ? s->bye_reason : "the broker left");
+        return EXIT_FAILED;
+    }
+    if (command == ZH_ERROR && s_body_of (m, ZH_ERROR, &body) == 0) {
+        char text[512];
+        s_error_text (&body, text, sizeof text);
+        s_report_failure (s->opts, "ERROR", text);
+        return EXIT_FAILED;
+    }
+    if (command != ZH_SEND || zh_head_decode (&head, data, size, &err) != 0 ||
+        !(head.hdr.flags & ZH_FLAG_INLINE))
+        return -1;
+    bool main_port =
+        head.dest_len == strlen (s->reply) && memcmp (head.dest, s->reply, head.dest_len) == 0;
+    bool watch2 =
+        head.dest_len == strlen (s->reply2) && memcmp (head.dest, s->reply2, head.dest_len) == 0;
+    if (!main_port && !watch2) return -1;
+    msgpack_zone zone;
+    msgpack_object event;
+    if (!msgpack_zone_init (&zone, 4096)) return EXIT_FAILED;
+    int rc = -1;
+    if (zh_msgpack_unpack (head.inline_part, head.inline_len, &zone, &event) == 0 &&
+        event.type == MSGPACK_OBJECT_MAP) {
+        char name[ZH_LABEL_MAX + 1], to[32];
+        if (watch2) {
+            //  logs -f: the proc ended, and its last lines came before.
+            TEXT (zh_map_get (&event, "name"), name);
+            TEXT (zh_map_get (&event, "to"), to);
+            if (strcmp (name, s->opts->name) == 0 &&
+                (!strcmp (to, "stopped") || !strcmp (to, "killed") || !strcmp (to, "failed")))
+                rc = EXIT_OK;
+        } else if (s->opts->cmd->command == CMD_LOGS)
+            s_print_line (s->opts, &event);
+        else if (s->opts->json) {
+            s_json (stdout, &event);
+            fputc ('\n', stdout);
+        } else
+            s_print_event (&event);
+        fflush (stdout);
+    }
+    msgpack_zone_destroy (&zone);
+    return rc;
+}
+
+//  watch and logs -f: events until the end, BYE, or an interrupt.
+static int
+s_stream (session_t *s)
+{
+    message_t m;
+    while (true) {
+        int rc = s_wait (s, &m, -1);
+        if (rc == -3) return EXIT_OK; //  interrupted: the user ends the stream
+        if (rc < 0) {
+            fprintf (stderr, PROGRAM ": %s: receive failed: %s\n", s->opts->cmd->word,
+                     zmq_strerror (errno));
+            return EXIT_FAILED;
+        }
+        if (rc == 0) continue;
+        int result = s_handle_event (s, &m);
+        s_message_close (&m);
+        if (result >= 0) return result;
+    }
+}
+
 static int
 s_session_run (session_t *s)
 {
@@ -1439,9 +1684,21 @@ s_session_run (session_t *s)
     rc = s_attach (s, attach_ms);
     zh_handshake_destroy (&s->watch);
     if (rc) return rc;
+    command_t c = s->opts->cmd->command;
+    bool follow = c == CMD_LOGS && s->opts->follow;
+    if (c == CMD_WATCH || follow) {
+        struct sigaction sa;
+        memset (&sa, 0, sizeof sa);
+        sa.sa_handler = s_on_interrupt; //  no SA_RESTART: the poll returns
+        sigaction (SIGINT, &sa, NULL);
+        sigaction (SIGTERM, &sa, NULL);
+    }
+    if (follow && (rc = s_send_watch2 (s)) != 0) return rc;
     rc = s_send_request (s);
     if (rc) return rc;
     rc = s_await_answer (s, s_answer_wait_ms (s->opts));
+    fflush (stdout);
+    if (rc == EXIT_OK && (c == CMD_WATCH || (follow && s->following))) rc = s_stream (s);
     s_close (s);
     return rc;
 }

@@ -676,6 +676,10 @@ test_output_both_streams (void **state)
     assert_true (s_tail_has (&out));
     assert_true (s_tail_has (&err));
     assert_int_equal (zh_proc_tail_count (proc), 2);
+    for (size_t i = 0; i < 2; i++) //  each kept line knows its stream
+        assert_string_equal (zh_proc_tail_stream (proc, i),
+                             strcmp (zh_proc_tail_line (proc, i), "to-stderr") == 0 ? "stderr"
+                                                                                    : "stdout");
     assert_non_null (strstr (s_log (), "output proc=talker stream=stderr line=to-stderr"));
 }
 
@@ -685,17 +689,19 @@ static void
 test_tail_keeps_last_lines (void **state)
 {
     zh_proc_t *proc = s_spawn_sh (
-        "chatty", "i=0; while [ $i -lt 60 ]; do echo line$i; i=$((i+1)); done", NULL, 5000);
+        "chatty", "i=0; while [ $i -lt 110 ]; do echo line$i; i=$((i+1)); done", NULL, 5000);
     s_wait_end (proc, 3000);
     assert_int_equal (zh_proc_tail_count (proc), ZH_TAIL_LINES);
+    assert_string_equal (zh_proc_tail_line (proc, 0), "line10");
+    assert_string_equal (zh_proc_tail_stream (proc, 0), "stdout");
+    assert_null (zh_proc_tail_stream (proc, ZH_TAIL_LINES));
     char tail[4096];
     zh_proc_tail (proc, tail, sizeof tail);
-    assert_memory_equal (tail, "line10\nline11\n", 14);
-    assert_non_null (strstr (tail, "\nline59"));
+    assert_non_null (strstr (tail, "\nline109"));
     assert_null (strstr (tail, "line9\n"));
     char small[16];
-    assert_int_equal (zh_proc_tail (proc, small, sizeof small), 13);
-    assert_string_equal (small, "line58\nline59");
+    assert_int_equal (zh_proc_tail (proc, small, sizeof small), 15);
+    assert_string_equal (small, "line108\nline109");
 }
 
 //  A line longer than ZH_LINE_MAX is cut there; its rest follows.

@@ -12,6 +12,8 @@ Flags, for the tests of failure paths:
     --no-ready        never send READY (the broker's ready timeout fires)
     --ignore-stop     ignore STOP (the broker escalates to SIGTERM)
     --exit N          exit with code N right away, before READY
+    --chatter N       after READY, print "chatter I" N times, 20 ms apart,
+                      even I to stdout and odd I to stderr (for `logs`)
 
 On start it prints one line with $GREETING (to see spawn --env in a
 status tail): "ready_proc <name> up GREETING=<value>".
@@ -55,7 +57,13 @@ def main(argv):
     if "--no-ready" not in argv:
         sock.send_multipart(control(READY, {"proc": proc, "pid": os.getpid()}))
     code = 0
+    chatter = int(argv[argv.index("--chatter") + 1]) if "--chatter" in argv else 0
+    said = 0
     while True:
+        if said < chatter and not sock.poll(20):
+            print("chatter %d" % said, file=sys.stderr if said % 2 else sys.stdout, flush=True)
+            said += 1
+            continue
         frames = sock.recv_multipart()
         head = frames[0]
         if len(head) < 6 or head[:2] != b"ZH":
