@@ -172,6 +172,7 @@ def test_the_compose_topology_runs_in_namespaces(compose_hosts, tmp_path):
     def environment(name, svc):
         env = broker_env()    # this machine's, without ZHOST_*
         env["PATH"] = BUILD_DIR + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+        env["TINI_SUBREAPER"] = "1"   # tini reaps as PID 1 there; as a subreaper here
         for k, v in list(image_env.items()) + list(service_env(svc).items()):
             env[k] = mapped(name, v)
         return env
