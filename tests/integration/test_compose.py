@@ -179,7 +179,7 @@ def test_the_compose_topology_runs_in_namespaces(compose_hosts, tmp_path):
 
     def argv_of(name, svc):
         entry = svc.get("entrypoint", image_entrypoint)
-        command = svc.get("command", [] if "entrypoint" in svc else None) or []
+        command = svc.get("command") or []
         assert isinstance(entry, list) and isinstance(command, list), \
             "%s: keep entrypoint and command as lists" % name
         return ["ip", "netns", "exec", hosts[name]] + [mapped(name, w) for w in entry + command]
