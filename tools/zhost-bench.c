@@ -11,6 +11,14 @@
       - with --callgrind: instructions per forwarded 64 B message, the server
         run under valgrind --tool=callgrind (start-up included).
 
+    Each figure is also measured through two brokers (zhost2): broker A and
+    broker B, each with its own runtime dir and loopback frontend, each
+    advertising it; senders attach to A, receivers to B, and a SEND to
+    `b.<proc>:1@tcp://127.0.0.1:PORT_B` goes client -> A -> peer link ->
+    B -> client (docs/broker.md, Peer links). Printed beside the one-broker
+    path: throughput zhost2 / zhost, rtt of one broker, of two, and what the
+    second broker adds (two minus one). Its server cpu is both brokers'.
+
     Each figure is printed beside the same figure for two baselines:
 
       classic  a ROUTER in its own process; a DEALER sends [dest-id][payload];
@@ -75,8 +83,23 @@
 #define MAX_REPEAT 15
 #define STOP_BYTE  'Q' //  a 1-byte payload that ends an echo
 
-typedef enum { SYS_ZHOST, SYS_CLASSIC, SYS_BARE, SYS_COUNT, CHILD_RAW, CHILD_LIB } sys_t;
-static const char *sys_names[SYS_COUNT] = {"zhost", "classic", "bare"};
+//  SYS_ZHOST2: two brokers, client → broker A → peer link → broker B → client.
+typedef enum {
+    SYS_ZHOST,
+    SYS_CLASSIC,
+    SYS_BARE,
+    SYS_ZHOST2,
+    SYS_COUNT,
+    CHILD_RAW,
+    CHILD_LIB
+} sys_t;
+static const char *sys_names[SYS_COUNT] = {"zhost", "classic", "bare", "zhost2"};
+
+static bool
+sys_is_broker (sys_t s)
+{
+    return s == SYS_ZHOST || s == SYS_ZHOST2;
+}
 
 //  ---------------------------------------------------------------------
 //  Options
@@ -125,7 +148,7 @@ static opts_t opts = {
     .cg_pairs = 1,
     .cg_size = 64,
     .client_ctx_own = true,
-    .enabled = {true, true, true},
+    .enabled = {true, true, true, true},
     .spawn_count = 50,
     .max_in_flight = 16,
     .lib_cg_count = 20000,
@@ -573,15 +596,16 @@ client_send_payload (client_t *c, const uint8_t *p, size_t len)
 static size_t seen_prefix[SYS_COUNT]; //  the last head/prefix length each system's clients wrote
 
 //  The head a zhost bench client writes before its inline part: dest
-//  `b.<peer proc>:1@<host>`, src `a.<own proc>@<host>`. Its length, 0 if
-//  too long.
+//  `b.<peer proc>:1@<peer host>`, src `a.<own proc>@<own host>` (the two
+//  hosts differ when the peer is attached to the other broker). Its
+//  length, 0 if too long.
 static size_t
 zhost_prefix_write (uint8_t *buf, size_t cap, const char *peer_proc, const char *own_proc,
-                    const char *host)
+                    const char *peer_host, const char *own_host)
 {
     char dest[600], src[600];
-    snprintf (dest, sizeof dest, "b.%s:1@%s", peer_proc, host);
-    snprintf (src, sizeof src, "a.%s@%s", own_proc, host);
+    snprintf (dest, sizeof dest, "b.%s:1@%s", peer_proc, peer_host);
+    snprintf (src, sizeof src, "a.%s@%s", own_proc, own_host);
     return head_prefix_write (buf, cap, dest, src);
 }
 
@@ -593,7 +617,7 @@ bare_pad (const client_t *c)
 {
     uint8_t head[PREFIX_MAX];
     size_t len = zhost_prefix_write (head, sizeof head, "bench<3xZ9kLmNpQr>", "bench<3xZ9kLmNpQr>",
-                                     c->endpoint);
+                                     c->endpoint, c->endpoint);
     return len > 1 + ID_LEN ? len - (1 + ID_LEN) : 0;
 }
 
@@ -614,9 +638,9 @@ client_set_peer (client_t *c, const client_t *peer)
         seen_prefix[SYS_BARE] = c->prefix_len;
         return 0;
     default:
-        c->prefix_len =
-            zhost_prefix_write (c->prefix, sizeof c->prefix, peer->proc, c->proc, c->host);
-        seen_prefix[SYS_ZHOST] = c->prefix_len;
+        c->prefix_len = zhost_prefix_write (c->prefix, sizeof c->prefix, peer->proc, c->proc,
+                                            peer->host, c->host);
+        seen_prefix[strcmp (peer->host, c->host) ? SYS_ZHOST2 : SYS_ZHOST] = c->prefix_len;
         return c->prefix_len ? 0 : client_fail (c, "head too long");
     }
 }
@@ -727,9 +751,14 @@ client_close (client_t **c_p)
 
 //  ---------------------------------------------------------------------
 //  Servers: the broker or a forwarder, a child process that prints
-//  "frontend ENDPOINT" and "ready" on stdout.
+//  "frontend ENDPOINT" and "ready" on stdout. SYS_ZHOST2 is two brokers:
+//  this one (A, the senders') and `b` (B, the receivers'), each with its
+//  own runtime dir and loopback frontend, each advertising that frontend.
+//  A dials B (and B dials A, for the echoes of the latency run) at the
+//  first SEND addressed to the other's endpoint.
 
-typedef struct {
+typedef struct _server_t server_t;
+struct _server_t {
     sys_t sys;
     pid_t pid;
     int out_fd;
@@ -739,7 +768,8 @@ typedef struct {
     bool spawner; //  zhost: started for the spawn/stop measurement
     char endpoint[512];
     char runtime_dir[64];
-} server_t;
+    server_t *b; //  SYS_ZHOST2: broker B, where the receivers attach
+};
 
 static void *
 drain_main (void *arg)
@@ -797,7 +827,7 @@ server_argv (server_t *s, const char *cg_out, char *hwm, char *cg_arg, const cha
         argv[n++] = "--dump-instr=no";
         argv[n++] = cg_arg;
     }
-    if (s->sys == SYS_ZHOST) {
+    if (sys_is_broker (s->sys)) {
         argv[n++] = opts.broker;
         argv[n++] = "--frontend";
         argv[n++] = "tcp://127.0.0.1:0";
@@ -859,7 +889,7 @@ server_start_as (server_t *s, sys_t sys, const char *cg_out, bool spawner)
     s->spawner = spawner && sys == SYS_ZHOST;
     s->valgrind = cg_out != NULL;
     snprintf (s->runtime_dir, sizeof s->runtime_dir, "/tmp/zhost-bench-XXXXXX");
-    if (sys == SYS_ZHOST && !mkdtemp (s->runtime_dir)) return -1;
+    if (sys_is_broker (sys) && !mkdtemp (s->runtime_dir)) return -1;
     char hwm[32], cg_arg[PATH_MAX + 32];
     const char *argv[24];
     snprintf (hwm, sizeof hwm, "%d", opts.hwm);
@@ -880,10 +910,52 @@ server_start_as (server_t *s, sys_t sys, const char *cg_out, bool spawner)
     return 0;
 }
 
+static int server_stop (server_t *s, int timeout_ms);
+
+//  SYS_ZHOST2: A as this server, B beside it (under callgrind too, its
+//  output in cg_out with ".b" appended, when cg_out is set).
+static int
+server_start_pair (server_t *s, const char *cg_out)
+{
+    char cg_b[PATH_MAX];
+    snprintf (cg_b, sizeof cg_b, "%s.b", cg_out ? cg_out : "");
+    server_t *b = calloc (1, sizeof *b);
+    if (!b || server_start_as (b, SYS_ZHOST, cg_out ? cg_b : NULL, false) < 0) {
+        free (b);
+        return -1;
+    }
+    if (server_start_as (s, SYS_ZHOST2, cg_out, false) < 0) {
+        server_stop (b, 10000);
+        free (b);
+        return -1;
+    }
+    s->b = b;
+    return 0;
+}
+
 static int
 server_start (server_t *s, sys_t sys, const char *cg_out)
 {
+    if (sys == SYS_ZHOST2) return server_start_pair (s, cg_out);
     return server_start_as (s, sys, cg_out, false);
+}
+
+//  The endpoint receivers attach to: B's for two brokers.
+static const char *
+server_rx_endpoint (const server_t *s)
+{
+    return s->b ? s->b->endpoint : s->endpoint;
+}
+
+//  CPU time of the server's processes (both brokers for two), or -1.
+static double process_cpu_seconds (pid_t pid);
+static double
+server_cpu_seconds (const server_t *s)
+{
+    double a = process_cpu_seconds (s->pid);
+    if (!s->b || a < 0) return a;
+    double b = process_cpu_seconds (s->b->pid);
+    return b < 0 ? -1 : a + b;
 }
 
 //  SIGTERM, wait (SIGKILL after timeout_ms), clean up. The exit status.
@@ -904,9 +976,15 @@ server_stop (server_t *s, int timeout_ms)
     }
     if (s->running) pthread_join (s->drainer, NULL);
     close (s->out_fd);
-    if (s->sys == SYS_ZHOST) nftw (s->runtime_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    if (sys_is_broker (s->sys)) nftw (s->runtime_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
     if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
         fprintf (stderr, "zhost-bench: %s ended with status 0x%x\n", sys_names[s->sys], status);
+    if (s->b) {
+        int b_status = server_stop (s->b, timeout_ms);
+        free (s->b);
+        s->b = NULL;
+        if (WIFEXITED (status) && WEXITSTATUS (status) == 0) status = b_status;
+    }
     return status;
 }
 
@@ -1047,22 +1125,38 @@ close_clients (client_t **cs, int n)
         client_close (&cs[i]);
 }
 
-//  Open and register receivers, then senders addressed to them.
+//  Two brokers: one payload from tx to rx before the clock starts, so
+//  that the peer link is up (HELLO → WELCOME) and A's pending FIFO
+//  (bounded by 64 MiB) never holds a burst. 0 or -1.
+static int
+link_warmup (client_t *tx, client_t *rx)
+{
+    static const uint8_t ping[8] = "warmup";
+    const uint8_t *p = NULL;
+    size_t len = 0;
+    if (client_send_payload (tx, ping, sizeof ping) < 0) return -1;
+    return client_wait_payload (rx, &p, &len, opts.timeout_ms) == 1 ? 0 : -1;
+}
+
+//  Open and register receivers, then senders addressed to them. Two
+//  brokers: receivers on B, senders on A, each pair's link warmed up.
 static int
 open_pairs (void *ctx, const server_t *srv, run_t *run, int pairs, client_t **tx, client_t **rx)
 {
+    sys_t sys = srv->sys == SYS_ZHOST2 ? SYS_ZHOST : srv->sys; //  clients speak ZHP/1 alike
     for (int i = 0; i < pairs; i++) {
-        rx[i] = client_open (ctx, srv->sys, srv->endpoint);
+        rx[i] = client_open (ctx, sys, server_rx_endpoint (srv));
         if (!rx[i]) return -1;
         rx[i]->abort = &run->abort;
         if (client_register (rx[i]) < 0) return -1;
     }
     for (int i = 0; i < pairs; i++) {
-        tx[i] = client_open (ctx, srv->sys, srv->endpoint);
+        tx[i] = client_open (ctx, sys, srv->endpoint);
         if (!tx[i]) return -1;
         tx[i]->abort = &run->abort;
         tx[i]->progress_ns = &run->progress_ns;
         if (client_register (tx[i]) < 0 || client_set_peer (tx[i], rx[i]) < 0) return -1;
+        if (srv->b && link_warmup (tx[i], rx[i]) < 0) return -1;
     }
     return 0;
 }
@@ -1114,13 +1208,13 @@ throughput_run (void *ctx, const server_t *srv, int pairs, size_t size, size_t c
         roles[i] = (role_t){.run = &run, .client = cs[i]};
         pthread_create (&threads[i], NULL, i < pairs ? receiver_main : sender_main, &roles[i]);
     }
-    double cpu0 = process_cpu_seconds (srv->pid), own0 = process_cpu_seconds (getpid ());
+    double cpu0 = server_cpu_seconds (srv), own0 = process_cpu_seconds (getpid ());
     pthread_barrier_wait (&run.start);
     int64_t t0 = now_ns ();
     for (int i = 0; i < 2 * pairs; i++)
         pthread_join (threads[i], NULL);
     tp_collect (roles, pairs, t0, res);
-    double cpu1 = process_cpu_seconds (srv->pid), own1 = process_cpu_seconds (getpid ());
+    double cpu1 = server_cpu_seconds (srv), own1 = process_cpu_seconds (getpid ());
     res->server_cpu_us =
         cpu0 >= 0 && cpu1 >= 0 && res->received ? (cpu1 - cpu0) * 1e6 / (double)res->received : NAN;
     res->client_cpu_us =
@@ -1985,10 +2079,19 @@ typedef struct {
     double total_ir;
     size_t messages;
     double per_msg;
+    double ir_b; //  zhost2: broker B's share of total_ir (A's is the rest)
     char error[300];
 } cg_result_t;
 
-static cg_result_t cg[SYS_COUNT] = {{.per_msg = NAN}, {.per_msg = NAN}, {.per_msg = NAN}};
+static cg_result_t cg[SYS_COUNT] = {
+    {.per_msg = NAN}, {.per_msg = NAN}, {.per_msg = NAN}, {.per_msg = NAN}};
+
+//  Messages and round trips of every run, delivered or not, per system:
+//  the two-broker path's delivery is checked by these (--json "two_broker").
+static size_t tp_expected[SYS_COUNT], tp_received[SYS_COUNT];
+static size_t rtt_expected[SYS_COUNT], rtt_done[SYS_COUNT];
+
+#define TWO_TP_GOAL 0.5 //  two-broker 64 B 1->1 msg/s at least this x one broker's
 
 static int
 cmp_double (const void *a, const void *b)
@@ -2090,6 +2193,50 @@ print_ceiling (void)
     }
 }
 
+//  The rtt a second broker adds (two brokers minus one), p50 or p99.
+static double
+two_added_rtt (int row)
+{
+    return rows[row].value[SYS_ZHOST2] - rows[row].value[SYS_ZHOST];
+}
+
+static const char *
+two_verdict (double v, double goal, bool higher_better)
+{
+    if (isnan (v) || isnan (goal)) return "n/a";
+    return (higher_better ? v >= goal : v <= goal) ? "met" : "MISSED";
+}
+
+//  Two brokers beside one: throughput ratios, rtt per hop, the goals.
+static void
+print_two (void)
+{
+    if (!opts.enabled[SYS_ZHOST2]) return;
+    static const int tp[] = {ROW_TP64_1, ROW_TP64_4, ROW_TP1K_1, ROW_TP1K_4};
+    char a[32], b[32];
+    printf ("\ntwo brokers (zhost2: sender -> broker A -> peer link -> broker B -> receiver) "
+            "beside one (zhost):\n  throughput zhost2 / zhost:");
+    for (size_t i = 0; i < sizeof tp / sizeof tp[0]; i++)
+        printf (
+            "%s %s %s", i ? "," : "", rows[tp[i]].label + 11,
+            fmt_ratio (a, sizeof a, rows[tp[i]].value[SYS_ZHOST2], rows[tp[i]].value[SYS_ZHOST]));
+    double r64 = rows[ROW_TP64_1].value[SYS_ZHOST2] / rows[ROW_TP64_1].value[SYS_ZHOST];
+    printf ("\n  goal 64 B 1->1 >= %.2f x one broker: %s\n", TWO_TP_GOAL,
+            two_verdict (r64, TWO_TP_GOAL, true));
+    for (int row = ROW_P50; row <= ROW_P99; row++) {
+        double one = rows[row].value[SYS_ZHOST], added = two_added_rtt (row);
+        printf ("  %s: one broker %s us, two brokers %s us, added by the second broker %.1f us",
+                rows[row].label, fmt_value (a, sizeof a, one),
+                fmt_value (b, sizeof b, rows[row].value[SYS_ZHOST2]), added);
+        if (row == ROW_P50)
+            printf (" (goal <= the one-broker rtt: %s)", two_verdict (added, one, false));
+        printf ("\n");
+    }
+    printf ("  delivered: %zu / %zu messages, %zu / %zu round trips over all runs\n",
+            tp_received[SYS_ZHOST2], tp_expected[SYS_ZHOST2], rtt_done[SYS_ZHOST2],
+            rtt_expected[SYS_ZHOST2]);
+}
+
 static void
 print_table (void)
 {
@@ -2110,21 +2257,24 @@ print_table (void)
                 "id in a frame of its own), bare %zu%s\n\n",
                 seen_prefix[SYS_ZHOST], seen_prefix[SYS_BARE],
                 opts.bare_as_zhp ? " (--bare-as-zhp: padded to zhost's length)" : "");
-    printf ("%-24s %-6s %12s %12s %14s %-9s %-7s %12s %10s\n", "measurement", "unit", "zhost",
-            "classic", "zhost/classic", "target", "", opts.bare_as_zhp ? "bare=zhp" : "bare",
-            "zhost/bare");
+    printf ("%-24s %-6s %12s %12s %14s %-9s %-7s %12s %10s %12s %8s\n", "measurement", "unit",
+            "zhost", "classic", "zhost/classic", "target", "",
+            opts.bare_as_zhp ? "bare=zhp" : "bare", "zhost/bare", "zhost2", "2 / 1");
     for (int i = 0; i < ROW_COUNT; i++) {
         row_t *r = &rows[i];
-        char target[16] = "";
+        char target[16] = "", two[32], vs_one[32];
         if (r->target)
             snprintf (target, sizeof target, "%s %.2f", r->higher_better ? ">=" : "<=", r->target);
         fmt_ratio (ratio, sizeof ratio, r->value[SYS_ZHOST], r->value[SYS_CLASSIC]);
-        printf ("%-24s %-6s %12s %12s %14s %-9s %-7s %12s %10s\n", r->label, r->unit,
+        printf ("%-24s %-6s %12s %12s %14s %-9s %-7s %12s %10s %12s %8s\n", r->label, r->unit,
                 fmt_value (a, sizeof a, r->value[SYS_ZHOST]),
                 fmt_value (b, sizeof b, r->value[SYS_CLASSIC]), ratio, target, row_verdict (r),
                 fmt_value (c, sizeof c, r->value[SYS_BARE]),
-                fmt_ratio (vs_bare, sizeof vs_bare, r->value[SYS_ZHOST], r->value[SYS_BARE]));
+                fmt_ratio (vs_bare, sizeof vs_bare, r->value[SYS_ZHOST], r->value[SYS_BARE]),
+                fmt_value (two, sizeof two, r->value[SYS_ZHOST2]),
+                fmt_ratio (vs_one, sizeof vs_one, r->value[SYS_ZHOST2], r->value[SYS_ZHOST]));
     }
+    print_two ();
     print_ceiling ();
     for (int i = 0; i < ROW_COUNT; i++)
         for (int s = 0; s < SYS_COUNT; s++)
@@ -2160,6 +2310,12 @@ print_callgrind (void)
                 fmt_ratio (vb, sizeof vb, cg[s].per_msg, cg[SYS_BARE].per_msg),
                 cg_verdict ((sys_t)s), cg[s].error[0] ? "  ERROR: " : "", cg[s].error);
     }
+    cg_result_t *two = &cg[SYS_ZHOST2];
+    if (two->run && two->messages)
+        printf (
+            "zhost2: both brokers; A (client -> link) %s Ir/msg, B (link -> client) %s Ir/msg\n",
+            fmt_value (a, sizeof a, (two->total_ir - two->ir_b) / (double)two->messages),
+            fmt_value (b, sizeof b, two->ir_b / (double)two->messages));
 }
 
 //  p50, p99 and max in ms of n samples (sorted here).
@@ -2301,36 +2457,74 @@ json_lib (void)
     printf ("\"lost\": {\"messages\": %zu, \"round_trips\": %zu}}", l->lost_tp, l->lost_rtt);
 }
 
+//  "two_broker": the two-broker path beside the one-broker path.
+static void
+json_two (void)
+{
+    if (!opts.enabled[SYS_ZHOST2] || opts.callgrind || opts.lib_mode || opts.spawn_mode) return;
+    static const int tp[] = {ROW_TP64_1, ROW_TP64_4, ROW_TP1K_1, ROW_TP1K_4};
+    printf (",\n \"two_broker\": {\"expected\": %zu, \"delivered\": %zu, \"rtt_expected\": %zu, "
+            "\"rtt_done\": %zu, \"prefix_bytes\": %zu, \"throughput_ratio\": {",
+            tp_expected[SYS_ZHOST2], tp_received[SYS_ZHOST2], rtt_expected[SYS_ZHOST2],
+            rtt_done[SYS_ZHOST2], seen_prefix[SYS_ZHOST2]);
+    for (size_t i = 0; i < sizeof tp / sizeof tp[0]; i++)
+        json_number (rows[tp[i]].key + 11,
+                     rows[tp[i]].value[SYS_ZHOST2] / rows[tp[i]].value[SYS_ZHOST],
+                     i + 1 < sizeof tp / sizeof tp[0]);
+    printf ("}, \"throughput_ratio_to_classic\": {");
+    for (size_t i = 0; i < sizeof tp / sizeof tp[0]; i++)
+        json_number (rows[tp[i]].key + 11,
+                     rows[tp[i]].value[SYS_ZHOST2] / rows[tp[i]].value[SYS_CLASSIC],
+                     i + 1 < sizeof tp / sizeof tp[0]);
+    printf ("}, ");
+    json_number ("rtt_one_p50_us", rows[ROW_P50].value[SYS_ZHOST], true);
+    json_number ("rtt_two_p50_us", rows[ROW_P50].value[SYS_ZHOST2], true);
+    json_number ("rtt_added_p50_us", two_added_rtt (ROW_P50), true);
+    json_number ("rtt_one_p99_us", rows[ROW_P99].value[SYS_ZHOST], true);
+    json_number ("rtt_two_p99_us", rows[ROW_P99].value[SYS_ZHOST2], true);
+    json_number ("rtt_added_p99_us", two_added_rtt (ROW_P99), true);
+    double r64 = rows[ROW_TP64_1].value[SYS_ZHOST2] / rows[ROW_TP64_1].value[SYS_ZHOST];
+    const char *tp_met = two_verdict (r64, TWO_TP_GOAL, true);
+    const char *rtt_met =
+        two_verdict (two_added_rtt (ROW_P50), rows[ROW_P50].value[SYS_ZHOST], false);
+    printf ("\"goals\": {\"throughput_64B_1to1_ratio_min\": %.2f, \"throughput\": \"%s\", "
+            "\"rtt_added_p50_max\": \"one-broker rtt p50\", \"rtt\": \"%s\"}}",
+            TWO_TP_GOAL, tp_met, rtt_met);
+}
+
 static void
 print_json (void)
 {
     char cpu[256];
     cpu_model (cpu, sizeof cpu);
     printf ("{\"config\": {\"count\": %zu, \"count_1k\": %zu, \"rtt_count\": %zu, \"hwm\": %d, "
-            "\"repeat\": %d, "
+            "\"repeat\": %d, \"two_broker\": %s, "
             "\"nproc\": %ld, \"cpu\": \"%s\", \"pin\": %s, \"bare_as_zhp\": %s, \"prefix_bytes\": "
             "{\"zhost\": %zu, \"bare\": %zu}, \"client_ctx\": \"%s\", \"io_threads\": %d, "
             "\"callgrind_pairs\": %d, \"callgrind_size\": %d},\n \"results\": [",
             opts.count, opts.count_1k, opts.rtt_count, opts.hwm, opts.repeat,
-            sysconf (_SC_NPROCESSORS_ONLN), cpu, opts.pin ? "true" : "false",
-            opts.bare_as_zhp ? "true" : "false", seen_prefix[SYS_ZHOST], seen_prefix[SYS_BARE],
-            opts.client_ctx_own ? "own" : "shared", opts.io_threads, opts.cg_pairs, opts.cg_size);
+            opts.enabled[SYS_ZHOST2] ? "true" : "false", sysconf (_SC_NPROCESSORS_ONLN), cpu,
+            opts.pin ? "true" : "false", opts.bare_as_zhp ? "true" : "false",
+            seen_prefix[SYS_ZHOST], seen_prefix[SYS_BARE], opts.client_ctx_own ? "own" : "shared",
+            opts.io_threads, opts.cg_pairs, opts.cg_size);
     bool first_row = true;
     for (int i = 0; i < ROW_COUNT && !opts.callgrind; i++) {
         row_t *r = &rows[i];
-        if (!r->n[SYS_ZHOST] && !r->n[SYS_CLASSIC] && !r->n[SYS_BARE] && !r->lost[SYS_ZHOST] &&
-            !r->lost[SYS_CLASSIC] && !r->lost[SYS_BARE])
-            continue; //  not measured in this mode
+        bool measured = false;
+        for (int s = 0; s < SYS_COUNT; s++)
+            measured |= r->n[s] || r->lost[s];
+        if (!measured) continue; //  not measured in this mode
         printf ("%s\n  {\"name\": \"%s\", \"unit\": \"%s\", ", first_row ? "" : ",", r->key,
                 r->unit);
         first_row = false;
         for (int s = 0; s < SYS_COUNT; s++)
             json_number (sys_names[s], r->value[s], true);
         json_number ("ratio", row_ratio (r), true);
+        json_number ("ratio_zhost2_zhost", r->value[SYS_ZHOST2] / r->value[SYS_ZHOST], true);
         json_number ("target", r->target ? r->target : NAN, true);
         json_samples (r);
-        printf ("\"lost\": {\"zhost\": %zu, \"classic\": %zu, \"bare\": %zu}}", r->lost[SYS_ZHOST],
-                r->lost[SYS_CLASSIC], r->lost[SYS_BARE]);
+        printf ("\"lost\": {\"zhost\": %zu, \"classic\": %zu, \"bare\": %zu, \"zhost2\": %zu}}",
+                r->lost[SYS_ZHOST], r->lost[SYS_CLASSIC], r->lost[SYS_BARE], r->lost[SYS_ZHOST2]);
     }
     printf ("],\n \"callgrind\": {");
     bool first = true;
@@ -2338,11 +2532,16 @@ print_json (void)
         if (!cg[s].run) continue;
         printf ("%s\"%s\": {\"messages\": %zu, ", first ? "" : ", ", sys_names[s], cg[s].messages);
         json_number ("total_ir", cg[s].total_ir, true);
+        if (s == SYS_ZHOST2) {
+            json_number ("total_ir_a", cg[s].total_ir - cg[s].ir_b, true);
+            json_number ("total_ir_b", cg[s].ir_b, true);
+        }
         json_number ("ir_per_msg", cg[s].per_msg, false);
         printf ("}");
         first = false;
     }
     printf ("}");
+    json_two ();
     json_spawn ();
     json_lib ();
     printf ("}\n");
@@ -2356,6 +2555,8 @@ record_tp (row_t *row, sys_t s, const tp_result_t *res, int run)
 {
     char v[32];
     row->lost[s] += res->expected - res->received;
+    tp_expected[s] += res->expected;
+    tp_received[s] += res->received;
     if (res->received == res->expected && row->n[s] < MAX_REPEAT)
         row->samples[s][row->n[s]++] = res->rate;
     fprintf (stderr, "%-22s %-8s run %d: %s msg/s (%zu/%zu in %.3f s)%s%s\n", row->label,
@@ -2367,6 +2568,8 @@ static void
 record_rtt (sys_t s, const rtt_result_t *res, int run)
 {
     rows[ROW_P50].lost[s] += res->expected - res->done;
+    rtt_expected[s] += res->expected;
+    rtt_done[s] += res->done;
     if (res->done == res->expected && rows[ROW_P50].n[s] < MAX_REPEAT) {
         rows[ROW_P50].samples[s][rows[ROW_P50].n[s]++] = res->p50_us;
         rows[ROW_P99].samples[s][rows[ROW_P99].n[s]++] = res->p99_us;
@@ -2645,6 +2848,13 @@ callgrind_one (void *ctx, sys_t s, const char *dir)
     server_stop (&srv, 120000);
     out->messages = res.received;
     out->total_ir = callgrind_total (path);
+    if (s == SYS_ZHOST2) {
+        char path_b[PATH_MAX + 2];
+        snprintf (path_b, sizeof path_b, "%s.b", path);
+        out->ir_b = callgrind_total (path_b);
+        out->total_ir += out->ir_b;
+        if (!opts.cg_dir) remove (path_b);
+    }
     out->per_msg = res.received ? out->total_ir / (double)res.received : NAN;
     if (res.received != res.expected)
         snprintf (out->error, sizeof out->error, "%zu of %zu arrived", res.received, res.expected);
@@ -2683,7 +2893,8 @@ usage (FILE *f)
                 "options:\n"
                 "  --broker PATH        zhost-broker (default: $ZHOST_BROKER, next to this\n"
                 "                       program, or ../build-broker/zhost-broker)\n"
-                "  --systems LIST       comma list of zhost,classic,bare (default all)\n"
+                "  --systems LIST       comma list of zhost,classic,bare,zhost2 (default all;\n"
+                "                       zhost2: two brokers, client -> A -> B -> client)\n"
                 "  --count N            messages per sender per 64 B throughput run (1000000)\n"
                 "  --count-1k N         messages per sender per 1 KiB throughput run (250000)\n"
                 "  --rtt-count N        round trips per latency run (20000)\n"
@@ -2757,12 +2968,23 @@ find_test_proc (const char *self)
     return NULL;
 }
 
+//  A comma list of system names; each must be one. 0 or -1.
 static int
 parse_systems (const char *list)
 {
+    char copy[256], *save = NULL;
+    snprintf (copy, sizeof copy, "%s", list);
+    memset (opts.enabled, 0, sizeof opts.enabled);
+    for (char *name = strtok_r (copy, ",", &save); name; name = strtok_r (NULL, ",", &save)) {
+        int s = 0;
+        while (s < SYS_COUNT && strcmp (name, sys_names[s]))
+            s++;
+        if (s == SYS_COUNT) return -1;
+        opts.enabled[s] = true;
+    }
     for (int s = 0; s < SYS_COUNT; s++)
-        opts.enabled[s] = strstr (list, sys_names[s]) != NULL;
-    return opts.enabled[SYS_ZHOST] || opts.enabled[SYS_CLASSIC] || opts.enabled[SYS_BARE] ? 0 : -1;
+        if (opts.enabled[s]) return 0;
+    return -1;
 }
 
 static long
@@ -2909,10 +3131,11 @@ main (int argc, char **argv)
     if (child == CHILD_RAW || child == CHILD_LIB)
         return client_child_main (child == CHILD_LIB, endpoint);
     if (child != SYS_COUNT) return forwarder_main (child, endpoint);
-    if (opts.enabled[SYS_ZHOST] && (!opts.broker || !file_exists (opts.broker))) {
+    if ((opts.enabled[SYS_ZHOST] || opts.enabled[SYS_ZHOST2]) &&
+        (!opts.broker || !file_exists (opts.broker))) {
         fprintf (stderr, "zhost-bench: no zhost-broker found (--broker PATH); measuring the "
                          "baselines only\n");
-        opts.enabled[SYS_ZHOST] = false;
+        opts.enabled[SYS_ZHOST] = opts.enabled[SYS_ZHOST2] = false;
         if (!opts.enabled[SYS_CLASSIC] && !opts.enabled[SYS_BARE]) return 1;
     }
     long ncpu = sysconf (_SC_NPROCESSORS_ONLN);

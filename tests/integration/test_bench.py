@@ -4,8 +4,11 @@ works (it is not run by CI otherwise).
 Scenarios: a whole default run (all three servers, each client with its
 own context) prints a figure for every row and system and loses nothing,
 and its spawn and libzhost parts complete; with --client-ctx shared and
---bare-as-zhp the bare forwarder's frames are as long as zhost's. Nothing
-here is timed: the figures are only checked to exist.
+--bare-as-zhp the bare forwarder's frames are as long as zhost's; the
+two-broker path (sender on broker A, receiver on broker B, over their peer
+link) delivers every message and round trip and reports its ratios and
+added rtt in the JSON. Nothing here is timed: the figures are only checked
+to exist.
 """
 import json
 import math
@@ -75,3 +78,34 @@ def test_bad_client_ctx_is_a_usage_error():
                          timeout=30)
     assert out.returncode == 2
     assert "--client-ctx threads" in out.stderr
+
+
+def test_two_broker_path_delivers_everything_and_reports_its_fields():
+    report = run_bench("--systems", "zhost,zhost2", "--spawn-count", "1")
+    assert report["config"]["two_broker"] is True
+    check_rows(report, systems=("zhost", "zhost2"))
+    for row in report["results"]:
+        assert "ratio_zhost2_zhost" in row and row["lost"]["zhost2"] == 0
+    two = report["two_broker"]
+    # 20,000 64 B and 2,000 1 KiB messages per sender, 1->1 and 4->4, one run
+    assert two["expected"] == 5 * 20000 + 5 * 2000
+    assert two["delivered"] == two["expected"]
+    assert two["rtt_expected"] == 200 and two["rtt_done"] == 200
+    # the dest names B's endpoint, the src A's: same length on loopback
+    assert 90 <= two["prefix_bytes"] <= 112
+    for key in ("64B_1to1", "64B_4to4", "1KiB_1to1", "1KiB_4to4"):
+        assert two["throughput_ratio"][key] > 0
+        assert key in two["throughput_ratio_to_classic"]  # null: classic not run
+    for key in ("rtt_one_p50_us", "rtt_two_p50_us", "rtt_one_p99_us", "rtt_two_p99_us"):
+        assert two[key] > 0
+    assert math.isfinite(two["rtt_added_p50_us"]) and math.isfinite(two["rtt_added_p99_us"])
+    assert two["goals"]["throughput_64B_1to1_ratio_min"] == 0.5
+    assert two["goals"]["throughput"] in ("met", "MISSED")
+    assert two["goals"]["rtt"] in ("met", "MISSED")
+
+
+def test_unknown_system_is_a_usage_error():
+    out = subprocess.run([BENCH, "--systems", "zhost,zhost3"], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 2
+    assert "--systems zhost,zhost3" in out.stderr
