@@ -99,6 +99,8 @@ export class Client extends EventEmitter {
   readonly closed: string | null;
   /** false while the broker has been silent for liveness × heartbeat */
   readonly alive: boolean;
+  /** heartbeat counters */
+  readonly counters: { pingsSent: number; pongsSent: number; pingsReceived: number };
   portAddress(n: number): string;
   /** handle SENDs to port n (0..2^32-1) of this client's actor; returns its address */
   port(n: number, handler?: (msg: Message) => void): string;

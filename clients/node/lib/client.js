@@ -159,6 +159,7 @@ class Client extends EventEmitter {
     this._sendChain = Promise.resolve();
     this._lastSent = Date.now(); this._lastRecv = Date.now(); this._lastAttach = 0;
     this._byeReceived = false; this._byeWaiter = null;
+    this.counters = { pingsSent: 0, pongsSent: 0, pingsReceived: 0 };
     const sockOpts = { routingId: routingId(), linger: 1000, receiveHighWaterMark: 0 };
     if (this.curve) Object.assign(sockOpts, { curveServerKey: this.curve.serverKey, curvePublicKey: this.curve.publicKey, curveSecretKey: this.curve.secretKey });
     this.sock = new zmq.Dealer(sockOpts);
@@ -228,6 +229,7 @@ class Client extends EventEmitter {
   _tick() {
     const now = Date.now();
     if (this._heartbeat && this.closed === null && now - this._lastSent >= this.heartbeatMs) {
+      this.counters.pingsSent++;
       this._sendFrames(P.encodeControl(CMD.PING)).catch(() => {});
     }
     const limit = this.liveness * this.heartbeatMs;
@@ -245,7 +247,10 @@ class Client extends EventEmitter {
     switch (msg.cmd) {
       case CMD.SEND: return this._onSend(msg);
       case CMD.RETURN: return this._onReturn(msg);
-      case CMD.PING: this._sendFrames(P.encodeControl(CMD.PONG)).catch(() => {}); return;
+      case CMD.PING:
+        this.counters.pingsReceived++; this.counters.pongsSent++;
+        this._sendFrames(P.encodeControl(CMD.PONG)).catch(() => {});
+        return;
       case CMD.PONG: return;
       case CMD.BOOTSTRAP: return this._onBootstrap(msg.body);
       case CMD.ERROR: return this._onError(msg.body);

@@ -106,6 +106,22 @@ test('heartbeats keep a quiet connection alive past 3x heartbeat', { skip, timeo
     const r = await other.request(`client.${c.id}:5@${b.ep}`, ['x']).catch((e) => e);
     assert.strictEqual(r.code, 'NO_SUCH_PORT', 'our library answered, so the route is alive');
     assert.strictEqual((await c.ping()).ok, true);
+    assert.ok(c.counters.pingsSent + c.counters.pongsSent >= 3, JSON.stringify(c.counters));
+
+    // the control: a raw DEALER that attaches and then says nothing is dropped
+    const zmq = require('zeromq');
+    const raw = new zmq.Dealer({ linger: 0 });
+    raw.connect(b.frontend);
+    await raw.send(zhost.protocol.encodeControl(zhost.protocol.CMD.ATTACH, { label: 'mute' }));
+    let rawId = null;
+    while (!rawId) {
+      const m = zhost.protocol.decodeMessage(await raw.receive());
+      if (m.cmd === zhost.protocol.CMD.BOOTSTRAP) rawId = zhost.protocol.parseAddress(m.body.proc).proc;
+    }
+    await sleep(1500);
+    const gone = await other.request(`client.${rawId}:5@${b.ep}`, ['x']).catch((e) => e);
+    assert.strictEqual(gone.code, 'PROC_GONE', 'a client silent for 3 heartbeats is dropped');
+    raw.close();
     await other.close(); await c.close();
   }));
 
@@ -165,3 +181,40 @@ test('CURVE: an allowed key attaches, a refused one fails at once naming the cau
     });
   } finally { fs.rmSync(tmp, { recursive: true, force: true }); }
 });
+
+test('watch: snapshot then events, as an async iterator and as events (a client plays the agent)', { skip, timeout: 30000 }, () =>
+  withBroker([], async (b) => {
+    const { pack, unpack } = zhost.protocol;
+    const agent = await zhost.attach(b.frontend, { label: 'fakeagent', actor: 'host_agent' });
+    const ops = [];
+    agent.port(1, (m) => {
+      const req = unpack(m.parts[0]);
+      ops.push(req.op);
+      const to = m.meta.reply, seq = m.meta.seq;
+      if (req.op === 'watch') {
+        agent.send(to, [pack({ ok: true, procs: [{ name: 'e1', proc: 'e1@x', status: 'ready', pid: 1 }] })], { meta: { seq } });
+        agent.send(to, [pack({ event: 'proc', name: 'e2', proc: 'e2@x', from: 'starting', to: 'ready', pid: 2 })], { meta: { seq } });
+        agent.send(to, [pack({ event: 'peer', endpoint: 'tcp://h:1', state: 'up' })], { meta: { seq } });
+      } else agent.send(to, [pack({ ok: true })], { meta: { seq } });
+    });
+    const c = await zhost.attach(b.frontend);
+    c.agentAddress = agent.actorAddress;
+    const w = await c.watch();
+    const seen = [];
+    w.on('event', (e) => seen.push(e.event));
+    assert.deepStrictEqual(w.snapshot.map((p) => p.name), ['e1']);
+    const items = [];
+    for await (const item of w) {
+      items.push(item);
+      if (items.length === 3) break;      // break ends the watch: `unwatch` is sent
+    }
+    assert.deepStrictEqual(items[0].procs.map((p) => p.name), ['e1']);
+    assert.strictEqual(items[1].event, 'proc');
+    assert.strictEqual(items[1].to, 'ready');
+    assert.strictEqual(items[2].state, 'up');
+    assert.deepStrictEqual(seen, ['proc', 'peer']);
+    for (let i = 0; i < 50 && ops.length < 2; i++) await sleep(20);
+    assert.deepStrictEqual(ops, ['watch', 'unwatch']);
+    assert.strictEqual(w.closed, true);
+    await c.close(); await agent.close();
+  }));
