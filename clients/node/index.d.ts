@@ -120,6 +120,7 @@ export class Client extends EventEmitter {
   on(event: 'dead', listener: (err: BrokerDead) => void): this;
   on(event: 'alive', listener: () => void): this;
   on(event: 'reattached', listener: (bootstrap: Record<string, unknown>) => void): this;
+  on(event: 'handshakeFailed', listener: (err: HandshakeFailed) => void): this;
   on(event: 'brokerError', listener: (err: BrokerError) => void): this;
   on(event: 'close', listener: (err: Error | null) => void): this;
   on(event: string, listener: (...args: any[]) => void): this;

@@ -157,6 +157,7 @@ class Client extends EventEmitter {
     this._pending = new Map();         // once port number -> {resolve, reject, timer, seq}
     this._ports = new Map();           // port number -> handler(msg)
     this._sendChain = Promise.resolve();
+    this._inflight = 0;
     this._lastSent = Date.now(); this._lastRecv = Date.now(); this._lastAttach = 0;
     this._byeReceived = false; this._byeWaiter = null;
     this.counters = { pingsSent: 0, pongsSent: 0, pingsReceived: 0 };
@@ -168,13 +169,17 @@ class Client extends EventEmitter {
   get actorAddress() { return `${this.actorName}.${this.id}@${this.host}`; }
   portAddress(n) { return `${this.actorName}.${this.id}:${n}@${this.host}`; }
 
+  // zeromq v6 allows one send at a time: sends are chained. A send can block (no pipe
+  // while the broker is away or its handshake fails), so nothing waits on the chain
+  // unbounded and heartbeats are not queued behind a blocked send.
   _sendFrames(frames) {
+    this._inflight++;
     const p = this._sendChain.then(() => {
       if (this.sock.closed) throw new Closed(this.closed || 'socket closed');
       this._lastSent = Date.now();
       return this.sock.send(frames);
     });
-    this._sendChain = p.catch(() => {});
+    this._sendChain = p.catch(() => {}).then(() => { this._inflight--; });
     return p;
   }
 
@@ -211,6 +216,9 @@ class Client extends EventEmitter {
       for (const t of ['handshake:error:auth', 'handshake:error:protocol', 'handshake:error:other']) this.sock.events.off(t, onEvent);
     }
     this._timer = setInterval(() => this._tick(), Math.max(10, Math.floor(this.heartbeatMs / 4)));
+    // later reconnects (e.g. a broker restarted with other keys) are reported as events
+    const later = (ev) => this.emit('handshakeFailed', new HandshakeFailed(ev.address || this.endpoint, ev.type, handshakeReason(ev.type, ev.error, !!this.curve), ev.error));
+    for (const t of ['handshake:error:auth', 'handshake:error:protocol', 'handshake:error:other']) this.sock.events.on(t, later);
   }
 
   async _loop() {
@@ -228,7 +236,7 @@ class Client extends EventEmitter {
 
   _tick() {
     const now = Date.now();
-    if (this._heartbeat && this.closed === null && now - this._lastSent >= this.heartbeatMs) {
+    if (this._heartbeat && this.closed === null && this._inflight === 0 && now - this._lastSent >= this.heartbeatMs) {
       this.counters.pingsSent++;
       this._sendFrames(P.encodeControl(CMD.PING)).catch(() => {});
     }
@@ -417,18 +425,20 @@ class Client extends EventEmitter {
   async close(reason = 'bye', opts = {}) {
     if (this.closed !== null) return this._byeReceived;
     const timeout = opts.timeout === undefined ? this.liveness * this.heartbeatMs : opts.timeout;
+    let timer;
     const confirmed = new Promise((resolve) => {
       this._byeWaiter = () => resolve(true);
-      setTimeout(() => resolve(false), timeout);
+      timer = setTimeout(() => resolve(false), timeout);
     });
     this._sendFrames(P.encodeControl(CMD.BYE, { reason })).catch(() => {});
     const ok = this._byeReceived || await confirmed;
+    clearTimeout(timer);
     clearInterval(this._timer);
     this.closed = reason;
     const err = new Closed(reason);
     for (const n of [...this._pending.keys()]) this._settle(n, null, err);
     for (const h of this._ports.values()) if (h.watch) h.watch._end(null);
-    try { await this._sendChain; } catch (e) { /* ignore */ }
+    if (this._inflight) await Promise.race([this._sendChain, new Promise((r) => setTimeout(r, Math.min(timeout, 1000)))]);
     this.sock.linger = ok ? 0 : 1000;
     this.sock.close();
     this.emit('close', null);

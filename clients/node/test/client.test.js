@@ -218,3 +218,28 @@ test('watch: snapshot then events, as an async iterator and as events (a client 
     assert.strictEqual(w.closed, true);
     await c.close(); await agent.close();
   }));
+
+test('CURVE: a refusal on a later reconnect is a handshakeFailed event', { skip, timeout: 30000 }, async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'zhost-node-keys-'));
+  const keys = path.join(tmp, 'keys'), allow = path.join(tmp, 'allow'), none = path.join(tmp, 'none');
+  keygen(keys, 'broker', 'alice', 'mallory');
+  fs.mkdirSync(allow); fs.mkdirSync(none);
+  fs.copyFileSync(path.join(keys, 'alice.key'), path.join(allow, 'alice.key'));
+  fs.copyFileSync(path.join(keys, 'mallory.key'), path.join(none, 'mallory.key'));
+  const secret = path.join(keys, 'broker.key_secret');
+  let b2 = null;
+  try {
+    const b1 = await startBroker(['--curve-secret', secret, '--curve-allow', allow]);
+    const c = await zhost.attach(b1.frontend, { curve: zhost.loadCurve(path.join(keys, 'broker.key'), path.join(keys, 'alice.key')) });
+    const refused = new Promise((resolve) => c.once('handshakeFailed', resolve));
+    await b1.kill();
+    b2 = await startBroker(['--curve-secret', secret, '--curve-allow', none], { frontend: b1.frontend });
+    const e = await refused;
+    assert.ok(e instanceof zhost.HandshakeFailed);
+    assert.strictEqual(e.event, 'handshake:error:auth');
+    await c.close('bye', { timeout: 100 });
+  } finally {
+    if (b2) assert.strictEqual(await b2.stop(), 0);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
