@@ -191,14 +191,21 @@ class Client extends EventEmitter {
   }
 
   async _attach(timeoutMs) {
-    let onEvent = null;
+    let onEvent = null, succeeded = false;
+    const watched = ['handshake', 'disconnect', 'handshake:error:auth', 'handshake:error:protocol', 'handshake:error:other'];
     const failed = new Promise((resolve, reject) => {
       onEvent = (ev) => {
-        if (ev.type === 'handshake:error:auth' || ev.type === 'handshake:error:protocol' || ev.type === 'handshake:error:other') {
-          reject(new HandshakeFailed(ev.address || this.endpoint, ev.type, handshakeReason(ev.type, ev.error, !!this.curve), ev.error));
+        if (ev.type === 'handshake') { succeeded = true; return; }
+        // as libzhost: a connection closed before its handshake completed is a refusal
+        // too (which side notices first decides how a refusal shows); after it, the
+        // broker going away (libzmq reconnects)
+        if (ev.type === 'disconnect') {
+          if (!succeeded) reject(new HandshakeFailed(ev.address || this.endpoint, ev.type, 'ZMTP handshake failed (the connection closed before it completed; ' + (this.curve ? 'is the server key the broker\'s, and is this key allowed?)' : 'does the broker require CURVE?)')));
+          return;
         }
+        reject(new HandshakeFailed(ev.address || this.endpoint, ev.type, handshakeReason(ev.type, ev.error, !!this.curve), ev.error));
       };
-      for (const t of ['handshake:error:auth', 'handshake:error:protocol', 'handshake:error:other']) this.sock.events.on(t, onEvent);
+      for (const t of watched) this.sock.events.on(t, onEvent);
     });
     const booted = new Promise((resolve, reject) => { this._bootWaiter = { resolve, reject }; });
     let timer;
@@ -213,7 +220,7 @@ class Client extends EventEmitter {
     } finally {
       clearTimeout(timer);
       this._bootWaiter = null;
-      for (const t of ['handshake:error:auth', 'handshake:error:protocol', 'handshake:error:other']) this.sock.events.off(t, onEvent);
+      for (const t of watched) this.sock.events.off(t, onEvent);
     }
     this._timer = setInterval(() => this._tick(), Math.max(10, Math.floor(this.heartbeatMs / 4)));
     // later reconnects (e.g. a broker restarted with other keys) are reported as events
