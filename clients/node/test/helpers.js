@@ -8,6 +8,10 @@ const path = require('path');
 const BUILD_DIR = process.env.ZHOST_BUILD_DIR || path.resolve(__dirname, '../../../build');
 const BIN = (name) => path.join(BUILD_DIR, name);
 
+// brokers still running when the test process exits (a test that timed out) are killed
+const live = new Set();
+process.on('exit', () => { for (const p of live) { try { process.kill(-p.pid, 'SIGKILL'); } catch (e) { /* gone */ } } });
+
 // Start a broker (flags appended); resolves {proc, frontend, ep, control, stderr(), stop()}
 // once it printed "ready". Environment ZHOST_* is not passed on.
 function startBroker(flags = [], { frontend = 'tcp://127.0.0.1:0' } = {}) {
@@ -16,6 +20,8 @@ function startBroker(flags = [], { frontend = 'tcp://127.0.0.1:0' } = {}) {
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('ZHOST_')) env[k] = v;
   const argv = ['--frontend', frontend, '--runtime-dir', path.join(rt, 'rt'), '--log-level', 'warn', ...flags];
   const proc = spawn(BIN('zhost-broker'), argv, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
   let err = '';
   proc.stderr.on('data', (d) => { err += d; });
   const lines = [];
