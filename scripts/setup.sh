@@ -10,6 +10,7 @@ PACKAGES=(
   python3 python3-zmq python3-msgpack python3-pytest
   valgrind iproute2 procps
   docker-compose python3-yaml tini
+  nodejs npm
 )
 
 missing=()

@@ -1,0 +1,154 @@
+// zhost/lib/protocol.js — ZHP/1 frames and addresses (PROTOCOL.md §2–§5), no sockets.
+'use strict';
+const { encode, decode } = require('@msgpack/msgpack');
+
+const MAGIC0 = 0x5a, MAGIC1 = 0x48, VERSION = 1, HEADER_SIZE = 6, DEFAULT_TTL = 64;
+const INLINE_MAX = 4096, FIELD_MAX = 1024;
+const CMD = { ATTACH: 0x01, BOOTSTRAP: 0x02, READY: 0x03, HELLO: 0x04, WELCOME: 0x05,
+  SEND: 0x10, RETURN: 0x11, BATCH: 0x12, PING: 0x20, PONG: 0x21, BYE: 0x22, ERROR: 0x23,
+  STOP: 0x30 };
+const F_RETURN_UNDELIVERABLE = 0x01, F_INLINE = 0x02;
+
+class ProtocolError extends Error {}
+class AddressError extends Error {}
+
+function header(cmd, ttl = 0, flags = 0) {
+  return Buffer.from([MAGIC0, MAGIC1, VERSION, cmd, ttl, flags]);
+}
+
+function pack(obj) { return Buffer.from(encode(obj, { useBigInt64: true })); }
+
+// Decode wire msgpack with bounded lengths (no declared length from the wire is trusted:
+// @msgpack/msgpack checks every length against the bytes left).
+function unpack(buf) {
+  const n = buf.length;
+  try {
+    return decode(buf, { useBigInt64: true, maxStrLength: n, maxBinLength: n, maxArrayLength: n,
+      maxMapLength: n, maxExtLength: n });
+  } catch (e) {
+    throw new ProtocolError('msgpack: ' + e.message);
+  }
+}
+
+function encodeControl(cmd, body) {
+  const frames = [header(cmd)];
+  if (body && Object.keys(body).length) frames.push(pack(body));
+  return frames;
+}
+
+function asBuffer(part) {
+  if (Buffer.isBuffer(part)) return part;
+  if (typeof part === 'string') return Buffer.from(part, 'utf8');
+  if (part instanceof Uint8Array) return Buffer.from(part.buffer, part.byteOffset, part.byteLength);
+  throw new TypeError('a payload part is a Buffer, Uint8Array or string');
+}
+
+function addrBytes(addr, what) {
+  const b = Buffer.from(String(addr), 'utf8');
+  if (b.length < 1 || b.length > FIELD_MAX) throw new AddressError(`${what}: ${b.length} bytes, not 1..${FIELD_MAX}`);
+  return b;
+}
+
+// [head][payload frame]*: the first part rides inline when it is at most INLINE_MAX bytes.
+function encodeSend(dest, src, parts = [], meta = null, { undeliverable = false, ttl = DEFAULT_TTL, cmd = CMD.SEND } = {}) {
+  parts = parts.map(asBuffer);
+  const metaBytes = meta && Object.keys(meta).length ? pack(meta) : Buffer.alloc(0);
+  let flags = undeliverable ? F_RETURN_UNDELIVERABLE : 0;
+  let inline = null;
+  if (parts.length && parts[0].length <= INLINE_MAX) { inline = parts.shift(); flags |= F_INLINE; }
+  const d = addrBytes(dest, 'dest'), s = addrBytes(src, 'src');
+  const lens = Buffer.alloc(8);
+  const head = Buffer.concat([header(cmd, ttl, flags), u16(d.length), d, u16(s.length), s,
+    u32(metaBytes.length), metaBytes, inline || Buffer.alloc(0)]);
+  void lens;
+  return [head, ...parts];
+}
+function u16(n) { const b = Buffer.alloc(2); b.writeUInt16BE(n); return b; }
+function u32(n) { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; }
+
+function isMapMarker(b) { return (b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf; }
+
+// One received message: {cmd, ttl, flags, frames} plus, for SEND/RETURN,
+// {dest, src, meta, parts} and, for control commands, {body}.
+function decodeMessage(frames) {
+  if (!frames.length) throw new ProtocolError('no frames');
+  const f = frames[0];
+  if (f.length < HEADER_SIZE || f[0] !== MAGIC0 || f[1] !== MAGIC1) throw new ProtocolError('short header or bad magic');
+  if (f[2] !== VERSION) throw new ProtocolError('unsupported version ' + f[2]);
+  const msg = { cmd: f[3], ttl: f[4], flags: f[5], frames };
+  if (msg.cmd === CMD.SEND || msg.cmd === CMD.RETURN) {
+    let pos = HEADER_SIZE;
+    const take = (n, what) => {
+      if (pos + n > f.length) throw new ProtocolError(what + ' runs past the end of the head');
+      const c = f.subarray(pos, pos + n); pos += n; return c;
+    };
+    const d = take(2, 'D').readUInt16BE();
+    if (d < 1 || d > FIELD_MAX) throw new ProtocolError('D outside 1..1024');
+    msg.dest = take(d, 'dest').toString('utf8');
+    const s = take(2, 'S').readUInt16BE();
+    if (s < 1 || s > FIELD_MAX) throw new ProtocolError('S outside 1..1024');
+    msg.src = take(s, 'src').toString('utf8');
+    const m = take(4, 'M').readUInt32BE();
+    const metaRaw = take(m, 'meta');
+    if (m && !isMapMarker(metaRaw[0])) throw new ProtocolError('meta is not a msgpack map');
+    let meta = {};
+    if (m) { try { meta = unpack(metaRaw); } catch (e) { meta = {}; } }
+    msg.meta = meta && typeof meta === 'object' && !Array.isArray(meta) ? meta : {};
+    const rest = f.subarray(pos);
+    if (msg.flags & F_INLINE) msg.parts = [Buffer.from(rest), ...frames.slice(1)];
+    else if (rest.length) throw new ProtocolError('bytes after meta while INLINE is clear');
+    else msg.parts = frames.slice(1);
+  } else {
+    if (frames.length > 2) throw new ProtocolError('control command with more than 2 frames');
+    let body = {};
+    if (frames.length === 2 && frames[1].length) {
+      body = unpack(frames[1]);
+      if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ProtocolError('control body is not a map');
+    }
+    msg.body = body;
+  }
+  return msg;
+}
+
+// --- addresses (§2) ---
+const LABEL_RE = /^[a-z](?:[a-z0-9_-]{0,61}[a-z0-9])?$/;
+const UID_RE = /^[1-9a-km-zA-HJ-NP-Z]+$/;
+function checkId(text) {
+  const lt = text.indexOf('<');
+  if (lt < 0) { if (!LABEL_RE.test(text)) throw new AddressError(`id: ${JSON.stringify(text)} is not a label`); return; }
+  if (!text.endsWith('>')) throw new AddressError(`id: ${JSON.stringify(text)} has no closing '>'`);
+  const label = text.slice(0, lt), uid = text.slice(lt + 1, -1);
+  if (label && !LABEL_RE.test(label)) throw new AddressError(`id: ${JSON.stringify(label)} is not a label`);
+  if (!UID_RE.test(uid) || (uid.length > 1 && uid[0] === '1')) throw new AddressError(`id: ${JSON.stringify(uid)} is not a canonical uid58`);
+}
+
+// {kind: 'proc'|'actor'|'port', actor, proc, port, endpoint}
+function parseAddress(text, kind) {
+  if (typeof text !== 'string' || !text) throw new AddressError('address: empty or not text');
+  const at = text.indexOf('@');
+  if (at < 0) throw new AddressError(`address: ${JSON.stringify(text)} has no '@endpoint'`);
+  let local = text.slice(0, at);
+  const endpoint = text.slice(at + 1);
+  if (!/^(tcp|ipc|inproc):\/\/./.test(endpoint)) throw new AddressError(`address: ${JSON.stringify(text)}: bad endpoint`);
+  let port = null;
+  const colon = local.indexOf(':');
+  if (colon >= 0) {
+    const digits = local.slice(colon + 1);
+    local = local.slice(0, colon);
+    if (!/^(0|[1-9][0-9]*)$/.test(digits) || BigInt(digits) > 0xffffffffffffffffn) throw new AddressError(`address: ${JSON.stringify(text)}: port is not a canonical u64`);
+    port = Number(digits);
+  }
+  const ids = local.split('.');
+  if (ids.length > 2) throw new AddressError(`address: ${JSON.stringify(text)} has more than two ids`);
+  ids.forEach(checkId);
+  let a;
+  if (ids.length === 1) {
+    if (port !== null) throw new AddressError(`address: ${JSON.stringify(text)}: a port needs an actor`);
+    a = { kind: 'proc', actor: null, proc: ids[0], port: null, endpoint };
+  } else a = { kind: port !== null ? 'port' : 'actor', actor: ids[0], proc: ids[1], port, endpoint };
+  if (kind && !(Array.isArray(kind) ? kind : [kind]).includes(a.kind)) throw new AddressError(`address: ${JSON.stringify(text)} is a ${a.kind} address, not ${kind}`);
+  return a;
+}
+
+module.exports = { CMD, F_RETURN_UNDELIVERABLE, F_INLINE, DEFAULT_TTL, INLINE_MAX, ProtocolError,
+  AddressError, header, pack, unpack, encodeControl, encodeSend, decodeMessage, parseAddress, checkId };
