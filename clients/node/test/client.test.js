@@ -5,6 +5,7 @@ const assert = require('node:assert');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const { spawnSync } = require('child_process');
 const zhost = require('..');
 const { startBroker, keygen, BIN, haveBroker } = require('./helpers');
 
@@ -137,20 +138,29 @@ test('a dead broker is detected (dead event)', { skip, timeout: 30000 }, async (
   await c.close('bye', { timeout: 100 });
 });
 
-test('watch: the broker refuses the op and the client surfaces the error', { skip, timeout: 30000 }, () =>
-  withBroker([], async (b) => {
+test('watch against the real broker: the snapshot, then a proc stopped by zhost-ctl', { skip, timeout: 30000 }, () =>
+  withBroker(['--spawn', 'e1=' + BIN('zhost-echo')], async (b) => {
     const c = await zhost.attach(b.frontend);
-    let w = null, err = null;
-    try { w = await c.watch(); } catch (e) { err = e; }
-    if (w) {
-      // a broker that implements watch: the snapshot comes first
-      assert.ok(Array.isArray(w.snapshot));
+    let w = null;
+    for (let i = 0; i < 100; i++) { // --spawn: e1 is ready soon after the broker
+      w = await c.watch();
+      if (w.snapshot.some((p) => p.name === 'e1' && p.status === 'ready')) break;
       await w.close();
-    } else {
-      assert.ok(err instanceof zhost.AgentError, String(err));
-      assert.strictEqual(err.op, 'watch');
-      assert.match(String(err.code), /^[A-Z_]+$/);
+      w = null;
+      await sleep(50);
     }
+    assert.ok(w, 'e1 never ready');
+    const stop = spawnSync(BIN('zhost-ctl'), ['--runtime-dir', b.runtimeDir, 'stop', 'e1'], { encoding: 'utf8' });
+    assert.strictEqual(stop.status, 0, stop.stderr);
+    const items = [];
+    for await (const item of w) {
+      items.push(item);
+      if (items.length === 3) break; // the snapshot, ready→stopping, stopping→stopped
+    }
+    assert.deepStrictEqual(items.slice(1).map((e) => [e.event, e.name, e.from, e.to]),
+      [['proc', 'e1', 'ready', 'stopping'], ['proc', 'e1', 'stopping', 'stopped']]);
+    assert.strictEqual(items[2].exit_code, 0);
+    assert.strictEqual(w.closed, true);
     assert.strictEqual((await c.ping()).ok, true, 'the client is fine afterwards');
     await c.close();
   }));

@@ -36,7 +36,7 @@ function startBroker(flags = [], { frontend = 'tcp://127.0.0.1:0' } = {}) {
         lines.push(line);
         if (line === 'ready') {
           clearTimeout(timer);
-          const b = { proc, lines, runtimeDir: rt, stderr: () => err };
+          const b = { proc, lines, runtimeDir: path.join(rt, 'rt'), tmpDir: rt, stderr: () => err };
           for (const l of lines) {
             const [k, v] = [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)];
             if (k === 'frontend' && !b.frontend) b.frontend = v;
