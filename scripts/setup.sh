@@ -9,6 +9,7 @@ PACKAGES=(
   libzmq3-dev libczmq-dev libmsgpack-dev libcmocka-dev
   python3 python3-zmq python3-msgpack python3-pytest
   valgrind iproute2 procps
+  dpkg-dev file adduser
 )
 
 missing=()
