@@ -11,6 +11,7 @@ PACKAGES=(
   valgrind iproute2 procps
   docker-compose python3-yaml tini
   nodejs npm
+  dpkg-dev file adduser
 )
 
 missing=()
