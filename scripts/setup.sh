@@ -10,9 +10,17 @@ PACKAGES=(
   python3 python3-zmq python3-msgpack python3-pytest
   valgrind iproute2 procps
   docker-compose python3-yaml tini
-  nodejs npm
   dpkg-dev file adduser
 )
+
+# The Node client needs node >= 18 and npm. A machine that has them already
+# (Debian's packages, or another install on PATH) keeps them: Debian's npm
+# cannot be installed beside a node that did not come from Debian.
+node_ok() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
+    [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -ge 18 ]
+}
+if ! node_ok; then PACKAGES+=(nodejs npm); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
