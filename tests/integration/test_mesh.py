@@ -26,6 +26,7 @@ import pytest
 import zhp
 from conftest import BROKER_BIN, BUILD_DIR, Broker, broker_env
 from test_netns import sh  # a command, its output, bounded
+from test_peers import send_until_it_arrives
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -184,15 +185,7 @@ def test_b_killed_and_started_again_is_a_new_incarnation(mesh, tmp_path, client)
         b2 = start(mesh, "b", tmp_path, "--heartbeat", "200ms", rt=tmp_path / "rt-b")
         brokers.append(b2)
         fresh = client(b2, via="control")
-        # Until A's link has said HELLO to the new B a SEND may be refused
-        # there (401): send until one arrives, bounded.
-        deadline = time.monotonic() + 15
-        arrived = False
-        while not arrived and time.monotonic() < deadline:
-            sender.send(fresh.port(1), [b"after"])
-            m = fresh.try_recv(0.3)
-            arrived = m is not None and m.cmd == zhp.SEND and m.parts == [b"after"]
-        assert arrived, "no message crossed to the restarted B"
+        send_until_it_arrives(sender, fresh, timeout=15)
         link = client(a, via="control").request("stats")["peers"][ep("b")]
         assert link["state"] == "up" and link["incarnation"] != first, link
         sent = sender.send(old_port, [b"to the old B"])

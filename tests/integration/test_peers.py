@@ -40,6 +40,18 @@ def ping(frontend, actor, count=3, timeout=20):
                           stderr=subprocess.PIPE, text=True, timeout=timeout)
 
 
+def send_until_it_arrives(sender, receiver, timeout):
+    """Until the sender's broker has said HELLO to a restarted peer, a SEND
+    may be refused there (401, counted): send until one arrives, bounded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sender.send(receiver.port(1), [b"after"])
+        m = receiver.try_recv(0.3)
+        if m is not None and m.cmd == zhp.SEND and m.parts == [b"after"]:
+            return
+    raise AssertionError("no message crossed to the restarted broker")
+
+
 @pytest.fixture
 def two(broker):
     """Broker A (no procs) and broker B (a spawned zhost-echo named echo)."""
@@ -161,15 +173,7 @@ def test_a_restarted_peer_is_a_new_incarnation(broker, client, tmp_path):
     b.stop()
     b2 = broker("--heartbeat", "200ms", frontend=(b_ep,), runtime_dir=tmp_path / "b2")
     fresh = client(b2)
-    # Until A's link has said HELLO to the new B, a SEND may be refused
-    # there (401, counted): send until one arrives, bounded.
-    deadline = time.monotonic() + 10
-    arrived = False
-    while not arrived and time.monotonic() < deadline:
-        sender.send(fresh.port(1), [b"after"])
-        m = fresh.try_recv(0.3)
-        arrived = m is not None and m.cmd == zhp.SEND and m.parts == [b"after"]
-    assert arrived, "no message crossed to the restarted broker"
+    send_until_it_arrives(sender, fresh, timeout=10)
     link = client(a, via="control").request("stats")["peers"][b_ep]
     assert link["state"] == "up" and link["incarnation"] != first, link
     assert link["reconnects"] >= 1, link

@@ -12,6 +12,7 @@ follows a proc and exits 0 when it ends; zhost-ctl config names where each
 setting came from (flag, env, file, default).
 """
 
+import contextlib
 import json
 import os
 import queue
@@ -106,6 +107,22 @@ def test_after_unwatch_or_detach_nothing_more_is_sent(broker, client):
     assert watcher.request("unwatch") == {"ok": True, "ended": 0}
 
 
+def test_watchers_are_bounded_and_a_departed_one_frees_its_place(broker, client):
+    """WA-3: at most 256 watchers; the next is OVERLOADED (and watches
+    nothing); a watcher that detached frees its place for the next add."""
+    b = broker()
+    many = client(b)
+    for _ in range(255):
+        assert start_watch(many)[0]["ok"] is True
+    leaving = client(b)
+    assert start_watch(leaving)[0]["ok"] is True  # the 256th
+    refused, _, _ = start_watch(client(b))
+    assert refused["ok"] is False and refused["error"]["code"] == "OVERLOADED", refused
+    leaving.bye()
+    assert start_watch(client(b))[0]["ok"] is True
+    assert many.request("unwatch") == {"ok": True, "ended": 255}
+
+
 def test_peer_links_coming_up_and_going_down_are_events(broker, client):
     far = broker()
     near = broker()
@@ -179,12 +196,19 @@ class Lines(object):
         return self.queue.get(timeout=10.0)  # raises queue.Empty: no line within 10 s
 
 
+@contextlib.contextmanager
 def ctl_popen(b, *args):
+    """zhost-ctl running in the background; killed if the test leaves it running."""
     p = subprocess.Popen([CTL, "--runtime-dir", b.runtime_dir, *map(str, args)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=broker_env())
     p.out, p.err = Lines(p.stdout), Lines(p.stderr)
-    return p
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
 
 
 def read_line(lines):
@@ -195,8 +219,7 @@ def test_ctl_watch_prints_each_change_as_it_happens(broker, client):
     b = broker()
     admin = client(b, via="control")
     spawn_ready_proc(admin, "early")
-    watch = ctl_popen(b, "watch")
-    try:
+    with ctl_popen(b, "watch") as watch:
         assert read_line(watch.out) == "proc early: ready pid %d" % (
             admin.request("status", name="early")["proc"]["pid"])
         spawn_ready_proc(admin, "late")
@@ -208,16 +231,12 @@ def test_ctl_watch_prints_each_change_as_it_happens(broker, client):
                                                 line.rsplit(" ", 1)[1])
         watch.send_signal(signal.SIGINT)  # the user ends it: exit 0, clean BYE
         assert watch.wait(10) == 0
-    finally:
-        if watch.poll() is None:
-            watch.kill()
 
 
 def test_ctl_watch_json_lines(broker, client):
     b = broker()
     admin = client(b, via="control")
-    watch = ctl_popen(b, "--json", "watch")
-    try:
+    with ctl_popen(b, "--json", "watch") as watch:
         first = json.loads(read_line(watch.out))
         assert first == {"ok": True, "procs": []}, first
         spawn_ready_proc(admin, "j")
@@ -226,26 +245,19 @@ def test_ctl_watch_json_lines(broker, client):
                                                                    "ready"), ev
         watch.terminate()
         assert watch.wait(10) == 0
-    finally:
-        if watch.poll() is None:
-            watch.kill()
 
 
 def test_ctl_logs_follow_ends_with_the_proc(broker, client):
     b = broker()
     admin = client(b, via="control")
     spawn_ready_proc(admin, "chat", "--chatter", "4")
-    logs = ctl_popen(b, "logs", "-f", "chat")
-    try:
+    with ctl_popen(b, "logs", "-f", "chat") as logs:
         assert read_line(logs.out) == "ready_proc chat up GREETING="
         assert [read_line(logs.out) for _ in range(2)] == ["chatter 0", "chatter 2"]
         assert [read_line(logs.err) for _ in range(2)] == ["chatter 1", "chatter 3"]
         admin.request("stop", name="chat", timeout=15.0)
         assert read_line(logs.out) == "ready_proc chat done"
         assert logs.wait(10) == 0  # the proc ended: so does the follow
-    finally:
-        if logs.poll() is None:
-            logs.kill()
     r = subprocess.run([CTL, "--runtime-dir", b.runtime_dir, "logs", "--lines", "1", "chat"],
                        capture_output=True, text=True, env=broker_env(), timeout=30)
     assert r.returncode == 0 and r.stdout == "ready_proc chat done\n", r
