@@ -181,11 +181,12 @@ s_read_monitor (s_peer_t *peer)
     }
 }
 
+//  Stop watching socket (the link's DEALER, or NULL when it is gone).
 static void
-s_unmonitor (s_peer_t *peer)
+s_unmonitor (s_peer_t *peer, void *socket)
 {
     if (!peer->monitor) return;
-    if (peer->socket) zmq_socket_monitor (peer->socket, NULL, 0);
+    if (socket) zmq_socket_monitor (socket, NULL, 0);
     zmq_close (peer->monitor);
     peer->monitor = NULL;
 }
@@ -220,9 +221,7 @@ s_dial (zh_peers_t *self, s_peer_t *peer, int64_t now)
     if (zmq_connect (socket, peer->endpoint) != 0) {
         zh_warn ("peer-link", "endpoint=%s error=\"connect: %s\"", peer->endpoint,
                  zmq_strerror (errno));
-        peer->socket = socket;
-        s_unmonitor (peer);
-        peer->socket = NULL;
+        s_unmonitor (peer, socket);
         zmq_close (socket);
         return -1;
     }
@@ -239,7 +238,7 @@ static void
 s_close (zh_peers_t *self, s_peer_t *peer, const char *why)
 {
     s_set_state (self, peer, S_CLOSED, why);
-    s_unmonitor (peer);
+    s_unmonitor (peer, peer->socket);
     if (peer->socket) zmq_close (peer->socket);
     peer->socket = NULL;
     peer->conn->link_socket = NULL;
@@ -584,7 +583,7 @@ zh_peers_destroy (zh_peers_t **self_p)
             zh_outmsg_close (&p.msg);
         }
         free (peer->pending);
-        s_unmonitor (peer);
+        s_unmonitor (peer, peer->socket);
         if (peer->socket) zmq_close (peer->socket);
         zh_conn_destroy (&peer->conn);
         free (peer->endpoint);
