@@ -2,7 +2,8 @@
 
     Where it sits: the top. Blocks the signals the broker reads from its
     signalfd, loads the configuration (flags > ZHOST_* env > config file >
-    defaults), then builds and runs the broker. Exit codes: 0 after a clean
+    defaults), then builds and runs the broker, which rereads the same
+    sources on SIGHUP. Exit codes: 0 after a clean
     shutdown, 1 on a start-up failure, 2 on a usage or configuration error.
 */
 #include <stdio.h>
@@ -50,6 +51,7 @@ main (int argc, char **argv)
         zh_config_destroy (&config);
         return err.exit_status ? err.exit_status : 1;
     }
+    zh_broker_set_reload (broker, argc, argv, environ);
     zh_broker_print_endpoints (broker, stdout);
     int code = zh_broker_run (broker);
     zh_broker_destroy (&broker);

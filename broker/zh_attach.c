@@ -334,3 +334,42 @@ zh_attach_bye_all (zh_attach_t *self, const char *reason)
              conn = zh_routes_next (self->routes, (zh_sock_t)s))
             zh_send_bye (self->send, (zh_sock_t)s, conn->rid, conn->rid_len, reason);
 }
+
+//  A frontend connection's key still lets it be what it is (CU-1, CU-2).
+static bool
+s_key_still_ok (zh_attach_t *self, const zh_conn_t *conn)
+{
+    if (!conn->key[0]) return true; //  not a CURVE connection
+    if (conn->kind == ZH_CONN_PEER) {
+        const char *allowed = zh_curve_peer_endpoint (self->curve, conn->key);
+        return allowed && conn->peer_endpoint && strlen (allowed) == conn->peer_endpoint_len &&
+               memcmp (allowed, conn->peer_endpoint, conn->peer_endpoint_len) == 0;
+    }
+    return zh_curve_is_client (self->curve, conn->key);
+}
+
+size_t
+zh_attach_revoke (zh_attach_t *self)
+{
+    if (!self->curve) return 0;
+    size_t gone = 0;
+    bool again = true;
+    //  Removing invalidates the walk: start over after each removal.
+    while (again) {
+        again = false;
+        for (zh_conn_t *conn = zh_routes_first (self->routes, ZH_SOCK_FRONTEND); conn;
+             conn = zh_routes_next (self->routes, ZH_SOCK_FRONTEND)) {
+            if (s_key_still_ok (self, conn)) continue;
+            char name[96];
+            zh_info ("revoked", "conn=%s key=%s reason=\"its CURVE key is no longer allowed\"",
+                     zh_conn_name (conn, name, sizeof name), conn->key);
+            zh_send_bye (self->send, ZH_SOCK_FRONTEND, conn->rid, conn->rid_len,
+                         "CURVE key revoked");
+            zh_routes_remove (self->routes, conn, "CURVE key revoked");
+            gone++;
+            again = true;
+            break;
+        }
+    }
+    return gone;
+}

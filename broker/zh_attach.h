@@ -60,4 +60,11 @@ void zh_attach_tick (zh_attach_t *self, int64_t now);
 //  The drain: BYE to every connection.
 void zh_attach_bye_all (zh_attach_t *self, const char *reason);
 
+//  After the CURVE keys were reloaded (SIGHUP): every frontend connection
+//  whose key may no longer speak as it does (a client key gone from
+//  --curve-allow and --curve-admin, a peer key gone from --curve-peers or
+//  now naming another endpoint) gets BYE and is removed; its next message
+//  must attach again, and is refused. Returns how many went.
+size_t zh_attach_revoke (zh_attach_t *self);
+
 #endif

@@ -40,6 +40,7 @@
 #include "zh_watch.h"
 #include "zh_lifecycle.h"
 #include "zh_log.h"
+#include "zh_metrics.h"
 #include "zh_peers.h"
 #include "zh_router.h"
 #include "zh_routes.h"
@@ -49,7 +50,10 @@
 #include "zh_stats.h"
 
 struct _zh_broker_t {
-    const zh_config_t *config;   //  the settings (borrowed)
+    zh_config_t *config;         //  the settings (borrowed; a reload updates some)
+    int reload_argc;             //  what SIGHUP reloads from (zh_broker_set_reload)
+    char **reload_argv;          //  main's argv (borrowed), or NULL: no reload
+    char **reload_envp;          //  main's environ (borrowed)
     void *ctx;                   //  the zmq context
     zh_runtime_t *runtime;       //  dir, sockets, endpoints, CPUs
     zh_stats_t stats;            //  the one counter table
@@ -62,6 +66,7 @@ struct _zh_broker_t {
     zh_agent_t *agent;           //  the host agent
     zh_attach_t *attach;         //  handshakes and liveness
     zh_router_t *router;         //  the hot path
+    zh_metrics_t *metrics;       //  /metrics and /healthz (--metrics), or NULL
     zh_self_t me;                //  address, incarnation, phase: written here only
     bool drain_due;              //  children stopped: drain at the next turn
     char drain_why[64];          //  what started the shutdown
@@ -130,10 +135,106 @@ s_handle_signals (zh_broker_t *self)
         if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT)
             s_begin_shutdown (self, info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT", NULL, -1, -1);
         else if (info.ssi_signo == SIGHUP)
-            zh_info ("signal", "signal=SIGHUP action=ignored");
+            zh_broker_reload (self);
         else if (info.ssi_signo == SIGCHLD)
             zh_procs_reap (zh_lifecycle_procs (self->lifecycle), self->now);
     }
+}
+
+//  ---------------------------------------------------------------------
+//  Reload (SIGHUP)
+
+typedef struct {
+    zh_broker_t *self;    //  the broker reloading
+    size_t applied;       //  changes taken at once (log-level)
+    size_t curve_applied; //  key directory paths changed (taken if they load)
+    size_t restart;       //  changes that wait for a restart
+    bool curve_changed;   //  a key directory's path changed
+    bool level_changed;   //  log-level changed
+} s_reload_t;
+
+static void
+s_reload_change (void *arg, const char *key, const char *old_value, const char *new_value,
+                 bool reloadable)
+{
+    s_reload_t *r = (s_reload_t *)arg;
+    bool curve_key = strncmp (key, "curve-", 6) == 0;
+    //  Key directories apply only to a broker that runs CURVE already.
+    if (reloadable && curve_key && !r->self->curve) reloadable = false;
+    char q1[200], q2[200];
+    zh_log_quote (q1, sizeof q1, old_value, strlen (old_value));
+    zh_log_quote (q2, sizeof q2, new_value, strlen (new_value));
+    if (reloadable) {
+        if (curve_key)
+            r->curve_changed = true, r->curve_applied++;
+        else
+            r->level_changed = true, r->applied++;
+        zh_info ("reload", "key=%s old=%s new=%s action=applied", key, q1, q2);
+    } else {
+        r->restart++;
+        zh_warn ("reload", "key=%s old=%s new=%s action=\"needs a restart\"%s", key, q1, q2,
+                 curve_key ? " note=\"CURVE is turned on or off only at start (--curve-secret)\""
+                           : "");
+    }
+}
+
+void
+zh_broker_set_reload (zh_broker_t *self, int argc, char **argv, char **envp)
+{
+    self->reload_argc = argc;
+    self->reload_argv = argv;
+    self->reload_envp = envp;
+}
+
+void
+zh_broker_reload (zh_broker_t *self)
+{
+    if (!self->reload_argv) {
+        zh_info ("reload",
+                 "result=ignored note=\"an embedded broker has no command line to reload\"");
+        return;
+    }
+    zh_config_t *fresh = zh_config_new ();
+    zh_error_t err;
+    if (!fresh || zh_config_load (fresh, self->reload_argc, self->reload_argv, self->reload_envp,
+                                  &err) != 0) {
+        char q[400];
+        const char *why = fresh ? err.reason : "out of memory";
+        zh_warn ("reload",
+                 "result=refused error=%s note=\"nothing changed: the running settings stay\"",
+                 zh_log_quote (q, sizeof q, why, strlen (why)));
+        zh_config_destroy (&fresh);
+        return;
+    }
+    s_reload_t r = {.self = self};
+    zh_config_diff (self->config, fresh, s_reload_change, &r);
+    if (r.level_changed) {
+        zh_log_level_t level = ZH_LOG_INFO;
+        zh_log_level_parse (fresh->log_level, &level);
+        zh_config_adopt (self->config, fresh, "log-level");
+        zh_log_set_level (level);
+    }
+    size_t revoked = 0;
+    if (self->curve) {
+        //  The directories are read again even when their paths stayed:
+        //  that is how a key is added or removed.
+        if (zh_curve_reload (self->curve, fresh->curve_allow, fresh->curve_admin,
+                             fresh->curve_peers, &err) != 0) {
+            char q[400];
+            zh_warn ("reload", "result=partial error=%s note=\"the CURVE keys in use stay\"",
+                     zh_log_quote (q, sizeof q, err.reason, strlen (err.reason)));
+        } else {
+            r.applied += r.curve_applied;
+            zh_config_adopt (self->config, fresh, "curve-allow");
+            zh_config_adopt (self->config, fresh, "curve-admin");
+            zh_config_adopt (self->config, fresh, "curve-peers");
+            revoked = zh_attach_revoke (self->attach);
+            zh_info ("reload", "curve=reloaded peers=%zu revoked=%zu",
+                     zh_curve_peer_count (self->curve), revoked);
+        }
+    }
+    zh_info ("reload", "result=done applied=%zu restart_needed=%zu", r.applied, r.restart);
+    zh_config_destroy (&fresh);
 }
 
 //  ---------------------------------------------------------------------
@@ -225,6 +326,17 @@ s_build_parts (zh_broker_t *self, zh_error_t *err)
                                .me = &self->me};
     if (self->attach) self->router = zh_router_new (self->config, &parts);
     if (!self->router) return zh_error_exit (err, 1, "out of memory");
+    if (self->config->metrics) {
+        zh_metrics_parts_t mparts = {.stats = &self->stats,
+                                     .routes = self->routes,
+                                     .peers = self->peers,
+                                     .procs = zh_lifecycle_procs (self->lifecycle),
+                                     .watch = self->watch,
+                                     .send = self->send,
+                                     .me = &self->me};
+        self->metrics = zh_metrics_new (self->config->metrics, &mparts, err);
+        if (!self->metrics) return -1;
+    }
     return 0;
 }
 
@@ -245,10 +357,13 @@ s_log_start (zh_broker_t *self)
                  zh_runtime_advertised (rt, i < zh_runtime_advertised_count (rt) ? i : 0));
     zh_info ("listen", "backend=%s control=%s incarnation=%llu", zh_runtime_backend_ipc (rt),
              zh_runtime_control_ipc (rt), (unsigned long long)self->me.incarnation);
+    if (self->metrics)
+        zh_info ("listen", "metrics=http://%s/metrics healthz=http://%s/healthz",
+                 zh_metrics_bound (self->metrics), zh_metrics_bound (self->metrics));
 }
 
 zh_broker_t *
-zh_broker_new (const zh_config_t *config, zh_error_t *err)
+zh_broker_new (zh_config_t *config, zh_error_t *err)
 {
     //  A closed log pipe must never kill the broker: EPIPE drops the line.
     signal (SIGPIPE, SIG_IGN);
@@ -314,6 +429,7 @@ zh_broker_print_endpoints (zh_broker_t *self, FILE *out)
         fprintf (out, "advertise %s\n", zh_runtime_advertised (rt, i));
     fprintf (out, "backend %s\n", zh_runtime_backend_ipc (rt));
     fprintf (out, "control %s\n", zh_runtime_control_ipc (rt));
+    if (self->metrics) fprintf (out, "metrics %s\n", zh_metrics_bound (self->metrics));
     fprintf (out, "ready\n");
     fflush (out);
 }
@@ -325,6 +441,7 @@ zh_broker_destroy (zh_broker_t **self_p)
     zh_broker_t *self = *self_p;
     //  Children first: no child outlives the broker.
     zh_lifecycle_destroy (&self->lifecycle);
+    zh_metrics_destroy (&self->metrics);
     zh_router_destroy (&self->router);
     zh_attach_destroy (&self->attach);
     zh_agent_destroy (&self->agent);
@@ -367,7 +484,7 @@ zh_broker_run (zh_broker_t *self)
 
     //  The poll set: fixed items (the proc pipes are one epoll fd), then
     //  one per peer link, which grows as links are first used.
-    enum { S_SIGNALS = ZH_SOCK_COUNT, S_PROCS, S_ZAP, S_FIXED };
+    enum { S_SIGNALS = ZH_SOCK_COUNT, S_PROCS, S_METRICS, S_ZAP, S_FIXED };
     size_t room = S_FIXED + 8;
     zmq_pollitem_t *items = (zmq_pollitem_t *)calloc (room, sizeof (zmq_pollitem_t));
     if (!items) {
@@ -378,6 +495,10 @@ zh_broker_run (zh_broker_t *self)
         items[s] = (zmq_pollitem_t){socks[s], 0, ZMQ_POLLIN, 0};
     items[S_SIGNALS] = (zmq_pollitem_t){NULL, self->signal_fd, ZMQ_POLLIN, 0};
     items[S_PROCS] = (zmq_pollitem_t){NULL, zh_procs_poll_fd (procs), ZMQ_POLLIN, 0};
+    //  Without --metrics, fd -1: zmq_poll skips it.
+    items[S_METRICS] = self->metrics
+                           ? (zmq_pollitem_t){NULL, zh_metrics_fd (self->metrics), ZMQ_POLLIN, 0}
+                           : (zmq_pollitem_t){NULL, -1, 0, 0};
     //  The ZAP socket only with CURVE; the links follow from `base` on.
     if (self->curve)
         items[S_ZAP] = (zmq_pollitem_t){zh_curve_zap_socket (self->curve), 0, ZMQ_POLLIN, 0};
@@ -415,6 +536,8 @@ zh_broker_run (zh_broker_t *self)
         int64_t procs_due = zh_procs_tick (procs, self->now);
         zh_router_flush (self->router, self->now); //  answers the tick settled (READY_TIMEOUT)
         if (procs_due >= 0 && procs_due < timeout) timeout = procs_due;
+        int64_t metrics_due = self->metrics ? zh_metrics_timeout (self->metrics) : -1;
+        if (metrics_due >= 0 && metrics_due < timeout) timeout = metrics_due;
         if (self->me.phase == ZH_PHASE_DRAINING && timeout > 10) timeout = 10;
         if (timeout > 100) timeout = 100; //  zh_broker_stop is seen within 100 ms
         if (timeout < 0 || self->drain_due) timeout = 0;
@@ -448,6 +571,10 @@ zh_broker_run (zh_broker_t *self)
                 zh_router_drain (self->router, (zh_sock_t)s, self->now);
         if (items[S_SIGNALS].revents & ZMQ_POLLIN) s_handle_signals (self);
         if (items[S_PROCS].revents & ZMQ_POLLIN) zh_procs_poll (procs);
+        //  HTTP last: a scrape reads the counters this turn left (MX-2).
+        if (self->metrics && ((items[S_METRICS].revents & ZMQ_POLLIN) || metrics_due == 0 ||
+                              (metrics_due > 0 && rc == 0)))
+            zh_metrics_run (self->metrics);
         if (self->curve && (items[S_ZAP].revents & ZMQ_POLLIN)) zh_curve_handle (self->curve);
         for (size_t i = 0; i < links; i++)
             if (items[base + i].revents & ZMQ_POLLIN)

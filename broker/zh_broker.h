@@ -25,8 +25,10 @@ typedef struct _zh_broker_t zh_broker_t;
 int zh_broker_block_signals (void);
 
 //  Validate config, take the runtime dir, bind every socket. NULL with err
-//  (reason says what failed: the endpoint, the path, the errno text).
-zh_broker_t *zh_broker_new (const zh_config_t *config, zh_error_t *err);
+//  (reason says what failed: the endpoint, the path, the errno text). The
+//  caller keeps config; the broker updates in it the settings a reload
+//  applies (zh_config_reloadable), so the `config` op stays true.
+zh_broker_t *zh_broker_new (zh_config_t *config, zh_error_t *err);
 void zh_broker_destroy (zh_broker_t **self_p);
 
 //  Print the bound endpoints and "ready" (docs/broker.md, Start).
@@ -42,6 +44,19 @@ int zh_broker_run (zh_broker_t *self);
 //  with err (INVALID_NAME, PROC_EXISTS, SPAWN_FAILED).
 int zh_broker_spawn_thread (zh_broker_t *self, const char *name, zh_thread_main_fn *fn, void *arg,
                             int64_t ready_timeout_ms, zh_error_t *err);
+
+//  The command line and environment SIGHUP reloads from (main's argv and
+//  environ, borrowed for the broker's life). Without it SIGHUP is logged
+//  and ignored (an embedded broker has no file to reread).
+void zh_broker_set_reload (zh_broker_t *self, int argc, char **argv, char **envp);
+
+//  Reload now, as SIGHUP does: read the settings again (flags > env >
+//  config file), apply log-level and the CURVE key directories (read
+//  again even when their paths did not change; connections whose key was
+//  removed get BYE), and log every change, naming those that need a
+//  restart. A file that no longer parses changes nothing. Call from the
+//  broker's own thread.
+void zh_broker_reload (zh_broker_t *self);
 
 //  Ask a running broker to shut down, as SIGTERM would. Thread-safe.
 void zh_broker_stop (zh_broker_t *self);

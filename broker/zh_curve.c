@@ -52,10 +52,17 @@ s_cert_destructor (void **item)
     zcert_destroy ((zcert_t **)item);
 }
 
+//  The peer certificates of --curve-peers: endpoint → zcert, and
+//  Z85 key → endpoint (a string inside the first map's certs).
+typedef struct {
+    zhashx_t *certs; //  endpoint → zcert_t (public)
+    zhashx_t *keys;  //  Z85 public key → endpoint
+} s_peer_maps_t;
+
 //  One file of --curve-peers: a public certificate with a valid endpoint
 //  that no other file names. 0 or -1 (err names the file).
 static int
-s_load_peer (zh_curve_t *self, const char *dir, const char *name, zh_error_t *err)
+s_load_peer (s_peer_maps_t *maps, const char *dir, const char *name, zh_error_t *err)
 {
     char path[4096];
     snprintf (path, sizeof path, "%s/%s", dir, name);
@@ -76,37 +83,56 @@ s_load_peer (zh_curve_t *self, const char *dir, const char *name, zh_error_t *er
         zcert_destroy (&cert);
         return -1;
     }
-    if (zhashx_lookup (self->peer_certs, endpoint)) {
+    if (zhashx_lookup (maps->certs, endpoint)) {
         zh_error_exit (err, 2, "--curve-peers %s: endpoint %.80s is named by another file too",
                        path, endpoint);
         zcert_destroy (&cert);
         return -1;
     }
-    zhashx_insert (self->peer_certs, endpoint, cert);
-    zhashx_insert (self->peer_keys, zcert_public_txt (cert), (void *)zcert_meta (cert, "endpoint"));
+    zhashx_insert (maps->certs, endpoint, cert);
+    zhashx_insert (maps->keys, zcert_public_txt (cert), (void *)zcert_meta (cert, "endpoint"));
     return 0;
 }
 
-//  Every public certificate in dir (secret files and dotfiles are skipped).
+//  Every public certificate in dir (secret files and dotfiles are
+//  skipped) into new maps. 0, or -1 with err (the maps are freed).
 static int
-s_load_peers (zh_curve_t *self, const char *dir, zh_error_t *err)
+s_load_peers (s_peer_maps_t *maps, const char *dir, zh_error_t *err)
 {
-    self->peer_certs = zhashx_new ();
-    self->peer_keys = zhashx_new ();
-    zhashx_set_destructor (self->peer_certs, s_cert_destructor);
+    maps->certs = zhashx_new ();
+    maps->keys = zhashx_new ();
+    zhashx_set_destructor (maps->certs, s_cert_destructor);
     DIR *d = opendir (dir);
-    if (!d) return zh_error_exit (err, 2, "--curve-peers %s: %s", dir, strerror (errno));
-    int rc = 0;
+    int rc = d ? 0 : zh_error_exit (err, 2, "--curve-peers %s: %s", dir, strerror (errno));
     struct dirent *entry;
-    while (rc == 0 && (entry = readdir (d))) {
+    while (d && rc == 0 && (entry = readdir (d))) {
         size_t len = strlen (entry->d_name);
         if (entry->d_name[0] == '.' ||
             (len > 7 && strcmp (entry->d_name + len - 7, "_secret") == 0))
             continue;
-        rc = s_load_peer (self, dir, entry->d_name, err);
+        rc = s_load_peer (maps, dir, entry->d_name, err);
     }
-    closedir (d);
+    if (d) closedir (d);
+    if (rc != 0) {
+        zhashx_destroy (&maps->keys);
+        zhashx_destroy (&maps->certs);
+    }
     return rc;
+}
+
+//  The directories must exist, and some key must be able to connect.
+static int
+s_check_dirs (const char *allow_dir, const char *admin_dir, const char *peers_dir, zh_error_t *err)
+{
+    if (!allow_dir && !admin_dir && !peers_dir)
+        return zh_error_exit (err, 2,
+                              "--curve-secret needs --curve-allow DIR (or --curve-admin DIR, or "
+                              "--curve-peers DIR): with no allowed keys nobody could connect");
+    if ((allow_dir && s_check_dir ("--curve-allow", allow_dir, err) != 0) ||
+        (admin_dir && s_check_dir ("--curve-admin", admin_dir, err) != 0) ||
+        (peers_dir && s_check_dir ("--curve-peers", peers_dir, err) != 0))
+        return -1;
+    return 0;
 }
 
 zh_curve_t *
@@ -118,22 +144,18 @@ zh_curve_new (void *ctx, const char *secret_file, const char *allow_dir, const c
                        "--curve-allow/--curve-admin/--curve-peers need --curve-secret FILE");
         return NULL;
     }
-    if (!allow_dir && !admin_dir && !peers_dir) {
-        zh_error_exit (err, 2,
-                       "--curve-secret needs --curve-allow DIR (or --curve-admin DIR, or "
-                       "--curve-peers DIR): with no allowed keys nobody could connect");
-        return NULL;
-    }
-    if ((allow_dir && s_check_dir ("--curve-allow", allow_dir, err) != 0) ||
-        (admin_dir && s_check_dir ("--curve-admin", admin_dir, err) != 0) ||
-        (peers_dir && s_check_dir ("--curve-peers", peers_dir, err) != 0))
-        return NULL;
+    if (s_check_dirs (allow_dir, admin_dir, peers_dir, err) != 0) return NULL;
     zh_curve_t *self = (zh_curve_t *)zmalloc (sizeof (zh_curve_t));
     self->cert = zh_cert_load (secret_file, true, "--curve-secret", err);
     if (!self->cert) goto fail;
     if (allow_dir) self->allow = zcertstore_new (allow_dir);
     if (admin_dir) self->admin = zcertstore_new (admin_dir);
-    if (peers_dir && s_load_peers (self, peers_dir, err) != 0) goto fail;
+    if (peers_dir) {
+        s_peer_maps_t maps;
+        if (s_load_peers (&maps, peers_dir, err) != 0) goto fail;
+        self->peer_certs = maps.certs;
+        self->peer_keys = maps.keys;
+    }
     self->zap = zmq_socket (ctx, ZMQ_REP);
     if (!self->zap || zmq_bind (self->zap, ZAP_ENDPOINT) != 0) {
         zh_error_exit (err, 1, "ZAP handler %s: %s", ZAP_ENDPOINT, zmq_strerror (errno));
@@ -296,4 +318,23 @@ const char *
 zh_curve_public_txt (zh_curve_t *self)
 {
     return zcert_public_txt (self->cert);
+}
+
+int
+zh_curve_reload (zh_curve_t *self, const char *allow_dir, const char *admin_dir,
+                 const char *peers_dir, zh_error_t *err)
+{
+    if (s_check_dirs (allow_dir, admin_dir, peers_dir, err) != 0) return -1;
+    s_peer_maps_t maps = {NULL, NULL};
+    if (peers_dir && s_load_peers (&maps, peers_dir, err) != 0) return -1;
+    //  Everything read: only now replace what the broker runs with.
+    zcertstore_destroy (&self->allow);
+    zcertstore_destroy (&self->admin);
+    if (allow_dir) self->allow = zcertstore_new (allow_dir);
+    if (admin_dir) self->admin = zcertstore_new (admin_dir);
+    zhashx_destroy (&self->peer_keys);
+    zhashx_destroy (&self->peer_certs);
+    self->peer_certs = maps.certs;
+    self->peer_keys = maps.keys;
+    return 0;
 }

@@ -35,6 +35,12 @@ zh_curve_t *zh_curve_new (void *ctx, const char *secret_file, const char *allow_
                           const char *admin_dir, const char *peers_dir, zh_error_t *err);
 void zh_curve_destroy (zh_curve_t **self_p);
 
+//  SIGHUP: read the key directories again (their paths may have changed;
+//  NULL: none). All or nothing: on an error (err names the flag and the
+//  file) the keys in use stay. The broker's own certificate is kept.
+int zh_curve_reload (zh_curve_t *self, const char *allow_dir, const char *admin_dir,
+                     const char *peers_dir, zh_error_t *err);
+
 //  Make socket a CURVE server with the broker's keys (before bind). 0/-1.
 int zh_curve_apply (zh_curve_t *self, void *socket);
 

@@ -14,7 +14,8 @@
 #include "zh_wire.h"
 
 typedef enum { S_CLOSED = 0, S_HELLO, S_UP } s_state_t;
-static const char *s_state_names[] = {"closed", "hello", "up"};
+const char *const zh_peer_state_names[ZH_PEER_STATES] = {"closed", "hello", "up"};
+#define s_state_names zh_peer_state_names
 
 //  A message waiting for its link.
 typedef struct {
@@ -545,6 +546,23 @@ zh_peers_tick (zh_peers_t *self, int64_t now)
         }
     }
     return next;
+}
+
+void
+zh_peers_info (zh_peers_t *self, size_t i, zh_peer_info_t *info)
+{
+    s_peer_t *peer = self->peers[i];
+    uint64_t returned = 0;
+    for (int rc = 0; rc < ZH_RC_COUNT; rc++)
+        returned += peer->returned[rc];
+    *info = (zh_peer_info_t){.endpoint = peer->endpoint,
+                             .state = s_state_names[peer->state],
+                             .pending = peer->pend_count,
+                             .pending_bytes = peer->pend_bytes,
+                             .forwarded = peer->forwarded,
+                             .received = peer->conn->msgs_in,
+                             .returned = returned,
+                             .reconnects = peer->reconnects};
 }
 
 void

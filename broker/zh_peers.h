@@ -90,6 +90,26 @@ int64_t zh_peers_tick (zh_peers_t *self, int64_t now);
 //  dropped, and every open link gets BYE.
 void zh_peers_bye_all (zh_peers_t *self, const char *reason);
 
+//  One link as the metrics see it (zh_metrics): strings borrowed from
+//  the link, valid until the next call into zh_peers.
+typedef struct {
+    const char *endpoint; //  the peer's frontend, as dialled
+    const char *state;    //  "closed", "hello" or "up"
+    size_t pending;       //  messages waiting
+    size_t pending_bytes; //  their bytes
+    uint64_t forwarded;   //  messages sent on the link
+    uint64_t received;    //  messages that came in on it
+    uint64_t returned;    //  messages refused or returned, every code
+    uint64_t reconnects;  //  times it went back to HELLO or was dialled again
+} zh_peer_info_t;
+
+//  The states a link can be in, for an enum-style metric: names[0..n).
+extern const char *const zh_peer_state_names[];
+#define ZH_PEER_STATES 3
+
+//  Link i (< zh_peers_count) into *info.
+void zh_peers_info (zh_peers_t *self, size_t i, zh_peer_info_t *info);
+
 //  {endpoint: {state, pending, forwarded, returned {code: n},
 //  reconnects, incarnation}} for the stats op.
 void zh_peers_pack (zh_peers_t *self, msgpack_packer *pk);

@@ -26,6 +26,7 @@ struct _zh_send_t {
     size_t out_head;            //  index of the oldest in outbox
     size_t out_count;           //  messages in outbox
     size_t out_room;            //  slots of outbox
+    size_t out_peak;            //  the most messages the outbox held at once
 };
 
 zh_send_t *
@@ -262,6 +263,7 @@ zh_send_post_frames (zh_send_t *self, zmq_msg_t *frames, size_t count)
     self->outbox[(self->out_head + self->out_count) % self->out_room] =
         (zh_outmsg_t){.frames = copy, .count = count};
     self->out_count++;
+    if (self->out_count > self->out_peak) self->out_peak = self->out_count;
     return 0;
 }
 
@@ -328,4 +330,11 @@ zh_outmsg_close (zh_outmsg_t *msg)
     free (msg->frames);
     msg->frames = NULL;
     msg->count = 0;
+}
+
+void
+zh_send_outbox_depth (zh_send_t *self, size_t *now, size_t *peak)
+{
+    *now = self->out_count;
+    *peak = self->out_peak;
 }

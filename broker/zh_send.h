@@ -111,4 +111,7 @@ void zh_send_return_post (zh_send_t *self, zmq_msg_t *frames, size_t count, cons
 bool zh_send_take (zh_send_t *self, zh_outmsg_t *out);
 void zh_outmsg_close (zh_outmsg_t *msg);
 
+//  The outbox's depth: now, and the most it held at once (metrics).
+void zh_send_outbox_depth (zh_send_t *self, size_t *now, size_t *peak);
+
 #endif

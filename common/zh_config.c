@@ -425,6 +425,7 @@ typedef struct {
 } option_t;
 
 static int s_check_cpus (const char *value, zh_error_t *why);
+static int s_check_metrics (const char *value, zh_error_t *why);
 
 #define FIELD(f)   offsetof (zh_config_t, f)
 #define LIST(f, n) .field = FIELD (f), .count_field = FIELD (n)
@@ -595,6 +596,17 @@ static const option_t s_options[] = {
      .help = "Directory of the other brokers' zcert public certificates, each with metadata "
              "endpoint (zhost-ctl keygen NAME --endpoint E): links dial them with CURVE and "
              "the frontend accepts HELLO only from their keys."},
+    {.name = "metrics",
+     .env = "ZHOST_METRICS",
+     .arg = "ADDR",
+     .kind = KIND_STRING,
+     .from = FROM_ALL,
+     .defnote = "off",
+     .field = FIELD (metrics),
+     .check = s_check_metrics,
+     .help = "Serve Prometheus metrics at http://ADDR/metrics and health at /healthz. ADDR is "
+             "PORT (on 127.0.0.1), HOST:PORT or [IPV6]:PORT; 0.0.0.0:PORT opens it to the "
+             "network (no authentication: keep it on a trusted one)."},
     {.name = "cpu",
      .env = "ZHOST_CPU",
      .arg = "LIST",
@@ -784,6 +796,26 @@ s_check_cpus (const char *value, zh_error_t *why)
     return zh_cpu_list_parse (value, &set, why);
 }
 
+//  PORT, HOST:PORT or [V6]:PORT (the broker resolves HOST when it starts).
+static int
+s_check_metrics (const char *value, zh_error_t *why)
+{
+    const char *colon = strrchr (value, ':');
+    const char *port = colon ? colon + 1 : value;
+    if (colon) {
+        size_t hlen = (size_t)(colon - value);
+        bool bracketed = hlen >= 2 && value[0] == '[' && value[hlen - 1] == ']';
+        if (hlen == 0 || (!bracketed && memchr (value, ':', hlen)))
+            return zh_error_set (why, ZH_ERR_MALFORMED, 0,
+                                 "'%.80s' is not PORT, HOST:PORT or [IPV6]:PORT", value);
+    }
+    size_t digits = strspn (port, "0123456789");
+    if (digits == 0 || digits > 5 || port[digits] || atol (port) > 65535)
+        return zh_error_set (why, ZH_ERR_MALFORMED, 0,
+                             "'%.80s': the port must be a number from 0 to 65535", value);
+    return 0;
+}
+
 //  CF-1: the first value a source gives a list empties it
 static void
 s_list_clear (zh_config_t *self, const option_t *opt)
@@ -955,15 +987,41 @@ zh_config_destroy (zh_config_t **self_p)
 //  --------------------------------------------------------------------------
 //  Sources: the config file, the environment, the command line
 
-//  Apply every top-level `key = value` of a ZPL file
+#define ZPL_ITEMS_MAX 512 //  top-level items whose line number an error can give
+
+//  The line numbers of the top-level items of ZPL text, in order: a line
+//  that is not blank, not a comment and not indented starts one (zconfig
+//  keeps that order; it does not keep line numbers). Returns how many.
+static size_t
+s_item_lines (const char *text, size_t size, int *lines, size_t max)
+{
+    size_t count = 0;
+    int line = 1;
+    for (size_t i = 0; i < size && count < max; line++) {
+        char c = text[i];
+        if (c != ' ' && c != '\t' && c != '#' && c != '\n' && c != '\r') lines[count++] = line;
+        while (i < size && text[i] != '\n')
+            i++;
+        i++;
+    }
+    return count;
+}
+
+//  Apply every top-level `key = value` of a ZPL file; an error names the
+//  file, the item's line (lines[i] for the i-th item) and the key.
 static int
-s_apply_tree (zh_config_t *self, zconfig_t *root, const char *path, zh_error_t *err)
+s_apply_tree (zh_config_t *self, zconfig_t *root, const char *path, const int *lines,
+              size_t line_count, zh_error_t *err)
 {
     bool touched[OPTION_COUNT] = {false};
-    for (zconfig_t *item = zconfig_child (root); item; item = zconfig_next (item)) {
+    size_t index = 0;
+    for (zconfig_t *item = zconfig_child (root); item; item = zconfig_next (item), index++) {
         const char *key = zconfig_name (item);
-        char where[160];
-        snprintf (where, sizeof where, "%.100s:%s", path, key);
+        char where[180];
+        if (index < line_count)
+            snprintf (where, sizeof where, "%.100s:%d:%s", path, lines[index], key);
+        else
+            snprintf (where, sizeof where, "%.100s:%s", path, key);
         const option_t *opt = s_option_find (key, strlen (key));
         if (!opt) return s_usage (err, 0, "%s: unknown key (see --help)", where);
         if (!(opt->from & FROM_FILE))
@@ -997,12 +1055,15 @@ s_apply_file (zh_config_t *self, const char *path, zh_error_t *err)
         return s_usage (err, 0, "config file '%.100s': cannot read it whole (over %d bytes?)", path,
                         CONFIG_FILE_MAX);
     }
+    int lines[ZPL_ITEMS_MAX];
+    size_t line_count =
+        s_item_lines ((const char *)zchunk_data (text), zchunk_size (text), lines, ZPL_ITEMS_MAX);
     zconfig_t *root = zconfig_chunk_load (text);
     zchunk_destroy (&text);
     if (!root)
         return s_usage (err, 0, "config file '%.100s': not valid ZPL (zconfig logs the line)",
                         path);
-    int rc = s_apply_tree (self, root, path, err);
+    int rc = s_apply_tree (self, root, path, lines, line_count, err);
     zconfig_destroy (&root);
     return rc;
 }
@@ -1329,4 +1390,96 @@ zh_config_print (const zh_config_t *self, FILE *out)
         fprintf (out, "#   read from %s\n", self->config_file);
     for (size_t i = 0; i < OPTION_COUNT; i++)
         if (s_options[i].from & FROM_FILE) s_print_option (self, &s_options[i], out);
+}
+
+//  ---------------------------------------------------------------------
+//  Reload (SIGHUP): what changed, and taking the reloadable part
+
+static const char *s_reloadable[] = {"log-level", "curve-allow", "curve-admin", "curve-peers"};
+
+bool
+zh_config_reloadable (const char *key)
+{
+    for (size_t i = 0; i < sizeof s_reloadable / sizeof s_reloadable[0]; i++)
+        if (strcmp (key, s_reloadable[i]) == 0) return true;
+    return false;
+}
+
+typedef struct {
+    const char *key; //  the option (static text)
+    char *value;     //  its values joined by ", "
+} s_setting_t;
+
+typedef struct {
+    s_setting_t items[ZH_CONFIG_OPTIONS_MAX]; //  one per option, in order
+    size_t count;                             //  items used
+} s_settings_t;
+
+static void
+s_collect (void *arg, const char *key, const char *value, zh_source_t source)
+{
+    (void)source;
+    s_settings_t *all = (s_settings_t *)arg;
+    if (all->count && strcmp (all->items[all->count - 1].key, key) == 0) {
+        char *joined = zsys_sprintf ("%s, %s", all->items[all->count - 1].value, value);
+        if (joined) {
+            zstr_free (&all->items[all->count - 1].value);
+            all->items[all->count - 1].value = joined;
+        }
+        return;
+    }
+    if (all->count == ZH_CONFIG_OPTIONS_MAX) return;
+    all->items[all->count].key = key;
+    all->items[all->count].value = strdup (value);
+    all->count++;
+}
+
+static void
+s_settings_free (s_settings_t *all)
+{
+    for (size_t i = 0; i < all->count; i++)
+        free (all->items[i].value);
+}
+
+void
+zh_config_diff (const zh_config_t *self, const zh_config_t *fresh, zh_config_change_fn *fn,
+                void *arg)
+{
+    s_settings_t *was = (s_settings_t *)calloc (1, sizeof (s_settings_t));
+    s_settings_t *now = (s_settings_t *)calloc (1, sizeof (s_settings_t));
+    if (was && now) {
+        zh_config_each (self, s_collect, was);
+        zh_config_each (fresh, s_collect, now);
+        //  Both walk the same table in the same order.
+        for (size_t i = 0; i < was->count && i < now->count; i++) {
+            const char *a = was->items[i].value ? was->items[i].value : "";
+            const char *b = now->items[i].value ? now->items[i].value : "";
+            if (strcmp (a, b) != 0)
+                fn (arg, was->items[i].key, a, b, zh_config_reloadable (was->items[i].key));
+        }
+    }
+    if (was) s_settings_free (was);
+    if (now) s_settings_free (now);
+    free (was);
+    free (now);
+}
+
+int
+zh_config_adopt (zh_config_t *self, zh_config_t *fresh, const char *key)
+{
+    if (!zh_config_reloadable (key)) return -1;
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        const option_t *opt = &s_options[i];
+        if (strcmp (opt->name, key) != 0) continue;
+        char **mine = FIELD_OF (self, opt, char *);
+        char **theirs = FIELD_OF (fresh, opt, char *);
+        char *swap = *mine;
+        *mine = *theirs;
+        *theirs = swap;
+        uint8_t source = self->sources[i];
+        self->sources[i] = fresh->sources[i];
+        fresh->sources[i] = source;
+        return 0;
+    }
+    return -1;
 }

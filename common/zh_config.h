@@ -75,6 +75,7 @@ typedef struct {
     char *curve_allow;
     char *curve_admin;
     char *curve_peers; //  --curve-peers DIR: other brokers' public certs
+    char *metrics;     //  --metrics ADDR: /metrics and /healthz, NULL: off
     char *cpus;        //  --cpu LIST, NULL: not pinned
     char *config_file;
     char *log_level;                        //  default "info"
@@ -97,6 +98,25 @@ typedef void (zh_config_setting_fn) (void *arg, const char *key, const char *val
 
 //  Every setting the config file may hold, in --help's order.
 void zh_config_each (const zh_config_t *self, zh_config_setting_fn *fn, void *arg);
+
+//  One setting that differs between two configs: key, the old and new
+//  values (a list's values joined by ", "), and whether SIGHUP can apply
+//  it without a restart (zh_config_reloadable).
+typedef void (zh_config_change_fn) (void *arg, const char *key, const char *old_value,
+                                    const char *new_value, bool reloadable);
+
+//  Every setting whose value differs between self and fresh, in --help's
+//  order (sources alone do not count).
+void zh_config_diff (const zh_config_t *self, const zh_config_t *fresh, zh_config_change_fn *fn,
+                     void *arg);
+
+//  True for the settings a running broker takes on SIGHUP: log-level,
+//  curve-allow, curve-admin, curve-peers.
+bool zh_config_reloadable (const char *key);
+
+//  Take key's value (and its source) from fresh into self: a reloadable
+//  setting only (the two configs swap the values). 0, or -1 for any other key.
+int zh_config_adopt (zh_config_t *self, zh_config_t *fresh, const char *key);
 
 //  A config with the defaults of docs/broker.md (runtime_dir from
 //  $XDG_RUNTIME_DIR/zhost or /tmp/zhost-<uid>).

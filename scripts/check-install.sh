@@ -117,7 +117,7 @@ say "the installed broker echoed to all four programs, then shut down cleanly"
 DEB=$(ls -t "$BUILD_DIR"/zhost_*.deb | head -n 1)
 depends=$(dpkg-deb -f "$DEB" Depends)
 say "$(basename "$DEB"): $(stat -c %s "$DEB") bytes, Depends: $depends"
-for d in libzmq5 libczmq4 libmsgpackc2 adduser libc6; do
+for d in libzmq5 libczmq4 libmsgpackc2 libmicrohttpd12 adduser libc6; do
   echo "$depends" | grep -q "\b$d\b" || fail "Depends lacks $d"
 done
 dpkg-deb -I "$DEB" | grep -q ' postinst' || fail "no postinst in the .deb"

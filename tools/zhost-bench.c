@@ -55,7 +55,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -132,6 +135,7 @@ typedef struct {
     size_t spawn_count;    //  procs spawned, stopped, then bulk-stopped
     int max_in_flight;     //  of the bulk stop_all
     size_t lib_cg_count;   //  messages of the client-side callgrind run (0: none)
+    int scrape_hz;         //  --scrape-hz: brokers get --metrics, scraped this often (0: not)
 } opts_t;
 
 static opts_t opts = {
@@ -768,8 +772,68 @@ struct _server_t {
     bool spawner; //  zhost: started for the spawn/stop measurement
     char endpoint[512];
     char runtime_dir[64];
-    server_t *b; //  SYS_ZHOST2: broker B, where the receivers attach
+    server_t *b;             //  SYS_ZHOST2: broker B, where the receivers attach
+    char metrics[80];        //  --scrape-hz: the broker's HOST:PORT of /metrics
+    pthread_t scraper;       //  --scrape-hz: GETs /metrics scrape_hz times a second
+    bool scraping;           //  scraper runs
+    atomic_bool scrape_stop; //  tells the scraper to end
+    uint64_t scrapes;        //  scrapes answered
+    uint64_t scrape_bytes;   //  bytes of them
+    int64_t scrape_max_ns;   //  the slowest scrape
 };
+
+//  One HTTP/1.0 GET of /metrics on s->metrics (a plain socket: the bench
+//  needs no HTTP library for one request). Bytes read, or -1.
+static ssize_t
+scrape_once (server_t *s)
+{
+    char host[64];
+    const char *colon = strrchr (s->metrics, ':');
+    if (!colon || colon - s->metrics >= (ptrdiff_t)sizeof host) return -1;
+    memcpy (host, s->metrics, (size_t)(colon - s->metrics));
+    host[colon - s->metrics] = 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)atoi (colon + 1))};
+    if (inet_pton (AF_INET, host, &sa.sin_addr) != 1) return -1;
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {2, 0};
+    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t total = -1;
+    static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    if (connect (fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        write (fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
+        char buf[16384];
+        ssize_t n;
+        total = 0;
+        while ((n = read (fd, buf, sizeof buf)) > 0)
+            total += n;
+        if (n < 0) total = -1;
+    }
+    close (fd);
+    return total;
+}
+
+static void *
+scraper_main (void *arg)
+{
+    server_t *s = arg;
+    int64_t period = 1000000000LL / opts.scrape_hz;
+    int64_t next = now_ns ();
+    while (!atomic_load (&s->scrape_stop)) {
+        int64_t t0 = now_ns ();
+        ssize_t n = scrape_once (s);
+        int64_t took = now_ns () - t0;
+        if (n > 0) {
+            s->scrapes++;
+            s->scrape_bytes += (uint64_t)n;
+            if (took > s->scrape_max_ns) s->scrape_max_ns = took;
+        }
+        next += period;
+        int64_t wait = next - now_ns ();
+        if (wait > 0) msleep ((int)(wait / 1000000)); //  the rate itself, not a condition
+    }
+    return NULL;
+}
 
 static void *
 drain_main (void *arg)
@@ -787,6 +851,8 @@ server_line (server_t *s, const char *line)
 {
     if (strncmp (line, "frontend ", 9) == 0 && !s->endpoint[0])
         snprintf (s->endpoint, sizeof s->endpoint, "%.500s", line + 9);
+    if (strncmp (line, "metrics ", 8) == 0)
+        snprintf (s->metrics, sizeof s->metrics, "%.70s", line + 8);
     return strcmp (line, "ready") == 0;
 }
 
@@ -838,6 +904,10 @@ server_argv (server_t *s, const char *cg_out, char *hwm, char *cg_arg, const cha
         if (s->spawner) {
             argv[n++] = "--terminate-timeout";
             argv[n++] = "5s";
+        }
+        if (opts.scrape_hz) {
+            argv[n++] = "--metrics";
+            argv[n++] = "0";
         }
     } else {
         argv[n++] = opts.self;
@@ -907,6 +977,8 @@ server_start_as (server_t *s, sys_t sys, const char *cg_out, bool spawner)
         return -1;
     }
     s->running = pthread_create (&s->drainer, NULL, drain_main, s) == 0;
+    if (opts.scrape_hz && s->metrics[0])
+        s->scraping = pthread_create (&s->scraper, NULL, scraper_main, s) == 0;
     return 0;
 }
 
@@ -963,6 +1035,16 @@ static int
 server_stop (server_t *s, int timeout_ms)
 {
     int status = -1;
+    if (s->scraping) {
+        atomic_store (&s->scrape_stop, true);
+        pthread_join (s->scraper, NULL);
+        s->scraping = false;
+        fprintf (stderr,
+                 "zhost-bench: %s: %" PRIu64 " scrapes of /metrics, %" PRIu64
+                 " bytes each, slowest %.2f ms\n",
+                 sys_names[s->sys], s->scrapes, s->scrapes ? s->scrape_bytes / s->scrapes : 0,
+                 (double)s->scrape_max_ns / 1e6);
+    }
     kill (s->pid, SIGTERM);
     int64_t deadline = now_ns () + (int64_t)timeout_ms * 1000000;
     while (waitpid (s->pid, &status, WNOHANG) == 0) {
@@ -2916,6 +2998,8 @@ usage (FILE *f)
                 "                       zhost's SEND frames (same bytes, no head)\n"
                 "  --pin                every server on the last CPU, the clients (this\n"
                 "                       process) on the others (needs 2 CPUs or more)\n"
+                "  --scrape-hz N        brokers run with --metrics and a thread GETs\n"
+                "                       /metrics N times a second while they serve (0)\n"
                 "spawn/stop latency and libzhost (also part of the default run):\n"
                 "  --spawn-latency      only: spawn -> READY and stop -> exit latency of\n"
                 "                       zh-test-proc through the host agent, and a stop_all\n"
@@ -3023,6 +3107,7 @@ static const num_opt_t num_opts[] = {
     {"--spawn-count", &opts.spawn_count, NULL, 1, 10000},
     {"--max-in-flight", NULL, &opts.max_in_flight, 1, 10000},
     {"--lib-callgrind-count", &opts.lib_cg_count, NULL, 0, 10000000},
+    {"--scrape-hz", NULL, &opts.scrape_hz, 0, 1000},
 };
 
 //  A numeric option: set it and return true; false if a is not one.

@@ -105,6 +105,7 @@ class Broker(object):
         self.backend = None
         self.control = None
         self.ready = False
+        self.metrics = None  # HOST:PORT of --metrics, from the "metrics" line
         self.expect_exit = None  # set by tests that stop the broker themselves
         self.signalled = None
         self.linger = 2.0
@@ -150,6 +151,8 @@ class Broker(object):
                 self.backend = value
             elif key == "control":
                 self.control = value
+            elif key == "metrics":
+                self.metrics = value
         self.ready = True
         return self
 

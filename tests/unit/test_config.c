@@ -581,9 +581,13 @@ expect_file_refused (const char *name, const char *content, const char *needle1,
 static void
 test_bad_config_files_name_the_file_and_key (void **state)
 {
-    expect_file_refused ("dur.cfg", "heartbeat = 10x\n", ":heartbeat: '10x' is not a duration",
+    expect_file_refused ("dur.cfg", "heartbeat = 10x\n", ":1:heartbeat: '10x' is not a duration",
                          NULL);
-    expect_file_refused ("key.cfg", "ttl = 3\nheartbeet = 1s\n", ":heartbeet: unknown key", NULL);
+    expect_file_refused ("key.cfg", "ttl = 3\nheartbeet = 1s\n", ":2:heartbeet: unknown key", NULL);
+    //  The line is the item's own, past comments, blank lines and sections.
+    expect_file_refused ("lines.cfg",
+                         "# zhost\n\nttl = 3\nspawn = \"a=/bin/true\"\n#x\n  \nhwm = lots\n",
+                         ":7:hwm: 'lots' is not a whole number", NULL);
     expect_file_refused ("cfg.cfg", "config = other.cfg\n", ":config: not allowed", NULL);
     expect_file_refused ("help.cfg", "help = 1\n", ":help: not allowed", NULL);
     expect_file_refused ("section.cfg", "spawn\n    worker = \"python3 w.py\"\n",
@@ -856,6 +860,103 @@ test_cpu_lists_parse_format_and_refuse_bad_forms (void **state)
     zh_config_destroy (&config);
 }
 
+//  SIGHUP's view: what differs, which of it a running broker takes, and
+//  taking it (the reloadable values move, the rest stay).
+typedef struct {
+    char keys[8][32];
+    bool reloadable[8];
+    size_t count;
+} s_changes_t;
+
+static void
+s_note_change (void *arg, const char *key, const char *old_value, const char *new_value,
+               bool reloadable)
+{
+    s_changes_t *c = (s_changes_t *)arg;
+    assert_string_not_equal (old_value, new_value);
+    assert_true (c->count < 8);
+    snprintf (c->keys[c->count], sizeof c->keys[0], "%s", key);
+    c->reloadable[c->count++] = reloadable;
+}
+
+static void
+test_diff_names_each_change_and_adopt_takes_only_reloadable_ones (void **state)
+{
+    (void)state;
+    char *a_argv[] = {"zhost-broker", "--heartbeat",       "1s", "--log-level", "info",
+                      "--frontend",   "tcp://127.0.0.1:1", NULL};
+    char *b_argv[] = {"zhost-broker",
+                      "--heartbeat",
+                      "2s",
+                      "--log-level",
+                      "debug",
+                      "--frontend",
+                      "tcp://127.0.0.1:1",
+                      "--frontend",
+                      "tcp://127.0.0.1:2",
+                      "--curve-allow",
+                      "/tmp",
+                      "--metrics",
+                      "9100",
+                      NULL};
+    zh_config_t *a = zh_config_new (), *b = zh_config_new ();
+    zh_error_t err;
+    assert_int_equal (zh_config_load (a, 7, a_argv, no_env, &err), 0);
+    assert_int_equal (zh_config_load (b, 13, b_argv, no_env, &err), 0);
+    s_changes_t c = {0};
+    zh_config_diff (a, a, s_note_change, &c);
+    assert_int_equal (c.count, 0);
+    zh_config_diff (a, b, s_note_change, &c);
+    //  In --help's order: frontend, heartbeat, curve-allow, metrics, log-level.
+    assert_int_equal (c.count, 5);
+    assert_string_equal (c.keys[0], "frontend");
+    assert_false (c.reloadable[0]);
+    assert_string_equal (c.keys[1], "heartbeat");
+    assert_false (c.reloadable[1]);
+    assert_string_equal (c.keys[2], "curve-allow");
+    assert_true (c.reloadable[2]);
+    assert_string_equal (c.keys[3], "metrics");
+    assert_false (c.reloadable[3]);
+    assert_string_equal (c.keys[4], "log-level");
+    assert_true (c.reloadable[4]);
+    assert_int_equal (zh_config_adopt (a, b, "log-level"), 0);
+    assert_int_equal (zh_config_adopt (a, b, "curve-allow"), 0);
+    assert_int_equal (zh_config_adopt (a, b, "heartbeat"), -1);
+    assert_int_equal (zh_config_adopt (a, b, "no-such-key"), -1);
+    assert_string_equal (a->log_level, "debug");
+    assert_string_equal (a->curve_allow, "/tmp");
+    assert_int_equal (a->heartbeat_ms, 1000);
+    assert_null (a->metrics);
+    zh_config_destroy (&a);
+    zh_config_destroy (&b);
+}
+
+static void
+test_metrics_addresses_are_checked (void **state)
+{
+    (void)state;
+    const char *good[] = {
+        "9100", "0", "127.0.0.1:9100", "0.0.0.0:9100", "[::1]:9100", "localhost:65535", "*:9100"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char *argv[] = {"zhost-broker", "--metrics", (char *)good[i], NULL};
+        zh_config_t *config = zh_config_new ();
+        zh_error_t err;
+        assert_int_equal (zh_config_load (config, 3, argv, no_env, &err), 0);
+        assert_string_equal (config->metrics, good[i]);
+        zh_config_destroy (&config);
+    }
+    const char *bad[] = {"x", "65536", "::1:9100", ":9100", "host:", "1234567", "9100x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv[] = {"zhost-broker", "--metrics", (char *)bad[i], NULL};
+        zh_config_t *config = zh_config_new ();
+        zh_error_t err;
+        assert_int_equal (zh_config_load (config, 3, argv, no_env, &err), -1);
+        assert_int_equal (err.exit_status, 2);
+        assert_contains (err.reason, "--metrics");
+        zh_config_destroy (&config);
+    }
+}
+
 int
 main (void)
 {
@@ -888,6 +989,8 @@ main (void)
         cmocka_unit_test (test_printed_config_loads_back_the_same),
         cmocka_unit_test (test_print_marks_a_value_zpl_cannot_hold),
         cmocka_unit_test (test_cpu_lists_parse_format_and_refuse_bad_forms),
+        cmocka_unit_test (test_diff_names_each_change_and_adopt_takes_only_reloadable_ones),
+        cmocka_unit_test (test_metrics_addresses_are_checked),
     };
     return cmocka_run_group_tests (tests, setup_tmpdir, remove_tmpdir);
 }
