@@ -50,7 +50,7 @@ if [ "$(cat "$venv/.zhost-stamp" 2>/dev/null)" != "$stamp" ]; then
   [ -f "$wheel" ] || { echo "python-client-venv: no zhost wheel in $stage/dist" >&2; exit 1; }
   # The wheel holds exactly the package's modules, and says what it needs.
   "$py" - "$wheel" "$stage/pkg/zhost" <<'EOF'
-import os, sys, zipfile
+import os, re, sys, zipfile
 wheel, pkg = sys.argv[1], sys.argv[2]
 names = zipfile.ZipFile(wheel).namelist()
 have = sorted(n for n in names if n.startswith("zhost/"))
@@ -62,7 +62,7 @@ requires = sorted(l.split(":", 1)[1].split(";")[0].strip() for l in meta.splitli
 print("python-client-venv: %s: %s; Requires-Dist %s" % (os.path.basename(wheel), " ".join(have), requires))
 if have != want:
     sys.exit("python-client-venv: the wheel holds %r, the source %r" % (have, want))
-if not {"pyzmq", "msgpack"} <= set(requires):
+if not {"pyzmq", "msgpack"} <= {re.split(r"[\s<>=!~;(\[]", r, 1)[0].lower() for r in requires}:
     sys.exit("python-client-venv: the wheel does not require pyzmq and msgpack: %r" % requires)
 EOF
   "${pip[@]}" uninstall -y zhost >/dev/null 2>&1 || true
