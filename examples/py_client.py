@@ -9,8 +9,8 @@ e.g. with a broker running `--spawn pyecho="/usr/bin/python3 examples/py_echo_pr
 
 It asks port 1 of `echo.<ECHO_PROC>` who it is, then sends COUNT requests of
 SIZE bytes to port 2 (which echoes them) and prints the round-trip times.
-Needs the zhost package (python/ in the repository) on PYTHONPATH; from a
-checkout it finds it by itself.
+Needs the zhost package (clients/python/ in the repository) installed or on
+PYTHONPATH; from a checkout it finds it by itself.
 """
 
 import argparse
@@ -21,7 +21,8 @@ import time
 try:
     import zhost
 except ImportError:
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "..", "clients", "python"))
     import zhost
 
 

@@ -17,8 +17,8 @@ and hosts the actor `echo`:
 Answers carry the request's `seq`. Messages without `reply` are dropped;
 other actors and ports come back NO_SUCH_ACTOR / NO_SUCH_PORT when flagged.
 On STOP it says BYE and exits 0.
-Needs the zhost package on PYTHONPATH (python/ in the repository); when run
-from a checkout it finds it next to this file.
+Needs the zhost package installed or on PYTHONPATH (clients/python/ in the
+repository); when run from a checkout it finds it there by itself.
 """
 
 import os
@@ -27,7 +27,8 @@ import sys
 try:
     import zhost
 except ImportError:
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "..", "clients", "python"))
     import zhost
 
 

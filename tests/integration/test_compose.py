@@ -10,7 +10,7 @@ exec` mounts it over /etc/hosts, as Docker's DNS answers service names),
 and each service's entrypoint + command run with the image's environment
 and the service's. The only changes are where the image keeps things:
 programs (/usr/local/bin) are found on PATH with the build dir first, the
-Python client (/opt/zhost/python) is the repo's python/, and each
+Python client (/opt/zhost/python) is the repo's clients/python/, and each
 service's /run/zhost is a dir of its own made as the image makes it
 (mode 0700, empty). depends_on `service_healthy` waits for the Dockerfile's
 HEALTHCHECK command to pass in that service's namespace. Needs root (skips
@@ -160,7 +160,7 @@ def test_the_compose_topology_runs_in_namespaces(compose_hosts, tmp_path):
     def image_paths(name):
         """The image's paths as this machine has them, for service name."""
         return [("/usr/local/bin/", BUILD_DIR + "/"),
-                ("/opt/zhost/python", os.path.join(REPO, "python")),
+                ("/opt/zhost/python", os.path.join(REPO, "clients", "python")),
                 ("/run/zhost", str(tmp_path / name / "run" / "zhost"))]
 
     def mapped(name, text):

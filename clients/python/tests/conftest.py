@@ -19,16 +19,27 @@ import time
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "python"))
+SRC = os.path.dirname(HERE)                      # clients/python
+REPO = os.path.dirname(os.path.dirname(SRC))
+# ZHOST_TEST_INSTALLED=1 (tests/run-venv.sh): test the zhost package
+# installed in this interpreter, never the source tree beside the tests.
+INSTALLED = os.environ.get("ZHOST_TEST_INSTALLED") == "1"
+if not INSTALLED:
+    sys.path.insert(0, SRC)
 
 import zhost  # noqa: E402
+
+if INSTALLED and os.path.realpath(zhost.__file__).startswith(os.path.realpath(SRC) + os.sep):
+    raise ImportError("ZHOST_TEST_INSTALLED=1 but zhost comes from the source tree: %s"
+                      % zhost.__file__)
 
 BUILD_DIR = os.environ.get("ZHOST_BUILD_DIR", "/work/main/build")
 BROKER_BIN = os.path.join(BUILD_DIR, "zhost-broker")
 ECHO_BIN = os.path.join(BUILD_DIR, "zhost-echo")
 PY_ECHO = os.path.join(REPO, "examples", "py_echo_proc.py")
-PYTHON = "/usr/bin/python3"
+# Spawned Python procs run with the interpreter running the tests (Debian's
+# /usr/bin/python3 in ctest python-client, the venv's in python-client-venv).
+PYTHON = sys.executable or "/usr/bin/python3"
 TEST_TIMEOUT = 60
 
 
@@ -42,7 +53,8 @@ class Broker(object):
         self.log_path = str(log_path)
         self._log = open(self.log_path, "wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("ZHOST_")}
-        env["PYTHONPATH"] = os.path.join(REPO, "python")
+        if not INSTALLED:
+            env["PYTHONPATH"] = SRC    # for the Python procs it spawns
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self._log,
                                      stdin=subprocess.DEVNULL, env=env,
                                      start_new_session=True)

@@ -4,7 +4,7 @@ msgpack reserves a container at the size its header declares before it reads
 an element: five bytes, b"\\xdd\\xff\\xff\\xff\\xff" (an array32 of 2**32-1),
 would reserve 32 GiB. Every decode of wire bytes goes through
 zhost.protocol.unpack, which refuses a declared count the bytes present
-cannot hold. What a client does with such bytes (python/README.md,
+cannot hold. What a client does with such bytes (clients/python/README.md,
 "Untrusted input"):
 
 - a SEND or RETURN whose meta does not decode is delivered with meta {};

@@ -15,7 +15,7 @@ A spawned proc:
     proc.run()          # until STOP
     proc.close()        # BYE
 
-See python/README.md.
+See clients/python/README.md.
 """
 
 from . import protocol
