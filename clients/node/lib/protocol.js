@@ -16,7 +16,19 @@ function header(cmd, ttl = 0, flags = 0) {
   return Buffer.from([MAGIC0, MAGIC1, VERSION, cmd, ttl, flags]);
 }
 
-function pack(obj) { return Buffer.from(encode(obj, { useBigInt64: true })); }
+// With useBigInt64, @msgpack/msgpack writes a Number integer beyond 32 bits as a float64;
+// ZHP/1's integers (incarnation, ts, seq, …) are msgpack ints, so such Numbers travel as
+// BigInt (uint64 / int64, as the C and Python codecs write them).
+function wideIntsAsBigInt(v) {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && (v > 0xffffffff || v < -0x80000000) ? BigInt(v) : v;
+  if (Array.isArray(v)) return v.map(wideIntsAsBigInt);
+  if (v && typeof v === 'object' && [Object.prototype, null].includes(Object.getPrototypeOf(v))) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, wideIntsAsBigInt(x)]));
+  }
+  return v;
+}
+
+function pack(obj) { return Buffer.from(encode(wideIntsAsBigInt(obj), { useBigInt64: true })); }
 
 // Decode wire msgpack with bounded lengths (no declared length from the wire is trusted:
 // @msgpack/msgpack checks every length against the bytes left).
