@@ -142,6 +142,16 @@ def frames_vectors():
     ok_control("bootstrap-max-incarnation", "incarnation is a u64: 2**64-1 fits", "BOOTSTRAP",
                {"proc": "remote<2>@" + EP, "host": EP, "agent": "host_agent.service@" + EP,
                 "heartbeat_ms": 0, "max_msg_bytes": 0, "hwm": 0, "incarnation": U64_MAX})
+    ok_control("bootstrap-shared-protocol-fields", "BOOTSTRAP with the keys the shared "
+               "PROTOCOL.md adds (liveness, batch, batch_max_bytes): zhost's codec does not know "
+               "them yet and ignores them", "BOOTSTRAP",
+               {"proc": "remote<2>@" + EP, "host": EP, "agent": "host_agent.service@" + EP,
+                "heartbeat_ms": 1000, "liveness": 3, "max_msg_bytes": 16777216, "hwm": 1000,
+                "incarnation": 1, "batch": False, "batch_max_bytes": 262144},
+               canonical=False, unknown=["liveness", "batch", "batch_max_bytes"])
+    ok_control("attach-batch-ignored", "ATTACH asking for BATCH (PROTOCOL.md §9): zhost does "
+               "not negotiate it; the key is ignored", "ATTACH", {"lang": "c", "batch": True},
+               canonical=False, unknown=["batch"])
     ok_control("ready-proc-pid", "READY from a spawned proc (pid first: the C codec's order)", "READY",
                {"pid": 31337, "proc": "worker@" + EP})
     ok_control("ready-proc-only", "READY needs only proc", "READY", {"proc": "worker<3xZ9kLmN>@" + EP})
