@@ -169,4 +169,5 @@ export namespace protocol {
   function decodeMessage(frames: Buffer[]): Message & { body?: Record<string, unknown> };
   function parseAddress(text: string, kind?: Address['kind'] | Array<Address['kind']>): Address;
   function checkId(text: string): void;
+  function checkEndpoint(text: string): void;
 }

@@ -16,7 +16,19 @@ function header(cmd, ttl = 0, flags = 0) {
   return Buffer.from([MAGIC0, MAGIC1, VERSION, cmd, ttl, flags]);
 }
 
-function pack(obj) { return Buffer.from(encode(obj, { useBigInt64: true })); }
+// With useBigInt64, @msgpack/msgpack writes a Number integer beyond 32 bits as a float64;
+// ZHP/1's integers (incarnation, ts, seq, …) are msgpack ints, so such Numbers travel as
+// BigInt (uint64 / int64, as the C and Python codecs write them).
+function wideIntsAsBigInt(v) {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && (v > 0xffffffff || v < -0x80000000) ? BigInt(v) : v;
+  if (Array.isArray(v)) return v.map(wideIntsAsBigInt);
+  if (v && typeof v === 'object' && [Object.prototype, null].includes(Object.getPrototypeOf(v))) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, wideIntsAsBigInt(x)]));
+  }
+  return v;
+}
+
+function pack(obj) { return Buffer.from(encode(wideIntsAsBigInt(obj), { useBigInt64: true })); }
 
 // Decode wire msgpack with bounded lengths (no declared length from the wire is trusted:
 // @msgpack/msgpack checks every length against the bytes left).
@@ -119,17 +131,47 @@ function checkId(text) {
   if (!text.endsWith('>')) throw new AddressError(`id: ${JSON.stringify(text)} has no closing '>'`);
   const label = text.slice(0, lt), uid = text.slice(lt + 1, -1);
   if (label && !LABEL_RE.test(label)) throw new AddressError(`id: ${JSON.stringify(label)} is not a label`);
-  if (!UID_RE.test(uid) || (uid.length > 1 && uid[0] === '1')) throw new AddressError(`id: ${JSON.stringify(uid)} is not a canonical uid58`);
+  if (!UID_RE.test(uid) || (uid.length > 1 && uid[0] === '1') || uid58Value(uid) > U64_MAX) throw new AddressError(`id: ${JSON.stringify(uid)} is not a canonical uid58`);
+}
+
+const BASE58 = '123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ';
+const U64_MAX = 0xffffffffffffffffn;
+function uid58Value(text) {
+  let n = 0n;
+  for (const ch of text) n = n * 58n + BigInt(BASE58.indexOf(ch));
+  return n;
+}
+
+const ENDPOINT_MAX = 1000;
+// A ZeroMQ endpoint as zhost checks it (docs/protocol.md §2.3; the Python client's check_endpoint).
+function checkEndpoint(text) {
+  const bad = (why) => new AddressError(`endpoint: ${JSON.stringify(text)}: ${why}`);
+  if (Buffer.byteLength(text, 'utf8') > ENDPOINT_MAX) throw bad(`more than ${ENDPOINT_MAX} bytes`);
+  const scheme = ['tcp://', 'ipc://', 'inproc://'].find((p) => text.startsWith(p));
+  if (!scheme) throw bad('unknown scheme (tcp://, ipc:// or inproc://)');
+  const rest = text.slice(scheme.length);
+  if (!rest) throw bad('nothing after the scheme');
+  if (/[\x00-\x1f\x7f]/.test(rest)) throw bad('holds a control character');
+  if (scheme !== 'tcp://') return;
+  const colon = rest.lastIndexOf(':');
+  if (colon < 0) throw bad('tcp needs host:port');
+  const host = rest.slice(0, colon), port = rest.slice(colon + 1);
+  if (!host) throw bad('empty tcp host');
+  if (host.startsWith('[')) {
+    if (!host.endsWith(']') || host.length === 2) throw bad('bad [IPv6] host');
+  } else if (host.includes(':')) throw bad("':' in tcp host (IPv6 needs [brackets])");
+  if (!/^[1-9][0-9]{0,4}$/.test(port) || Number(port) > 65535) throw bad('tcp port is not 1..65535 (no leading zero)');
 }
 
 // {kind: 'proc'|'actor'|'port', actor, proc, port, endpoint}
 function parseAddress(text, kind) {
   if (typeof text !== 'string' || !text) throw new AddressError('address: empty or not text');
+  if (Buffer.byteLength(text, 'utf8') > FIELD_MAX) throw new AddressError(`address: more than ${FIELD_MAX} bytes`);
   const at = text.indexOf('@');
   if (at < 0) throw new AddressError(`address: ${JSON.stringify(text)} has no '@endpoint'`);
   let local = text.slice(0, at);
   const endpoint = text.slice(at + 1);
-  if (!/^(tcp|ipc|inproc):\/\/./.test(endpoint)) throw new AddressError(`address: ${JSON.stringify(text)}: bad endpoint`);
+  checkEndpoint(endpoint);
   let port = null;
   const colon = local.indexOf(':');
   if (colon >= 0) {
@@ -151,4 +193,4 @@ function parseAddress(text, kind) {
 }
 
 module.exports = { CMD, F_RETURN_UNDELIVERABLE, F_INLINE, DEFAULT_TTL, INLINE_MAX, ProtocolError,
-  AddressError, header, pack, unpack, encodeControl, encodeSend, decodeMessage, parseAddress, checkId };
+  AddressError, header, pack, unpack, encodeControl, encodeSend, decodeMessage, parseAddress, checkId, checkEndpoint };
