@@ -147,4 +147,4 @@ grep -q 'proc name=e1 from=stopping to=stopped .*exit_code=0' "$log" \
 grep -q 'proc name=pyecho from=stopping to=stopped .*exit_code=0' "$log" \
   || fail "the broker's log does not say pyecho stopped with exit 0"
 say "shutdown: e1 and pyecho stopped (exit 0), the broker exited 0"
-say "ok"
+say "done: every step passed"
