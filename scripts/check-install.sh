@@ -29,6 +29,11 @@ cleanup() {
 }
 trap cleanup EXIT
 say() { echo "check-install: $*"; }
+# `producer | has PATTERN`: grep -q on all of the producer's output. (With
+# pipefail, `producer | grep -q` fails when grep exits at the first match
+# and the producer, still writing, dies of SIGPIPE: `dpkg-deb -I | grep -q`
+# did, about once in 20 runs.)
+has() { local all; all=$(cat); grep -q "$@" <<<"$all"; }
 fail() { echo "check-install: FAIL: $*" >&2; exit 1; }
 
 # 1. build and install into DESTDIR
@@ -74,17 +79,17 @@ cc -Wall -Wextra -Werror $CFLAGS_ZH -o "$EX/pc-shared" packaging/example/zhost-i
 # shellcheck disable=SC2086
 cc -Wall -Wextra -Werror $CFLAGS_ZH -o "$EX/pc-static" packaging/example/zhost-install-check.c \
   "$LIBDIR/libzhost.a" $(pkg-config --libs libzmq libczmq msgpack) -pthread
-pkg-config --print-requires-private zhost | grep -q libczmq || fail "zhost.pc: no Requires.private"
+pkg-config --print-requires-private zhost | has libczmq || fail "zhost.pc: no Requires.private"
 unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_PATH
 cmake -S packaging/example -B "$EX/cmake" -DCMAKE_PREFIX_PATH="$ROOT/usr" >/dev/null
 cmake --build "$EX/cmake" >/dev/null
 cp "$EX/cmake/check-shared" "$EX/cmake-shared"
 cp "$EX/cmake/check-static" "$EX/cmake-static"
 for p in pc-shared cmake-shared; do
-  objdump -p "$EX/$p" | grep -q 'NEEDED.*libzhost.so.0' || fail "$p does not link libzhost.so.0"
+  objdump -p "$EX/$p" | has 'NEEDED.*libzhost.so.0' || fail "$p does not link libzhost.so.0"
 done
 for p in pc-static cmake-static; do
-  if objdump -p "$EX/$p" | grep -q 'NEEDED.*libzhost'; then fail "$p links libzhost dynamically"; fi
+  if objdump -p "$EX/$p" | has 'NEEDED.*libzhost'; then fail "$p links libzhost dynamically"; fi
 done
 say "built the example with pkg-config and find_package, shared and static"
 
@@ -97,7 +102,7 @@ endpoint=""
 for _ in $(seq 100); do
   endpoint=$(awk '/^frontend / {print $2; exit}' "$SCRATCH/broker.out")
   if [ -n "$endpoint" ] && "$ROOT/usr/bin/zhost-ctl" --runtime-dir "$RT" list 2>/dev/null \
-       | grep -q '^e1 *running'; then break; fi
+       | has '^e1 *ready'; then break; fi
   sleep 0.1
 done
 [ -n "$endpoint" ] || { cat "$SCRATCH/broker.err" >&2; fail "the installed broker printed no frontend"; }
@@ -105,7 +110,7 @@ done
 for p in pc-shared pc-static cmake-shared cmake-static; do
   LD_LIBRARY_PATH=$LIBDIR "$EX/$p" "$endpoint" "echo.e1:2@$endpoint" || fail "$p got no echo"
 done
-LD_LIBRARY_PATH=$LIBDIR ldd "$EX/pc-shared" | grep -q "$LIBDIR/libzhost.so.0" \
+LD_LIBRARY_PATH=$LIBDIR ldd "$EX/pc-shared" | has "$LIBDIR/libzhost.so.0" \
   || fail "pc-shared did not load the installed libzhost.so.0"
 "$ROOT/usr/bin/zhost-ctl" --runtime-dir "$RT" shutdown >/dev/null
 wait "$BROKER_PID" || fail "the broker exited $? after shutdown"
@@ -118,10 +123,10 @@ DEB=$(ls -t "$BUILD_DIR"/zhost_*.deb | head -n 1)
 depends=$(dpkg-deb -f "$DEB" Depends)
 say "$(basename "$DEB"): $(stat -c %s "$DEB") bytes, Depends: $depends"
 for d in libzmq5 libczmq4 libmsgpackc2 libmicrohttpd12 adduser libc6; do
-  echo "$depends" | grep -q "\b$d\b" || fail "Depends lacks $d"
+  echo "$depends" | has "$d" || fail "Depends lacks $d"
 done
-dpkg-deb -I "$DEB" | grep -q ' postinst' || fail "no postinst in the .deb"
-dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./conffiles | grep -qx /etc/zhost/zhost.conf \
+dpkg-deb -I "$DEB" | has ' postinst' || fail "no postinst in the .deb"
+dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./conffiles | has -x /etc/zhost/zhost.conf \
   || fail "/etc/zhost/zhost.conf is not a conffile"
 X=$SCRATCH/deb
 dpkg -x "$DEB" "$X"
@@ -136,7 +141,7 @@ if command -v systemd-analyze >/dev/null; then
   # Offline check of the unit's syntax; ExecStart's binary is not installed here.
   out=$(systemd-analyze verify "$X/usr/lib/systemd/system/zhost-broker.service" 2>&1 || true)
   if echo "$out" | grep -v 'Command /usr/bin/zhost-broker is not executable\|not found\|No such file' \
-       | grep -qi 'unknown\|invalid\|failed to parse'; then
+       | has -i 'unknown\|invalid\|failed to parse'; then
     echo "$out" >&2; fail "systemd-analyze verify complains about the unit"
   fi
 fi
