@@ -123,7 +123,7 @@ DEB=$(ls -t "$BUILD_DIR"/zhost_*.deb | head -n 1)
 depends=$(dpkg-deb -f "$DEB" Depends)
 say "$(basename "$DEB"): $(stat -c %s "$DEB") bytes, Depends: $depends"
 for d in libzmq5 libczmq4 libmsgpackc2 libmicrohttpd12 adduser libc6; do
-  echo "$depends" | has "$d" || fail "Depends lacks $d"
+  echo "$depends" | has "\b$d\b" || fail "Depends lacks $d"
 done
 dpkg-deb -I "$DEB" | has ' postinst' || fail "no postinst in the .deb"
 dpkg-deb --ctrl-tarfile "$DEB" | tar -xO ./conffiles | has -x /etc/zhost/zhost.conf \
