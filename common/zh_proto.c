@@ -62,6 +62,8 @@ zh_command_name (int command)
         return "SEND";
     case ZH_RETURN:
         return "RETURN";
+    case ZH_BATCH:
+        return "BATCH";
     case ZH_PING:
         return "PING";
     case ZH_PONG:
@@ -144,6 +146,10 @@ zh_header_check (zh_header_t *hdr, const uint8_t *data, size_t size, zh_error_t 
         if (data[5] & ~ZH_FLAGS_KNOWN)
             return zh_error_set (err, ZH_ERR_MALFORMED, 5, "%s: unknown flag bits 0x%02x", name,
                                  data[5] & ~ZH_FLAGS_KNOWN);
+    } else if (data[3] == ZH_BATCH) {
+        //  The elements follow in the same frame (zh_batch_begin walks them).
+        if (data[4] != 0 || data[5] != 0)
+            return zh_error_set (err, ZH_ERR_MALFORMED, 4, "BATCH: ttl and flags must be 0");
     } else {
         if (size != ZH_HEADER_SIZE)
             return zh_error_set (err, ZH_ERR_MALFORMED, ZH_HEADER_SIZE,
@@ -531,7 +537,7 @@ s_span_is (zh_span_t span, const char *s)
 //  ---------------------------------------------------------------------
 //  Control bodies: one table maps every key to its zh_body_t member.
 
-typedef enum { FIELD_STR, FIELD_INT, FIELD_UINT } field_type_t;
+typedef enum { FIELD_STR, FIELD_INT, FIELD_UINT, FIELD_BOOL } field_type_t;
 
 typedef struct {
     const char *name;
@@ -563,6 +569,9 @@ static const field_t s_fields[] = {
     FIELD ("dest", ZH_F_DEST, FIELD_STR, dest),
     FIELD ("seq", ZH_F_SEQ, FIELD_INT, seq),
     FIELD ("timeout_ms", ZH_F_TIMEOUT_MS, FIELD_UINT, timeout_ms),
+    FIELD ("liveness", ZH_F_LIVENESS, FIELD_UINT, liveness),
+    FIELD ("batch", ZH_F_BATCH, FIELD_BOOL, batch),
+    FIELD ("batch_max_bytes", ZH_F_BATCH_MAX_BYTES, FIELD_UINT, batch_max_bytes),
 };
 #define FIELD_COUNT (sizeof s_fields / sizeof s_fields[0])
 
@@ -572,15 +581,16 @@ s_fields_of (uint8_t command)
 {
     switch (command) {
     case ZH_ATTACH:
-        return ZH_F_LABEL | ZH_F_PID | ZH_F_LANG;
+        return ZH_F_LABEL | ZH_F_PID | ZH_F_LANG | ZH_F_BATCH;
     case ZH_BOOTSTRAP:
         return ZH_F_PROC | ZH_F_HOST | ZH_F_AGENT | ZH_F_HEARTBEAT_MS | ZH_F_MAX_MSG_BYTES |
-               ZH_F_HWM | ZH_F_INCARNATION;
+               ZH_F_HWM | ZH_F_INCARNATION | ZH_F_LIVENESS | ZH_F_BATCH | ZH_F_BATCH_MAX_BYTES;
     case ZH_READY:
-        return ZH_F_PROC | ZH_F_PID;
+        return ZH_F_PROC | ZH_F_PID | ZH_F_BATCH;
     case ZH_HELLO:
+        return ZH_F_ENDPOINT | ZH_F_INCARNATION | ZH_F_BATCH;
     case ZH_WELCOME:
-        return ZH_F_ENDPOINT | ZH_F_INCARNATION;
+        return ZH_F_ENDPOINT | ZH_F_INCARNATION | ZH_F_BATCH | ZH_F_BATCH_MAX_BYTES;
     case ZH_BYE:
         return ZH_F_REASON;
     case ZH_ERROR:
@@ -598,7 +608,10 @@ s_required_of (uint8_t command)
 {
     switch (command) {
     case ZH_BOOTSTRAP:
-        return s_fields_of (ZH_BOOTSTRAP);
+        //  liveness and the batch fields came later (§9): a broker that
+        //  does not batch may leave them out.
+        return ZH_F_PROC | ZH_F_HOST | ZH_F_AGENT | ZH_F_HEARTBEAT_MS | ZH_F_MAX_MSG_BYTES |
+               ZH_F_HWM | ZH_F_INCARNATION;
     case ZH_READY:
         return ZH_F_PROC;
     case ZH_HELLO:
@@ -654,6 +667,12 @@ s_field_store (zh_body_t *body, const field_t *field, const msgpack_object *valu
             return zh_error_set (err, ZH_ERR_MALFORMED, 0,
                                  "%s body: %s must be a non-negative integer", cmd, field->name);
         *(uint64_t *)member = value->via.u64;
+        return 0;
+    case FIELD_BOOL:
+        if (value->type != MSGPACK_OBJECT_BOOLEAN)
+            return zh_error_set (err, ZH_ERR_MALFORMED, 0, "%s body: %s must be true or false", cmd,
+                                 field->name);
+        *(bool *)member = value->via.boolean;
         return 0;
     }
     return -1;
@@ -759,6 +778,8 @@ s_pack_field (msgpack_packer *pk, const zh_body_t *body, const field_t *field)
         return msgpack_pack_int64 (pk, *(const int64_t *)member);
     case FIELD_UINT:
         return msgpack_pack_uint64 (pk, *(const uint64_t *)member);
+    case FIELD_BOOL:
+        return *(const bool *)member ? msgpack_pack_true (pk) : msgpack_pack_false (pk);
     }
     return -1;
 }
@@ -795,6 +816,57 @@ zh_body_encode (const zh_body_t *body, size_t *size)
     for (size_t i = 0; i < FIELD_COUNT && rc == 0; i++)
         if (fields & s_fields[i].bit) rc = s_pack_field (&pk, body, &s_fields[i]);
     return s_sbuffer_take (&sbuf, rc, size);
+}
+
+//  ---------------------------------------------------------------------
+//  BATCH (§9)
+
+int
+zh_batch_begin (zh_batch_iter_t *it, const uint8_t *frame, size_t size, zh_error_t *err)
+{
+    zh_header_t hdr;
+    if (zh_header_check (&hdr, frame, size, err) != 0) return -1;
+    if (hdr.command != ZH_BATCH)
+        return zh_error_set (err, ZH_ERR_MALFORMED, 3, "not a BATCH: command 0x%02x", hdr.command);
+    if (size == ZH_HEADER_SIZE)
+        return zh_error_set (err, ZH_ERR_MALFORMED, ZH_HEADER_SIZE, "BATCH: no elements");
+    *it = (zh_batch_iter_t){frame, size, ZH_HEADER_SIZE, 0};
+    return 0;
+}
+
+int
+zh_batch_next (zh_batch_iter_t *it, const uint8_t **elem, size_t *len, zh_error_t *err)
+{
+    size_t left = it->size - it->offset;
+    if (left == 0) return 0;
+    if (left < ZH_BATCH_LEN_SIZE)
+        return zh_error_set (err, ZH_ERR_MALFORMED, it->offset,
+                             "BATCH: %zu bytes left after element %zu, too few for a length", left,
+                             it->index);
+    uint32_t n = s_get_u32 (it->data + it->offset);
+    if (n == 0)
+        return zh_error_set (err, ZH_ERR_MALFORMED, it->offset, "BATCH: element %zu has length 0",
+                             it->index + 1);
+    if (n > left - ZH_BATCH_LEN_SIZE)
+        return zh_error_set (err, ZH_ERR_MALFORMED, it->offset,
+                             "BATCH: element %zu claims %u bytes, %zu are left", it->index + 1, n,
+                             left - ZH_BATCH_LEN_SIZE);
+    *elem = it->data + it->offset + ZH_BATCH_LEN_SIZE;
+    *len = n;
+    it->offset += ZH_BATCH_LEN_SIZE + n;
+    it->index++;
+    return 1;
+}
+
+int
+zh_batch_put (uint8_t *buf, size_t size, size_t *used, const uint8_t *elem, size_t len)
+{
+    if (len == 0 || len > UINT32_MAX || *used > size || size - *used < ZH_BATCH_LEN_SIZE + len)
+        return -1;
+    s_put_u32 (buf + *used, (uint32_t)len);
+    memcpy (buf + *used + ZH_BATCH_LEN_SIZE, elem, len);
+    *used += ZH_BATCH_LEN_SIZE + len;
+    return 0;
 }
 
 //  ---------------------------------------------------------------------
@@ -1022,6 +1094,29 @@ zh_msg_decode (zh_msg_t *msg, const zh_frame_view_t *frames, size_t count, zh_er
 
     if (zh_header_check (&msg->hdr, frames[0].data, frames[0].size, err)) return -1;
     const char *cmd = zh_command_name (msg->hdr.command);
+
+    if (msg->hdr.command == ZH_BATCH) {
+        if (count != 1)
+            return zh_error_set (err, ZH_ERR_MALFORMED, 0, "BATCH: %zu frames, a BATCH is one",
+                                 count);
+        zh_batch_iter_t it;
+        if (zh_batch_begin (&it, frames[0].data, frames[0].size, err)) return -1;
+        const uint8_t *elem;
+        size_t len;
+        int more;
+        while ((more = zh_batch_next (&it, &elem, &len, err)) == 1) {
+            zh_header_t inner;
+            if (zh_header_check (&inner, elem, len, err)) return -1;
+            if (!zh_command_has_head (inner.command))
+                return zh_error_set (err, ZH_ERR_MALFORMED, 3,
+                                     "BATCH element %zu: %s, only SEND and RETURN are batched",
+                                     it.index, zh_command_name (inner.command));
+            if (zh_head_decode (&msg->head, elem, len, err) || s_head_addresses (&msg->head, err))
+                return -1;
+            msg->batch_elements++;
+        }
+        return more;
+    }
 
     if (!zh_command_has_head (msg->hdr.command)) {
         if (count > 2)

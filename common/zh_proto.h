@@ -52,6 +52,7 @@ enum {
     ZH_WELCOME = 0x05,
     ZH_SEND = 0x10,
     ZH_RETURN = 0x11,
+    ZH_BATCH = 0x12, //  §9: many one-frame SENDs and RETURNs in one frame
     ZH_PING = 0x20,
     ZH_PONG = 0x21,
     ZH_BYE = 0x22,
@@ -151,28 +152,34 @@ enum {
     ZH_F_CODE = 1u << 12,
     ZH_F_DEST = 1u << 13,
     ZH_F_SEQ = 1u << 14,
-    ZH_F_TIMEOUT_MS = 1u << 15
+    ZH_F_TIMEOUT_MS = 1u << 15,
+    ZH_F_BATCH = 1u << 16,           //  ATTACH, BOOTSTRAP, READY, HELLO, WELCOME
+    ZH_F_BATCH_MAX_BYTES = 1u << 17, //  BOOTSTRAP, WELCOME
+    ZH_F_LIVENESS = 1u << 18         //  BOOTSTRAP
 };
 
 typedef struct {
     uint8_t command;
     uint32_t present;
-    zh_span_t label;        //  ATTACH
-    int64_t pid;            //  ATTACH, READY
-    zh_span_t lang;         //  ATTACH
-    zh_span_t proc;         //  BOOTSTRAP, READY
-    zh_span_t host;         //  BOOTSTRAP
-    zh_span_t agent;        //  BOOTSTRAP
-    uint64_t heartbeat_ms;  //  BOOTSTRAP
-    uint64_t max_msg_bytes; //  BOOTSTRAP
-    uint64_t hwm;           //  BOOTSTRAP
-    uint64_t incarnation;   //  BOOTSTRAP, HELLO, WELCOME
-    zh_span_t endpoint;     //  HELLO, WELCOME
-    zh_span_t reason;       //  BYE, ERROR, STOP
-    int64_t code;           //  ERROR
-    zh_span_t dest;         //  ERROR
-    int64_t seq;            //  ERROR
-    uint64_t timeout_ms;    //  STOP
+    zh_span_t label;          //  ATTACH
+    int64_t pid;              //  ATTACH, READY
+    zh_span_t lang;           //  ATTACH
+    zh_span_t proc;           //  BOOTSTRAP, READY
+    zh_span_t host;           //  BOOTSTRAP
+    zh_span_t agent;          //  BOOTSTRAP
+    uint64_t heartbeat_ms;    //  BOOTSTRAP
+    uint64_t max_msg_bytes;   //  BOOTSTRAP
+    uint64_t hwm;             //  BOOTSTRAP
+    uint64_t incarnation;     //  BOOTSTRAP, HELLO, WELCOME
+    zh_span_t endpoint;       //  HELLO, WELCOME
+    zh_span_t reason;         //  BYE, ERROR, STOP
+    int64_t code;             //  ERROR
+    zh_span_t dest;           //  ERROR
+    int64_t seq;              //  ERROR
+    uint64_t timeout_ms;      //  STOP
+    bool batch;               //  ATTACH, BOOTSTRAP, READY, HELLO, WELCOME (§9)
+    uint64_t batch_max_bytes; //  BOOTSTRAP, WELCOME (§9)
+    uint64_t liveness;        //  BOOTSTRAP: heartbeats of silence before a drop
 } zh_body_t;
 
 //  Decode the body of a control command. data may be NULL / size 0 (the
@@ -192,6 +199,38 @@ uint8_t *zh_body_encode (const zh_body_t *body, size_t *size);
 
 //  Set a span from a NUL-terminated string (helper for building bodies).
 zh_span_t zh_span_of (const char *s);
+
+//  ---------------------------------------------------------------------
+//  BATCH (§9): [header 0x12, ttl 0, flags 0][u32 L1][element 1] … [u32 Ln][element n]
+//  Each element is, byte for byte, a one-frame SEND or RETURN. The walk is
+//  on the broker's hot path: it allocates nothing and decodes nothing but
+//  the lengths; each element is then checked as a lone message would be.
+
+#define ZH_BATCH_LEN_SIZE 4 //  bytes of an element's length
+
+typedef struct {
+    const uint8_t *data; //  the BATCH frame
+    size_t size;         //  its bytes
+    size_t offset;       //  where the next element's length starts
+    size_t index;        //  elements returned so far
+} zh_batch_iter_t;
+
+//  Start a walk of a BATCH frame: its header must be a BATCH with ttl and
+//  flags 0 (400), of version 1 (426), and it must hold something (no
+//  elements: 400). 0, or -1 with err.
+int zh_batch_begin (zh_batch_iter_t *it, const uint8_t *frame, size_t size, zh_error_t *err);
+
+//  The next element: 1 with *elem and *len set; 0 at the clean end; -1
+//  with err (400) when the container is malformed: a length of 0, a length
+//  that runs past the frame, or bytes left over that cannot hold a length.
+//  Elements returned before a fault stand (§9).
+int zh_batch_next (zh_batch_iter_t *it, const uint8_t **elem, size_t *len, zh_error_t *err);
+
+//  Append one element (a one-frame SEND or RETURN of len bytes) to a BATCH
+//  being built in buf (capacity size, used bytes *used; write the header
+//  first with zh_header_write (buf, ZH_BATCH, 0, 0) and *used = 6). 0, or
+//  -1 when it does not fit (nothing written).
+int zh_batch_put (uint8_t *buf, size_t size, size_t *used, const uint8_t *elem, size_t len);
 
 //  ---------------------------------------------------------------------
 //  RETURN meta (§5): {"failures": [{code, reason, at}…], "dest": str,
@@ -287,6 +326,7 @@ typedef struct {
     zh_body_t body;        //  control commands
     size_t payload_frames; //  frames after the head (SEND/RETURN)
     size_t total_size;     //  sum of all frame sizes
+    size_t batch_elements; //  BATCH: elements, each checked as a lone one-frame message
 } zh_msg_t;
 
 //  Check and decode a whole message: header, layout (a control command
@@ -295,8 +335,10 @@ typedef struct {
 //  that is not a port address, a RETURN dest that is not an actor or proc
 //  address (it is the original src, §5) or a src that is not an actor or
 //  proc address is 400. Size limits (413 / TOO_LARGE) are the caller's:
-//  they come after the principal check in §3's order. Returns 0 or -1
-//  with err.
+//  they come after the principal check in §3's order. A BATCH is one frame
+//  whose container and every element (a one-frame SEND or RETURN, decoded
+//  as such) must be valid; head then holds the last element's. Returns 0
+//  or -1 with err.
 int zh_msg_decode (zh_msg_t *msg, const zh_frame_view_t *frames, size_t count, zh_error_t *err);
 
 #ifdef __cplusplus

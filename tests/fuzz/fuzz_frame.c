@@ -6,6 +6,7 @@
     same thing:
         control  zh_body_encode → zh_body_decode gives the same fields
         SEND/RETURN  zh_head_write of the decoded head gives the same bytes
+        BATCH    zh_batch_put of the decoded elements gives the same bytes
     Anything refused must carry one of the codes the codec may answer
     (400, 404, 426). The raw input is also fed to every other decoder
     (RETURN meta, meta lookups, each command's body, a head's address
@@ -76,7 +77,10 @@ body_same (const zh_body_t *a, const zh_body_t *b)
            (!(p & ZH_F_CODE) || a->code == b->code) &&
            (!(p & ZH_F_DEST) || span_same (a->dest, b->dest)) &&
            (!(p & ZH_F_SEQ) || a->seq == b->seq) &&
-           (!(p & ZH_F_TIMEOUT_MS) || a->timeout_ms == b->timeout_ms);
+           (!(p & ZH_F_TIMEOUT_MS) || a->timeout_ms == b->timeout_ms) &&
+           (!(p & ZH_F_BATCH) || a->batch == b->batch) &&
+           (!(p & ZH_F_BATCH_MAX_BYTES) || a->batch_max_bytes == b->batch_max_bytes) &&
+           (!(p & ZH_F_LIVENESS) || a->liveness == b->liveness);
 }
 
 //  A decoded control body survives encode → decode unchanged.
@@ -145,6 +149,30 @@ check_return_meta_round_trip (const zh_return_meta_t *rm)
         free (texts[i]);
 }
 
+//  A BATCH that decodes is rebuilt element by element with zh_batch_put to
+//  the same bytes; every element is a SEND or RETURN head that decodes.
+static void
+check_batch_round_trip (const zh_frame_view_t *frame, size_t elements)
+{
+    zh_batch_iter_t it;
+    check (zh_batch_begin (&it, frame->data, frame->size, NULL) == 0);
+    uint8_t *buf = malloc (frame->size);
+    check (buf != NULL);
+    zh_header_write (buf, ZH_BATCH, 0, 0);
+    size_t used = ZH_HEADER_SIZE, n = 0;
+    const uint8_t *elem;
+    size_t len;
+    while (zh_batch_next (&it, &elem, &len, NULL) == 1) {
+        zh_head_t head;
+        check (zh_head_decode (&head, elem, len, NULL) == 0);
+        check (zh_batch_put (buf, frame->size, &used, elem, len) == 0);
+        n++;
+    }
+    check (n == elements && n > 0);
+    check (used == frame->size && memcmp (buf, frame->data, used) == 0);
+    free (buf);
+}
+
 static void
 feed_raw (const uint8_t *data, size_t size)
 {
@@ -153,6 +181,18 @@ feed_raw (const uint8_t *data, size_t size)
                                        ZH_ERROR,   ZH_STOP,      ZH_SEND};
     zh_return_meta_t rm;
     if (zh_return_meta_decode (&rm, data, size, NULL) == 0) check_return_meta_round_trip (&rm);
+    //  The raw bytes as a BATCH: the walk ends, cleanly or with a 400, and
+    //  never reads past the frame.
+    zh_batch_iter_t it;
+    zh_error_t berr;
+    if (zh_batch_begin (&it, data, size, &berr) == 0) {
+        const uint8_t *elem;
+        size_t len;
+        int rc;
+        while ((rc = zh_batch_next (&it, &elem, &len, &berr)) == 1)
+            check (elem >= data && elem + len <= data + size && len > 0);
+        check (rc == 0 || berr.code == ZH_ERR_MALFORMED);
+    }
     int64_t seq;
     zh_span_t reply;
     zh_meta_find_seq (data, size, &seq);
@@ -192,7 +232,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     zh_error_t err;
     zh_error_clear (&err);
     if (zh_msg_decode (&msg, frames, count, &err) == 0) {
-        if (zh_command_has_head (msg.hdr.command)) {
+        if (msg.hdr.command == ZH_BATCH)
+            check_batch_round_trip (&frames[0], msg.batch_elements);
+        else if (zh_command_has_head (msg.hdr.command)) {
             check_head_round_trip (&msg.head, &frames[0]);
             check (msg.payload_frames == count - 1);
             int64_t seq;

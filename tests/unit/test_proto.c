@@ -696,7 +696,8 @@ test_command_names_and_span_helper (void **state)
     assert_string_equal (zh_command_name (ZH_RETURN), "RETURN");
     assert_string_equal (zh_command_name (ZH_STOP), "STOP");
     assert_null (zh_command_name (0x00));
-    assert_null (zh_command_name (0x12));
+    assert_string_equal (zh_command_name (0x12), "BATCH");
+    assert_null (zh_command_name (0x13));
     assert_null (zh_command_name (0x100 + ZH_SEND));
     zh_span_t span = zh_span_of ("abc");
     assert_int_equal (span.len, 3);
@@ -777,7 +778,7 @@ static void
 test_unknown_command_is_404 (void **state)
 {
     uint8_t header[ZH_HEADER_SIZE];
-    uint8_t unknown[] = {0x00, 0x06, 0x12, 0x24, 0x31, 0xff};
+    uint8_t unknown[] = {0x00, 0x06, 0x13, 0x24, 0x31, 0xff};
     for (size_t i = 0; i < sizeof unknown; i++) {
         zh_header_write (header, unknown[i], 0, 0);
         expect_frame_refused (header, sizeof header, ZH_ERR_UNKNOWN_COMMAND, "unknown command");
@@ -1830,6 +1831,205 @@ test_head_address_kinds (void **state)
     assert_true (zh_head_src_kind_ok (ZH_ADDR_ACTOR));
 }
 
+//  ---------------------------------------------------------------------
+//  BATCH (§9)
+
+//  A one-frame SEND to dest with inline text, into buf; its length.
+static size_t
+batch_elem (uint8_t *buf, size_t cap, uint8_t command, const char *dest, const char *text)
+{
+    long n = zh_head_write (buf, cap, command, ZH_TTL_DEFAULT, ZH_FLAG_INLINE, dest, strlen (dest),
+                            SRC, strlen (SRC), NULL, 0, (const uint8_t *)text, strlen (text));
+    assert_true (n > 0);
+    return (size_t)n;
+}
+
+static void
+test_batch_walks_its_elements_in_order_and_rebuilds_the_same_bytes (void **state)
+{
+    (void)state;
+    uint8_t frame[512], elem[128];
+    size_t used = ZH_HEADER_SIZE;
+    zh_header_write (frame, ZH_BATCH, 0, 0);
+    const char *texts[] = {"one", "two", ""};
+    size_t lens[3];
+    for (int i = 0; i < 3; i++) {
+        lens[i] = batch_elem (elem, sizeof elem, ZH_SEND, DEST, texts[i]);
+        assert_int_equal (zh_batch_put (frame, sizeof frame, &used, elem, lens[i]), 0);
+    }
+    //  Full: nothing written.
+    size_t before = used;
+    assert_int_equal (zh_batch_put (frame, used + 3, &used, elem, lens[2]), -1);
+    assert_int_equal (used, before);
+    assert_int_equal (zh_batch_put (frame, sizeof frame, &used, elem, 0), -1);
+
+    zh_batch_iter_t it;
+    zh_error_t err;
+    assert_int_equal (zh_batch_begin (&it, frame, used, &err), 0);
+    const uint8_t *e;
+    size_t len;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal (zh_batch_next (&it, &e, &len, &err), 1);
+        assert_int_equal (len, lens[i]);
+        zh_head_t head;
+        assert_int_equal (zh_head_decode (&head, e, len, &err), 0);
+        assert_int_equal (head.inline_len, strlen (texts[i]));
+        assert_memory_equal (head.inline_part, texts[i], head.inline_len);
+    }
+    assert_int_equal (zh_batch_next (&it, &e, &len, &err), 0);
+    assert_int_equal (it.index, 3);
+
+    zh_frame_view_t view = {frame, used};
+    zh_msg_t msg;
+    assert_int_equal (zh_msg_decode (&msg, &view, 1, &err), 0);
+    assert_int_equal (msg.hdr.command, ZH_BATCH);
+    assert_int_equal (msg.batch_elements, 3);
+    assert_string_equal (zh_command_name (ZH_BATCH), "BATCH");
+}
+
+//  The container's faults, each ERROR 400 (426 for a version), and the
+//  elements before a fault stand.
+static void
+test_batch_container_faults_are_400_after_the_good_elements (void **state)
+{
+    (void)state;
+    uint8_t good[128];
+    size_t glen = batch_elem (good, sizeof good, ZH_SEND, DEST, "ok");
+    uint8_t frame[512];
+    zh_batch_iter_t it;
+    zh_error_t err;
+    const uint8_t *e;
+    size_t len, used;
+
+    //  No elements.
+    zh_header_write (frame, ZH_BATCH, 0, 0);
+    assert_int_equal (zh_batch_begin (&it, frame, ZH_HEADER_SIZE, &err), -1);
+    assert_int_equal (err.code, ZH_ERR_MALFORMED);
+    assert_non_null (strstr (err.reason, "no elements"));
+    //  ttl or flags set; another version.
+    zh_header_write (frame, ZH_BATCH, 1, 0);
+    assert_int_equal (zh_batch_begin (&it, frame, 20, &err), -1);
+    assert_int_equal (err.code, ZH_ERR_MALFORMED);
+    zh_header_write (frame, ZH_BATCH, 0, 2);
+    assert_int_equal (zh_batch_begin (&it, frame, 20, &err), -1);
+    assert_int_equal (err.code, ZH_ERR_MALFORMED);
+    zh_header_write (frame, ZH_BATCH, 0, 0);
+    frame[2] = 2;
+    assert_int_equal (zh_batch_begin (&it, frame, 20, &err), -1);
+    assert_int_equal (err.code, ZH_ERR_VERSION);
+
+    struct {
+        const char *name;
+        uint8_t tail[8];
+        size_t tail_len;
+        const char *needle;
+    } faults[] = {
+        {"length 0", {0, 0, 0, 0, 0x5a}, 5, "length 0"},
+        {"runs past", {0, 0, 1, 0, 0x5a, 0x48}, 6, "claims 256 bytes"},
+        {"left over", {0, 0}, 2, "too few for a length"},
+    };
+    for (size_t f = 0; f < sizeof faults / sizeof faults[0]; f++) {
+        zh_header_write (frame, ZH_BATCH, 0, 0);
+        used = ZH_HEADER_SIZE;
+        assert_int_equal (zh_batch_put (frame, sizeof frame, &used, good, glen), 0);
+        memcpy (frame + used, faults[f].tail, faults[f].tail_len);
+        used += faults[f].tail_len;
+        assert_int_equal (zh_batch_begin (&it, frame, used, &err), 0);
+        assert_int_equal (zh_batch_next (&it, &e, &len, &err), 1); //  the good one stands
+        assert_int_equal (len, glen);
+        assert_int_equal (zh_batch_next (&it, &e, &len, &err), -1);
+        assert_int_equal (err.code, ZH_ERR_MALFORMED);
+        assert_non_null (strstr (err.reason, faults[f].needle));
+        zh_frame_view_t view = {frame, used};
+        zh_msg_t msg;
+        assert_int_equal (zh_msg_decode (&msg, &view, 1, &err), -1);
+        assert_int_equal (err.code, ZH_ERR_MALFORMED);
+    }
+}
+
+//  zh_msg_decode checks each element as a lone one-frame message.
+static void
+test_batch_elements_are_checked_as_lone_messages (void **state)
+{
+    (void)state;
+    uint8_t frame[512], elem[128];
+    zh_error_t err;
+    zh_msg_t msg;
+    size_t used;
+    //  A BATCH is one frame.
+    zh_header_write (frame, ZH_BATCH, 0, 0);
+    used = ZH_HEADER_SIZE;
+    size_t n = batch_elem (elem, sizeof elem, ZH_SEND, DEST, "x");
+    assert_int_equal (zh_batch_put (frame, sizeof frame, &used, elem, n), 0);
+    zh_frame_view_t two[2] = {{frame, used}, {(const uint8_t *)"p", 1}};
+    assert_int_equal (zh_msg_decode (&msg, two, 2, &err), -1);
+    assert_int_equal (err.code, ZH_ERR_MALFORMED);
+    //  A control command inside: 400; an unknown one: 404; a bad dest: 400.
+    uint8_t ping[ZH_HEADER_SIZE], unknown[ZH_HEADER_SIZE];
+    zh_header_write (ping, ZH_PING, 0, 0);
+    zh_header_write (unknown, 0x7f, 0, 0);
+    struct {
+        const uint8_t *elem;
+        size_t len;
+        int code;
+    } cases[] = {
+        {ping, sizeof ping, ZH_ERR_MALFORMED},
+        {unknown, sizeof unknown, ZH_ERR_UNKNOWN_COMMAND},
+        {elem, batch_elem (elem, sizeof elem, ZH_SEND, "not an address", "x"), ZH_ERR_MALFORMED}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        zh_header_write (frame, ZH_BATCH, 0, 0);
+        used = ZH_HEADER_SIZE;
+        assert_int_equal (zh_batch_put (frame, sizeof frame, &used, cases[c].elem, cases[c].len),
+                          0);
+        zh_frame_view_t view = {frame, used};
+        assert_int_equal (zh_msg_decode (&msg, &view, 1, &err), -1);
+        assert_int_equal (err.code, cases[c].code);
+    }
+}
+
+//  batch, batch_max_bytes and liveness ride in the bodies §3 names.
+static void
+test_batch_fields_round_trip_in_the_bodies_that_carry_them (void **state)
+{
+    (void)state;
+    uint8_t commands[] = {ZH_ATTACH, ZH_READY, ZH_HELLO, ZH_WELCOME};
+    for (size_t i = 0; i < sizeof commands; i++) {
+        zh_body_t body = {.command = commands[i], .batch = true, .batch_max_bytes = 262144};
+        body.present = ZH_F_BATCH | ZH_F_BATCH_MAX_BYTES;
+        if (commands[i] == ZH_READY) body.proc = zh_span_of (SRC), body.present |= ZH_F_PROC;
+        if (commands[i] == ZH_HELLO || commands[i] == ZH_WELCOME) {
+            body.endpoint = zh_span_of ("tcp://h:1");
+            body.incarnation = 7;
+            body.present |= ZH_F_ENDPOINT | ZH_F_INCARNATION;
+        }
+        size_t size;
+        uint8_t *bytes = zh_body_encode (&body, &size);
+        assert_non_null (bytes);
+        zh_body_t back;
+        zh_error_t err;
+        assert_int_equal (zh_body_decode (&back, commands[i], bytes, size, &err), 0);
+        assert_true (back.present & ZH_F_BATCH);
+        assert_true (back.batch);
+        //  batch_max_bytes only where §3 puts it (WELCOME here).
+        assert_int_equal ((back.present & ZH_F_BATCH_MAX_BYTES) != 0, commands[i] == ZH_WELCOME);
+        free (bytes);
+    }
+    //  A batch that is not a bool is 400.
+    packer_t p;
+    pk_init (&p);
+    msgpack_pack_map (&p.pk, 1);
+    msgpack_pack_str (&p.pk, 5);
+    msgpack_pack_str_body (&p.pk, "batch", 5);
+    msgpack_pack_int (&p.pk, 1);
+    zh_body_t body;
+    zh_error_t err;
+    assert_int_equal (
+        zh_body_decode (&body, ZH_ATTACH, (const uint8_t *)p.sbuf.data, p.sbuf.size, &err), -1);
+    assert_int_equal (err.code, ZH_ERR_MALFORMED);
+    assert_non_null (strstr (err.reason, "batch must be true or false"));
+    msgpack_sbuffer_destroy (&p.sbuf);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1890,6 +2090,10 @@ main (int argc, char *argv[])
         cmocka_unit_test (test_random_mutations_decode_or_are_refused_400_404_426),
         cmocka_unit_test (test_msgpack_guard_refuses_declared_counts_it_cannot_hold),
         cmocka_unit_test (test_head_address_kinds),
+        cmocka_unit_test (test_batch_walks_its_elements_in_order_and_rebuilds_the_same_bytes),
+        cmocka_unit_test (test_batch_container_faults_are_400_after_the_good_elements),
+        cmocka_unit_test (test_batch_elements_are_checked_as_lone_messages),
+        cmocka_unit_test (test_batch_fields_round_trip_in_the_bodies_that_carry_them),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     msg_free (&s_kept);

@@ -207,7 +207,7 @@ s_msgpack_eq_json (const uint8_t *data, size_t size, const json_t *json)
 //  ---------------------------------------------------------------------
 //  Control bodies: the test's own table of zh_body_t fields.
 
-typedef enum { F_STR, F_INT, F_UINT } ftype_t;
+typedef enum { F_STR, F_INT, F_UINT, F_BOOL } ftype_t;
 
 typedef struct {
     const char *name;
@@ -237,6 +237,9 @@ static const bfield_t s_bfields[] = {
     BF ("dest", ZH_F_DEST, F_STR, dest),
     BF ("seq", ZH_F_SEQ, F_INT, seq),
     BF ("timeout_ms", ZH_F_TIMEOUT_MS, F_UINT, timeout_ms),
+    BF ("liveness", ZH_F_LIVENESS, F_UINT, liveness),
+    BF ("batch", ZH_F_BATCH, F_BOOL, batch),
+    BF ("batch_max_bytes", ZH_F_BATCH_MAX_BYTES, F_UINT, batch_max_bytes),
 };
 #define BFIELD_COUNT (sizeof s_bfields / sizeof s_bfields[0])
 
@@ -259,6 +262,8 @@ s_check_body (const char *id, const zh_body_t *body, const json_t *expect, const
             same = s_str_eq (value, span->ptr, span->len);
         } else if (f->type == F_INT)
             same = s_json_i64_eq (value, *(const int64_t *)member);
+        else if (f->type == F_BOOL)
+            same = json_is_boolean (value) && json_is_true (value) == *(const bool *)member;
         else
             same = s_json_int_eq (value, false, *(const uint64_t *)member);
         if (!same) return s_fail (id, "body field %s differs from the vector", f->name);
@@ -400,6 +405,75 @@ s_check_control (const char *id, const zh_msg_t *msg, const zh_frame_view_t *fra
     return same ? 0 : s_fail (id, "canonical, but zh_body_encode writes other bytes");
 }
 
+//  A BATCH (§9): each element, decoded as the lone one-frame message it
+//  is, matches the vector's element; zh_batch_put of the elements gives
+//  the frame back.
+static int
+s_check_batch (const char *id, const zh_frame_view_t *frame, const json_t *expect)
+{
+    json_t *elements = json_object_get (expect, "elements");
+    if (!json_is_array (elements) || json_array_size (elements) == 0)
+        return s_fail (id, "decode.elements is not a non-empty array");
+    zh_batch_iter_t it;
+    zh_error_t err;
+    if (zh_batch_begin (&it, frame->data, frame->size, &err)) return s_fail (id, "%s", err.reason);
+    uint8_t *buf = malloc (frame->size);
+    assert_non_null (buf);
+    zh_header_write (buf, ZH_BATCH, 0, 0);
+    size_t used = ZH_HEADER_SIZE, n = 0;
+    const uint8_t *elem;
+    size_t len;
+    int rc = 0, more;
+    while (rc == 0 && (more = zh_batch_next (&it, &elem, &len, &err)) == 1) {
+        json_t *want = json_array_get (elements, n);
+        zh_frame_view_t view = {elem, len};
+        zh_msg_t msg;
+        char eid[160];
+        snprintf (eid, sizeof eid, "%s element %zu", id, n + 1);
+        if (!want)
+            rc = s_fail (id, "more elements than the vector's %zu", json_array_size (elements));
+        else if (zh_msg_decode (&msg, &view, 1, &err))
+            rc = s_fail (eid, "refused: %s", err.reason);
+        else if (msg.hdr.command != json_integer_value (json_object_get (want, "command")) ||
+                 msg.hdr.ttl != json_integer_value (json_object_get (want, "ttl")) ||
+                 msg.hdr.flags != json_integer_value (json_object_get (want, "flags")))
+            rc = s_fail (eid, "command, ttl or flags differ");
+        else
+            rc = s_check_head (eid, &msg, &view, 1, want);
+        if (rc == 0 && zh_batch_put (buf, frame->size, &used, elem, len))
+            rc = s_fail (eid, "zh_batch_put: no room");
+        n++;
+    }
+    if (rc == 0 && more != 0) rc = s_fail (id, "the walk failed: %s", err.reason);
+    if (rc == 0 && n != json_array_size (elements))
+        rc = s_fail (id, "%zu elements, the vector has %zu", n, json_array_size (elements));
+    if (rc == 0 && (used != frame->size || memcmp (buf, frame->data, used) != 0))
+        rc = s_fail (id, "zh_batch_put of the elements does not give back the frame");
+    free (buf);
+    return rc;
+}
+
+//  A refused BATCH: the walk returns elements_before elements, then the
+//  container's fault.
+static int
+s_check_batch_prefix (const char *id, const zh_frame_view_t *frame, json_int_t before)
+{
+    zh_batch_iter_t it;
+    zh_error_t err;
+    json_int_t n = 0;
+    int more = -1;
+    if (zh_batch_begin (&it, frame->data, frame->size, &err) == 0) {
+        const uint8_t *elem;
+        size_t len;
+        while ((more = zh_batch_next (&it, &elem, &len, &err)) == 1)
+            n++;
+    }
+    if (more != -1) return s_fail (id, "the container walks cleanly; the vector says it is bad");
+    return n == before ? 0
+                       : s_fail (id, "%lld elements stand before the fault, the vector says %lld",
+                                 (long long)n, (long long)before);
+}
+
 static int
 s_check_frame_vector (const json_t *vector)
 {
@@ -452,6 +526,9 @@ s_check_frame_vector (const json_t *vector)
         else if (err.code != code)
             rc = s_fail (id, "refused with %d (%s), the vector expects %d", err.code, err.reason,
                          code);
+        else if (json_object_get (error, "elements_before"))
+            rc = s_check_batch_prefix (
+                id, &frames[0], json_integer_value (json_object_get (error, "elements_before")));
     } else if (rc == 0) {
         const char *name = json_string_value (json_object_get (expect, "name"));
         if (decoded != 0)
@@ -462,6 +539,8 @@ s_check_frame_vector (const json_t *vector)
         else if (msg.hdr.ttl != json_integer_value (json_object_get (expect, "ttl")) ||
                  msg.hdr.flags != json_integer_value (json_object_get (expect, "flags")))
             rc = s_fail (id, "ttl %u flags %u differ from the vector", msg.hdr.ttl, msg.hdr.flags);
+        else if (msg.hdr.command == ZH_BATCH)
+            rc = s_check_batch (id, &frames[0], expect);
         else if (zh_command_has_head (msg.hdr.command))
             rc = s_check_head (id, &msg, frames, count, expect);
         else

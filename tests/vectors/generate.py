@@ -30,7 +30,7 @@ ERR = {400: "malformed", 401: "handshake required", 403: "forbidden",
        404: "unknown command", 413: "too large", 426: "unsupported version",
        503: "shutting down"}
 CMD = {"ATTACH": 0x01, "BOOTSTRAP": 0x02, "READY": 0x03, "HELLO": 0x04,
-       "WELCOME": 0x05, "SEND": 0x10, "RETURN": 0x11, "PING": 0x20, "PONG": 0x21,
+       "WELCOME": 0x05, "SEND": 0x10, "RETURN": 0x11, "BATCH": 0x12, "PING": 0x20, "PONG": 0x21,
        "BYE": 0x22, "ERROR": 0x23, "STOP": 0x30}
 NAME = {v: k for k, v in CMD.items()}
 
@@ -113,12 +113,78 @@ def ok_head(id_, desc, cmd, dest, src, meta=None, meta_bytes=None, inline=None, 
                    "canonical": canonical})
 
 
-def bad(id_, desc, frames, code, check, max_msg_bytes=None):
+def bad(id_, desc, frames, code, check, max_msg_bytes=None, elements_before=None):
     v = {"id": id_, "description": desc, "frames": [f.hex() for f in frames],
          "error": {"code": code, "name": ERR[code], "check": check}}
     if max_msg_bytes is not None:
         v["limits"] = {"max_msg_bytes": max_msg_bytes}
+    if elements_before is not None:
+        v["error"]["elements_before"] = elements_before
     FRAMES.append(v)
+
+
+def batch(*elements, tail=b"", ttl=0, flags=0):
+    """A BATCH frame (§9): [header 0x12][u32 L][element]... then tail."""
+    out = hdr(0x12, ttl, flags)
+    for e in elements:
+        out += struct.pack(">I", len(e)) + e
+    return out + tail
+
+
+def element(cmd, dest, src, meta=None, inline=b"", ttl=64, flags=0x02):
+    """A one-frame SEND or RETURN (INLINE set) and its decode."""
+    meta_bytes = pack(meta) if meta else b""
+    h = head(CMD[cmd], dest, src, meta_bytes, inline, ttl, flags)
+    return h, {"command": CMD[cmd], "name": cmd, "ttl": ttl, "flags": h[5], "dest": dest,
+               "src": src, "meta_hex": meta_bytes.hex(), "meta": jsonable(meta or {}),
+               "parts": [inline.hex()] if h[5] & 0x02 else []}
+
+
+def ok_batch(id_, desc, *elems):
+    FRAMES.append({"id": id_, "description": desc,
+                   "frames": [batch(*[e[0] for e in elems]).hex()],
+                   "decode": {"command": 0x12, "name": "BATCH", "ttl": 0, "flags": 0,
+                              "elements": [e[1] for e in elems]},
+                   "canonical": True})
+
+
+def batch_vectors():
+    e1 = element("SEND", DEST, SRC, {"seq": 1, "reply": "client.remote<2>:9@" + EP}, b"one")
+    e2 = element("SEND", "echo.e2:3@" + EP, SRC, None, b"", ttl=3)
+    e3 = element("RETURN", SRC, "service@" + EP,
+                 {"failures": [{"code": "NO_SUCH_PROC", "reason": "no proc of that id",
+                                "at": EP}], "dest": DEST, "meta": {}}, b"lost", flags=0x02)
+    ok_batch("batch-one-send", "a BATCH of one SEND (§9): [header 0x12 0 0][u32 L][element]", e1)
+    ok_batch("batch-send-send-return", "three elements, SENDs and a RETURN, kept in order; each "
+             "is byte for byte a one-frame message with its own ttl and flags", e1, e2, e3)
+    ok_batch("batch-unflagged-empty-part", "an element without RETURN_UNDELIVERABLE and with an "
+             "empty inline part", element("SEND", DEST, SRC, None, b"", flags=0x02))
+    good = e1[0]
+    bad("batch-no-elements", "a BATCH holding nothing", [batch()], 400, "batch",
+        elements_before=0)
+    bad("batch-length-zero", "an element length of 0, after a good element",
+        [batch(good, tail=b"\x00\x00\x00\x00" + good)], 400, "batch", elements_before=1)
+    bad("batch-length-past-end", "a length that runs past the frame",
+        [batch(good, tail=struct.pack(">I", 500) + b"ZH")], 400, "batch", elements_before=1)
+    bad("batch-bytes-left-over", "three bytes after the last element: too few for a length",
+        [batch(good, tail=b"\x00\x00\x01")], 400, "batch", elements_before=1)
+    bad("batch-nonzero-ttl", "the BATCH header's ttl must be 0", [batch(good, ttl=64)], 400,
+        "header")
+    bad("batch-nonzero-flags", "the BATCH header's flags must be 0", [batch(good, flags=2)], 400,
+        "header")
+    bad("batch-two-frames", "a BATCH is one frame: nothing follows it",
+        [batch(good), b"payload"], 400, "layout")
+    bad("batch-version-2", "the version is checked first, as for any frame",
+        [hdr(0x12, version=2) + struct.pack(">I", len(good)) + good], 426, "version")
+    bad("batch-element-control", "an element that is a PING, not a SEND or RETURN: the broker "
+        "answers ERROR 400 for that element alone and goes on with the next",
+        [batch(good, hdr(0x20), good)], 400, "batch-element")
+    bad("batch-element-unknown-command", "an element of an unknown command: ERROR 404 for it "
+        "alone", [batch(hdr(0x7f), good)], 404, "batch-element")
+    bad("batch-element-bad-dest", "an element whose dest is not a port address: ERROR 400 for "
+        "it alone", [batch(element("SEND", "nope", SRC, None, b"x")[0])], 400, "batch-element")
+    bad("batch-element-truncated-head", "an element whose head runs past its own length",
+        [batch(good[:12])], 400, "batch-element")
 
 
 def frames_vectors():
@@ -142,16 +208,18 @@ def frames_vectors():
     ok_control("bootstrap-max-incarnation", "incarnation is a u64: 2**64-1 fits", "BOOTSTRAP",
                {"proc": "remote<2>@" + EP, "host": EP, "agent": "host_agent.service@" + EP,
                 "heartbeat_ms": 0, "max_msg_bytes": 0, "hwm": 0, "incarnation": U64_MAX})
-    ok_control("bootstrap-shared-protocol-fields", "BOOTSTRAP with the keys the shared "
-               "PROTOCOL.md adds (liveness, batch, batch_max_bytes): zhost's codec does not know "
-               "them yet and ignores them", "BOOTSTRAP",
+    ok_control("bootstrap-batch-fields", "BOOTSTRAP with liveness and the batch fields (§9), "
+               "in the C codec's order", "BOOTSTRAP",
                {"proc": "remote<2>@" + EP, "host": EP, "agent": "host_agent.service@" + EP,
-                "heartbeat_ms": 1000, "liveness": 3, "max_msg_bytes": 16777216, "hwm": 1000,
-                "incarnation": 1, "batch": False, "batch_max_bytes": 262144},
-               canonical=False, unknown=["liveness", "batch", "batch_max_bytes"])
-    ok_control("attach-batch-ignored", "ATTACH asking for BATCH (PROTOCOL.md §9): zhost does "
-               "not negotiate it; the key is ignored", "ATTACH", {"lang": "c", "batch": True},
-               canonical=False, unknown=["batch"])
+                "heartbeat_ms": 1000, "max_msg_bytes": 16777216, "hwm": 1000,
+                "incarnation": 1, "liveness": 3, "batch": True, "batch_max_bytes": 262144})
+    ok_control("attach-batch", "ATTACH asking for BATCH (§9)", "ATTACH",
+               {"lang": "c", "batch": True})
+    ok_control("ready-batch", "READY of a spawned proc that takes BATCH", "READY",
+               {"proc": "worker@" + EP, "batch": True})
+    ok_control("welcome-batch", "WELCOME saying the broker takes BATCH up to 256 KiB",
+               "WELCOME", {"incarnation": 9, "endpoint": "tcp://host-b:7100", "batch": True,
+                           "batch_max_bytes": 262144})
     ok_control("ready-proc-pid", "READY from a spawned proc (pid first: the C codec's order)", "READY",
                {"pid": 31337, "proc": "worker@" + EP})
     ok_control("ready-proc-only", "READY needs only proc", "READY", {"proc": "worker<3xZ9kLmN>@" + EP})
@@ -246,9 +314,7 @@ def frames_vectors():
         426, "version")
     bad("unknown-command-0x00", "command 0x00", [hdr(0x00)], 404, "command")
     bad("unknown-command-0x7f", "command 0x7f", [hdr(0x7f)], 404, "command")
-    bad("unknown-command-0x12-batch", "0x12 (BATCH in the shared PROTOCOL.md §9) is not "
-        "implemented by zhost: unknown command", [b"ZH\x01\x12\x00\x00" + b"\x00\x00\x00\x01\x00"],
-        404, "command")
+    bad("unknown-command-0x13", "command 0x13 (after BATCH)", [hdr(0x13)], 404, "command")
     bad("unknown-command-before-header-rules", "the command is checked before a control frame's "
         "length", [hdr(0x06) + b"junk"], 404, "command")
     bad("control-header-7-bytes", "a control command's first frame is exactly 6 bytes",
@@ -474,11 +540,12 @@ UID58_BAD = [("", "empty"), ("12", "leading '1'"), ("0", "not in the alphabet"),
 
 def main():
     frames_vectors()
+    batch_vectors()
     address_vectors()
     ids = [v["id"] for v in FRAMES]
     assert len(ids) == len(set(ids)), "duplicate vector ids"
     frames_doc = {"format": "zhost-test-vectors/frames", "version": 1,
-                  "protocol": "ZHP/1 (docs/protocol.md §3-§7)", "vectors": FRAMES}
+                  "protocol": "ZHP/1 (docs/protocol.md §3-§7, §9)", "vectors": FRAMES}
     addr_doc = {"format": "zhost-test-vectors/addresses", "version": 1,
                 "protocol": "ZHP/1 addresses (docs/protocol.md §2)",
                 "addresses": ADDRS,
