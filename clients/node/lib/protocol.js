@@ -1,9 +1,10 @@
-// zhost/lib/protocol.js — ZHP/1 frames and addresses (PROTOCOL.md §2–§5), no sockets.
+// zhost/lib/protocol.js — ZHP/1 frames and addresses (docs/protocol.md §2–§5, BATCH §9), no sockets.
 'use strict';
 const { encode, decode } = require('@msgpack/msgpack');
 
 const MAGIC0 = 0x5a, MAGIC1 = 0x48, VERSION = 1, HEADER_SIZE = 6, DEFAULT_TTL = 64;
 const INLINE_MAX = 4096, FIELD_MAX = 1024;
+const BATCH_LEN_SIZE = 4, BATCH_MAX_BYTES_DEFAULT = 256 * 1024;
 const CMD = { ATTACH: 0x01, BOOTSTRAP: 0x02, READY: 0x03, HELLO: 0x04, WELCOME: 0x05,
   SEND: 0x10, RETURN: 0x11, BATCH: 0x12, PING: 0x20, PONG: 0x21, BYE: 0x22, ERROR: 0x23,
   STOP: 0x30 };
@@ -81,13 +82,23 @@ function u32(n) { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; }
 function isMapMarker(b) { return (b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf; }
 
 // One received message: {cmd, ttl, flags, frames} plus, for SEND/RETURN,
-// {dest, src, meta, parts} and, for control commands, {body}.
+// {dest, src, meta, parts}, for BATCH {elements} (each the message a lone one-frame
+// SEND/RETURN decodes to; any fault refuses the whole frame, see walkBatch for the
+// broker's lenient walk) and, for control commands, {body}.
 function decodeMessage(frames) {
   if (!frames.length) throw new ProtocolError('no frames');
   const f = frames[0];
   if (f.length < HEADER_SIZE || f[0] !== MAGIC0 || f[1] !== MAGIC1) throw new ProtocolError('short header or bad magic');
   if (f[2] !== VERSION) throw new ProtocolError('unsupported version ' + f[2]);
   const msg = { cmd: f[3], ttl: f[4], flags: f[5], frames };
+  if (msg.cmd === CMD.BATCH) {
+    const walk = walkBatch(frames);
+    if (walk.error) throw walk.error;
+    const bad = walk.elements.findIndex((e) => e instanceof Error);
+    if (bad >= 0) throw new ProtocolError(`BATCH element ${bad + 1}: ${walk.elements[bad].message}`);
+    msg.elements = walk.elements;
+    return msg;
+  }
   if (msg.cmd === CMD.SEND || msg.cmd === CMD.RETURN) {
     let pos = HEADER_SIZE;
     const take = (n, what) => {
@@ -120,6 +131,71 @@ function decodeMessage(frames) {
     msg.body = body;
   }
   return msg;
+}
+
+// --- BATCH (§9) ---
+// [header 0x12 0 0][u32 L1][element 1] … [u32 Ln][element n]: one frame; each element is
+// a one-frame SEND or RETURN, byte for byte.
+
+// A lenient walk, as the broker's: {elements, error}. elements holds, in order, each
+// element before the first container fault, decoded as the lone message it is (the same
+// object decodeMessage gives for it) or, where that element alone is bad, the
+// ProtocolError it raised (the walk goes on with the next). error is the container fault
+// (no elements, a length of 0, one past the frame, bytes left over), or null. A bad
+// header (magic, version, not a BATCH, ttl or flags not 0) or extra frames throw.
+function walkBatch(frames) {
+  const f = frames[0];
+  if (!f || f.length < HEADER_SIZE || f[0] !== MAGIC0 || f[1] !== MAGIC1) throw new ProtocolError('short header or bad magic');
+  if (f[2] !== VERSION) throw new ProtocolError('unsupported version ' + f[2]);
+  if (f[3] !== CMD.BATCH) throw new ProtocolError('not a BATCH');
+  if (f[4] !== 0 || f[5] !== 0) throw new ProtocolError('BATCH header: ttl and flags must be 0');
+  if (frames.length !== 1) throw new ProtocolError('a BATCH is one frame');
+  const elements = [];
+  let pos = HEADER_SIZE, error = null;
+  while (pos < f.length) {
+    const left = f.length - pos;
+    if (left < BATCH_LEN_SIZE) { error = new ProtocolError(`BATCH: ${left} bytes left after element ${elements.length}, too few for a length`); break; }
+    const n = f.readUInt32BE(pos);
+    if (n === 0) { error = new ProtocolError(`BATCH: element ${elements.length + 1} has length 0`); break; }
+    if (n > left - BATCH_LEN_SIZE) { error = new ProtocolError(`BATCH: element ${elements.length + 1} claims ${n} bytes, ${left - BATCH_LEN_SIZE} are left`); break; }
+    const el = f.subarray(pos + BATCH_LEN_SIZE, pos + BATCH_LEN_SIZE + n);
+    pos += BATCH_LEN_SIZE + n;
+    elements.push(decodeElement(el));
+  }
+  if (!error && !elements.length) error = new ProtocolError('BATCH: no elements');
+  return { elements, error };
+}
+
+function decodeElement(el) {
+  if (el.length < HEADER_SIZE || el[0] !== MAGIC0 || el[1] !== MAGIC1 || el[2] !== VERSION) return new ProtocolError('bad header');
+  if (el[3] !== CMD.SEND && el[3] !== CMD.RETURN) return new ProtocolError(`command 0x${el[3].toString(16)}: only SEND and RETURN are batched`);
+  try { return decodeMessage([el]); } catch (e) { return e; }
+}
+
+// Size of the BATCH frame holding elements of these lengths.
+function batchSize(lengths) { return lengths.reduce((s, n) => s + BATCH_LEN_SIZE + n, HEADER_SIZE); }
+
+// One BATCH frame (as [frame], like encodeControl and encodeSend) from encoded one-frame
+// SENDs/RETURNs: each a Buffer, or the frames array encodeSend returns (of one frame).
+function encodeBatch(elements) {
+  if (!elements.length) throw new ProtocolError('a BATCH holds at least one element');
+  const bufs = elements.map((e) => {
+    if (Array.isArray(e)) {
+      if (e.length !== 1) throw new ProtocolError('a message with payload frames is never batched');
+      e = e[0];
+    }
+    e = asBuffer(e);
+    if (e.length < HEADER_SIZE || e[0] !== MAGIC0 || e[1] !== MAGIC1 || (e[3] !== CMD.SEND && e[3] !== CMD.RETURN)) {
+      throw new ProtocolError('a BATCH element is a one-frame SEND or RETURN');
+    }
+    if (e.length > 0xffffffff) throw new ProtocolError('element too long for a u32 length');
+    return e;
+  });
+  const out = Buffer.allocUnsafe(batchSize(bufs.map((b) => b.length)));
+  header(CMD.BATCH).copy(out, 0);
+  let pos = HEADER_SIZE;
+  for (const b of bufs) { out.writeUInt32BE(b.length, pos); b.copy(out, pos + BATCH_LEN_SIZE); pos += BATCH_LEN_SIZE + b.length; }
+  return [out];
 }
 
 // --- addresses (§2) ---
@@ -192,5 +268,6 @@ function parseAddress(text, kind) {
   return a;
 }
 
-module.exports = { CMD, F_RETURN_UNDELIVERABLE, F_INLINE, DEFAULT_TTL, INLINE_MAX, ProtocolError,
-  AddressError, header, pack, unpack, encodeControl, encodeSend, decodeMessage, parseAddress, checkId, checkEndpoint };
+module.exports = { CMD, F_RETURN_UNDELIVERABLE, F_INLINE, DEFAULT_TTL, INLINE_MAX, HEADER_SIZE, BATCH_LEN_SIZE,
+  BATCH_MAX_BYTES_DEFAULT, ProtocolError, AddressError, header, pack, unpack, encodeControl, encodeSend, encodeBatch,
+  batchSize, walkBatch, decodeMessage, parseAddress, checkId, checkEndpoint };

@@ -42,7 +42,7 @@ const ADDRS = load('addresses.json', 'zhost-test-vectors/addresses', 'addresses'
 // Vectors the broker refuses but this client's decoder accepts (tests/vectors/README.md).
 const ACCEPTED = new Map([
   // header rules past magic and version
-  ...['unknown-command-0x00', 'unknown-command-0x7f', 'unknown-command-0x12-batch',
+  ...['unknown-command-0x00', 'unknown-command-0x7f', 'unknown-command-0x13',
     'unknown-command-before-header-rules'].map((id) => [id, 'command byte not checked']),
   ...['control-header-7-bytes', 'head-control-command-as-head'].map((id) => [id, 'control header length not checked']),
   ...['control-nonzero-ttl', 'control-nonzero-flags'].map((id) => [id, 'control ttl/flags not checked']),
@@ -60,7 +60,8 @@ const ACCEPTED = new Map([
   ...['send-dest-actor-address', 'send-dest-proc-address', 'send-dest-not-an-address',
     'send-dest-uppercase-label', 'send-dest-noncanonical-port', 'send-dest-noncanonical-uid',
     'send-dest-not-utf8-label', 'send-dest-nul-in-endpoint', 'send-src-port-address',
-    'send-src-bad-endpoint', 'send-src-tcp-port-0', 'return-dest-port-address'].map((id) => [id, 'head addresses not parsed']),
+    'send-src-bad-endpoint', 'send-src-tcp-port-0', 'return-dest-port-address',
+    'batch-element-bad-dest'].map((id) => [id, 'head addresses not parsed']),
   // the size limit is the broker's
   ['control-over-max-msg-bytes', 'size is the broker\'s check'],
 ]);
@@ -100,10 +101,27 @@ test('the vector files have vectors of every kind', () => {
   assert.equal(new Set(ids).size, ids.length, 'vector ids are unique');
   for (const id of ACCEPTED.keys()) assert.ok(ids.includes(id), `ACCEPTED names ${id}, not a vector`);
   const names = new Set(FRAMES.filter((v) => v.decode).map((v) => v.decode.name));
-  const known = Object.keys(P.CMD).filter((n) => n !== 'BATCH');
-  assert.deepEqual([...names].sort(), known.sort(), 'every command (but BATCH, see README) has a vector');
+  assert.deepEqual([...names].sort(), Object.keys(P.CMD).sort(), 'every command has a vector');
   assert.ok(FRAMES.some((v) => v.error));
+  assert.ok(FRAMES.some((v) => v.error && v.error.elements_before !== undefined), 'BATCH container faults');
 });
+
+// One decoded SEND/RETURN against its `decode` (or BATCH `elements` entry); canonical
+// ones re-encoded where encodeSend can express them. Returns the re-encoded frame or null.
+function checkHead(msg, want, canonical) {
+  assert.deepEqual([msg.cmd, msg.ttl, msg.flags], [want.command, want.ttl, want.flags]);
+  assert.equal(P.CMD[want.name], msg.cmd);
+  assert.equal(msg.dest, want.dest);
+  assert.equal(msg.src, want.src);
+  assert.deepEqual(toJson(msg.meta), want.meta === null ? {} : want.meta);
+  assert.deepEqual(msg.parts.map(hex), want.parts);
+  const parts = want.parts.map((p) => Buffer.from(p, 'hex'));
+  const inline = (msg.flags & P.F_INLINE) !== 0;
+  const expressible = inline === (parts.length > 0 && parts[0].length <= P.INLINE_MAX);
+  if (!canonical || !expressible) return null;
+  return P.encodeSend(want.dest, want.src, parts, toJs(want.meta),
+    { undeliverable: (msg.flags & P.F_RETURN_UNDELIVERABLE) !== 0, ttl: msg.ttl, cmd: msg.cmd });
+}
 
 for (const vector of FRAMES.filter((v) => v.decode)) {
   test(`frame ${vector.id} decodes`, () => {
@@ -113,17 +131,15 @@ for (const vector of FRAMES.filter((v) => v.decode)) {
     assert.deepEqual([msg.cmd, msg.ttl, msg.flags], [want.command, want.ttl, want.flags]);
     assert.equal(P.CMD[want.name], msg.cmd);
     if (msg.cmd === P.CMD.SEND || msg.cmd === P.CMD.RETURN) {
-      assert.equal(msg.dest, want.dest);
-      assert.equal(msg.src, want.src);
-      assert.deepEqual(toJson(msg.meta), want.meta === null ? {} : want.meta);
-      assert.deepEqual(msg.parts.map(hex), want.parts);
-      const parts = want.parts.map((p) => Buffer.from(p, 'hex'));
-      const inline = (msg.flags & P.F_INLINE) !== 0;
-      const expressible = inline === (parts.length > 0 && parts[0].length <= P.INLINE_MAX);
-      if (vector.canonical && expressible) {
-        const again = P.encodeSend(want.dest, want.src, parts, toJs(want.meta),
-          { undeliverable: (msg.flags & P.F_RETURN_UNDELIVERABLE) !== 0, ttl: msg.ttl, cmd: msg.cmd });
-        assert.deepEqual(again.map(hex), vector.frames);
+      const again = checkHead(msg, want, vector.canonical);
+      if (again) assert.deepEqual(again.map(hex), vector.frames);
+    } else if (msg.cmd === P.CMD.BATCH) {
+      assert.equal(msg.elements.length, want.elements.length, 'element count');
+      const agains = msg.elements.map((el, i) => checkHead(el, want.elements[i], vector.canonical));
+      // the lenient walk the client dispatches with gives the same elements
+      assert.deepEqual(P.walkBatch(fr).elements.map((e) => e.frames.map(hex)), msg.elements.map((e) => e.frames.map(hex)));
+      if (vector.canonical && agains.every(Boolean)) {
+        assert.deepEqual(P.encodeBatch(agains).map(hex), vector.frames);
       }
     } else {
       assert.deepEqual(toJson(msg.body), want.body);
@@ -139,6 +155,19 @@ for (const vector of FRAMES.filter((v) => v.error)) {
       return;
     }
     assert.throws(() => P.decodeMessage(frames(vector)), P.ProtocolError);
+    if (vector.error.elements_before !== undefined) {
+      // a container fault: the walk returns the elements before it, then the fault
+      const walk = P.walkBatch(frames(vector));
+      assert.ok(walk.error instanceof P.ProtocolError, 'the walk meets the fault');
+      assert.equal(walk.elements.length, vector.error.elements_before, 'elements before the fault');
+      for (const el of walk.elements) assert.ok(!(el instanceof Error), `element refused: ${el.message}`);
+    }
+    if (vector.error.check === 'batch-element') {
+      // the walk goes on past a bad element: exactly the bad one is an error
+      const walk = P.walkBatch(frames(vector));
+      assert.equal(walk.error, null);
+      assert.ok(walk.elements.some((e) => e instanceof P.ProtocolError));
+    }
   });
 }
 
