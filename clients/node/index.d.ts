@@ -38,6 +38,8 @@ export interface AttachOptions {
   timeout?: number;
   /** send PINGs and watch the broker's liveness (default true) */
   heartbeat?: boolean;
+  /** ask for BATCH (§9) in ATTACH (default true); false: never send or ask for BATCH frames */
+  batch?: boolean;
 }
 
 export interface SendOptions {
@@ -99,8 +101,12 @@ export class Client extends EventEmitter {
   readonly closed: string | null;
   /** false while the broker has been silent for liveness × heartbeat */
   readonly alive: boolean;
-  /** heartbeat counters */
-  readonly counters: { pingsSent: number; pongsSent: number; pingsReceived: number };
+  /** true when ATTACH asked for BATCH and the latest BOOTSTRAP said `batch: true` */
+  readonly batch: boolean;
+  /** the BOOTSTRAP's batch_max_bytes (default 262144, at most maxMsgBytes): bounds BATCH frames */
+  readonly batchMaxBytes: number;
+  /** heartbeat counters; messages* count SENDs/RETURNs (each BATCH element), batches* BATCH frames */
+  readonly counters: { pingsSent: number; pongsSent: number; pingsReceived: number; messagesSent: number; messagesReceived: number; batchesSent: number; batchesReceived: number };
   portAddress(n: number): string;
   /** handle SENDs to port n (0..2^32-1) of this client's actor; returns its address */
   port(n: number, handler?: (msg: Message) => void): string;
@@ -113,7 +119,11 @@ export class Client extends EventEmitter {
   ping(opts?: RequestOptions): Promise<Record<string, any>>;
   /** resolves once the snapshot arrived; AgentError when the broker refuses */
   watch(opts?: { timeout?: number }): Promise<Watch>;
-  /** BYE, wait (≤ liveness × heartbeat) for the broker's BYE; true when confirmed */
+  /** hold posts (nestable) until the matching flush(): they leave together as BATCH frames */
+  cork(): void;
+  /** end one cork(); when none is open, send what is held now; resolves once handed to the socket */
+  flush(): Promise<void>;
+  /** BYE (after what is held), wait (≤ liveness × heartbeat) for the broker's BYE; true when confirmed */
   close(reason?: string, opts?: { timeout?: number }): Promise<boolean>;
 
   on(event: 'undeliverable', listener: (err: Undeliverable) => void): this;
@@ -158,6 +168,9 @@ export namespace protocol {
   const F_INLINE: number;
   const DEFAULT_TTL: number;
   const INLINE_MAX: number;
+  const HEADER_SIZE: number;
+  const BATCH_LEN_SIZE: number;
+  const BATCH_MAX_BYTES_DEFAULT: number;
   class ProtocolError extends Error {}
   class AddressError extends Error {}
   interface Address { kind: 'proc' | 'actor' | 'port'; actor: string | null; proc: string; port: number | null; endpoint: string }
@@ -166,7 +179,14 @@ export namespace protocol {
   function unpack(buf: Buffer): unknown;
   function encodeControl(cmd: number, body?: Record<string, unknown>): Buffer[];
   function encodeSend(dest: string, src: string, parts?: Part[], meta?: Record<string, unknown> | null, opts?: { undeliverable?: boolean; ttl?: number; cmd?: number }): Buffer[];
-  function decodeMessage(frames: Buffer[]): Message & { body?: Record<string, unknown> };
+  /** one BATCH frame (as [frame]) from encoded one-frame SENDs/RETURNs (Buffers or encodeSend's arrays of one) */
+  function encodeBatch(elements: Array<Buffer | Buffer[]>): Buffer[];
+  /** bytes of a BATCH frame holding elements of these lengths */
+  function batchSize(lengths: number[]): number;
+  /** the broker's lenient walk: elements before a container fault (a bad one as its ProtocolError), and the fault */
+  function walkBatch(frames: Buffer[]): { elements: Array<Message | ProtocolError>; error: ProtocolError | null };
+  /** a BATCH decodes with `elements` (each as the lone message it is); any fault throws */
+  function decodeMessage(frames: Buffer[]): Message & { body?: Record<string, unknown>; elements?: Message[] };
   function parseAddress(text: string, kind?: Address['kind'] | Array<Address['kind']>): Address;
   function checkId(text: string): void;
   function checkEndpoint(text: string): void;

@@ -10,6 +10,9 @@ const { CMD } = P;
 const ONCE_PORT_BASE = 2 ** 32;      // once ports (request replies) are numbered from here
 const DEFAULT_HEARTBEAT_MS = 1000;
 const LIVENESS = 3;
+// A receive step goes on over frames that are already waiting (sock.readable), at most
+// this many, before its posts leave (the broker's loop turn is bounded the same way).
+const STEP_MAX_FRAMES = 64;
 
 class ZhostError extends Error {}
 
@@ -160,7 +163,15 @@ class Client extends EventEmitter {
     this._inflight = 0;
     this._lastSent = Date.now(); this._lastRecv = Date.now(); this._lastAttach = 0;
     this._byeReceived = false; this._byeWaiter = null;
-    this.counters = { pingsSent: 0, pongsSent: 0, pingsReceived: 0 };
+    // messages counts SENDs/RETURNs (BATCH elements each count); batches counts BATCH frames
+    this.counters = { pingsSent: 0, pongsSent: 0, pingsReceived: 0, messagesSent: 0, messagesReceived: 0, batchesSent: 0, batchesReceived: 0 };
+    // BATCH (§9): asked for in ATTACH unless opts.batch is false; on once BOOTSTRAP says so
+    this._batchWanted = opts.batch !== false;
+    this.batch = false; this.batchMaxBytes = 0;
+    this._stepOpen = false;            // a receive step: from a frame's dispatch to _endStep
+    this._corks = 0;                   // open cork() calls
+    this._queue = [];                  // posts held for the step's end: {el, resolve, reject}
+    this._queueBytes = P.HEADER_SIZE;  // the BATCH frame they would make
     const sockOpts = { routingId: routingId(), linger: 1000, receiveHighWaterMark: 0 };
     if (this.curve) Object.assign(sockOpts, { curveServerKey: this.curve.serverKey, curvePublicKey: this.curve.publicKey, curveSecretKey: this.curve.secretKey });
     this.sock = new zmq.Dealer(sockOpts);
@@ -183,9 +194,60 @@ class Client extends EventEmitter {
     return p;
   }
 
+  // --- posting (§9's client rule) ---
+  // A SEND or RETURN (its frames). Inside a step (a receive step, or cork() .. flush())
+  // on a connection that negotiated BATCH, a one-frame message that fits is held and
+  // leaves with the others when the step ends; otherwise what is held goes first, then
+  // this message, at once. Resolves once it is handed to the socket.
+  _post(frames) {
+    this.counters.messagesSent++;
+    const el = frames.length === 1 ? frames[0] : null;
+    if (this.batch && el && (this._stepOpen || this._corks > 0) && P.batchSize([el.length]) <= this.batchMaxBytes) {
+      if (this._queueBytes + P.BATCH_LEN_SIZE + el.length > this.batchMaxBytes) this._flushQueue();   // split
+      return new Promise((resolve, reject) => {
+        this._queue.push({ el, resolve, reject });
+        this._queueBytes += P.BATCH_LEN_SIZE + el.length;
+      });
+    }
+    this._flushQueue();
+    return this._sendFrames(frames);
+  }
+
+  // Hand what is held to the socket: one element alone as the lone message it is, more
+  // as one BATCH frame (_post keeps it within batch_max_bytes).
+  _flushQueue() {
+    const q = this._queue;
+    if (!q.length) return Promise.resolve();
+    this._queue = []; this._queueBytes = P.HEADER_SIZE;
+    let frames;
+    if (q.length === 1) frames = [q[0].el];
+    else { frames = P.encodeBatch(q.map((e) => e.el)); this.counters.batchesSent++; }
+    const p = this._sendFrames(frames);
+    p.then(() => { for (const e of q) e.resolve(); }, (err) => { for (const e of q) e.reject(err); });
+    return p.catch(() => {});
+  }
+
+  // The end of a receive step: after the frame's dispatch and the promise reactions it
+  // started (a microtask queued behind them), before control goes back to the event loop.
+  _endStep() {
+    this._stepOpen = false;
+    if (this._corks === 0) this._flushQueue();
+  }
+
+  // Hold posts until flush() (nestable): they leave together as BATCH frames.
+  cork() { this._check(); this._corks++; }
+
+  // End one cork(); when none is left open, send what is held now (also inside a handler:
+  // later posts of that step are held again until it ends). Resolves once handed over.
+  flush() {
+    if (this._corks > 0) this._corks--;
+    return this._corks === 0 ? this._flushQueue() : Promise.resolve();
+  }
+
   _sendAttach() {
     const body = { pid: process.pid, lang: 'node' };
     if (this.label) body.label = this.label;
+    if (this._batchWanted) body.batch = true;
     this._lastAttach = Date.now();
     return this._sendFrames(P.encodeControl(CMD.ATTACH, body)).catch(() => {});
   }
@@ -228,13 +290,23 @@ class Client extends EventEmitter {
     for (const t of ['handshake:error:auth', 'handshake:error:protocol', 'handshake:error:other']) this.sock.events.on(t, later);
   }
 
+  // Each received frame is dispatched inside a receive step: posts made by handlers, and
+  // by the promise reactions a dispatch starts (request() answers), are held. The step
+  // goes on over frames already waiting in the socket (at most STEP_MAX_FRAMES); then
+  // it ends in a microtask queued behind those reactions, so what it held leaves in the
+  // same event-loop turn, before any I/O or timer: no added latency.
   async _loop() {
+    let inStep = 0;
     try {
       for (;;) {
         const frames = await this.sock.receive();
         this._lastRecv = Date.now();
         if (!this.alive) { this.alive = true; this.emit('alive'); }
+        this._stepOpen = true;
         this._dispatch(frames);
+        if (++inStep < STEP_MAX_FRAMES && !this.sock.closed && this.sock.readable) continue;
+        inStep = 0;
+        queueMicrotask(() => this._endStep());
       }
     } catch (e) {
       if (this.closed === null && !this.sock.closed) this._fail(new Closed('receive failed: ' + e.message));
@@ -257,11 +329,12 @@ class Client extends EventEmitter {
   }
 
   _dispatch(frames) {
+    if (frames.length && frames[0].length >= P.HEADER_SIZE && frames[0][3] === CMD.BATCH) return this._onBatch(frames);
     let msg;
     try { msg = P.decodeMessage(frames); } catch (e) { return; }    // not ZHP/1: dropped
     switch (msg.cmd) {
-      case CMD.SEND: return this._onSend(msg);
-      case CMD.RETURN: return this._onReturn(msg);
+      case CMD.SEND: this.counters.messagesReceived++; return this._onSend(msg);
+      case CMD.RETURN: this.counters.messagesReceived++; return this._onReturn(msg);
       case CMD.PING:
         this.counters.pingsReceived++; this.counters.pongsSent++;
         this._sendFrames(P.encodeControl(CMD.PONG)).catch(() => {});
@@ -278,6 +351,20 @@ class Client extends EventEmitter {
     }
   }
 
+  // Each element in order, exactly as if it had come alone; a bad element is dropped as a
+  // lone one would be, a container fault drops the rest (the elements before it stand).
+  _onBatch(frames) {
+    let walk;
+    try { walk = P.walkBatch(frames); } catch (e) { return; }
+    this.counters.batchesReceived++;
+    for (const msg of walk.elements) {
+      if (msg instanceof Error) continue;
+      this.counters.messagesReceived++;
+      if (msg.cmd === CMD.SEND) this._onSend(msg); else this._onReturn(msg);
+      if (this.closed !== null) return;
+    }
+  }
+
   _onBootstrap(body) {
     let a;
     try { a = P.parseAddress(body.proc, 'proc'); } catch (e) { return; }   // unusable: ignored
@@ -286,6 +373,11 @@ class Client extends EventEmitter {
     if (Number.isInteger(body.heartbeat_ms) && body.heartbeat_ms > 0) this.heartbeatMs = body.heartbeat_ms;
     if (Number.isInteger(body.liveness) && body.liveness > 0) this.liveness = body.liveness;
     if (Number.isInteger(body.max_msg_bytes)) this.maxMsgBytes = body.max_msg_bytes;
+    // BATCH only where both said so; batch_max_bytes (default 256 KiB) bounds our frames
+    const bmax = Number.isInteger(body.batch_max_bytes) && body.batch_max_bytes > 0 ? body.batch_max_bytes : P.BATCH_MAX_BYTES_DEFAULT;
+    this.batchMaxBytes = Math.min(bmax, this.maxMsgBytes);
+    this.batch = this._batchWanted && body.batch === true;
+    if (!this.batch) this._flushQueue();
     this.incarnation = body.incarnation;
     this.agentAddress = typeof body.agent === 'string' ? body.agent : `host_agent.service@${this.host}`;
     if (this._bootWaiter) this._bootWaiter.resolve();
@@ -305,7 +397,7 @@ class Client extends EventEmitter {
   _bounce(msg, code, reason) {
     if (!(msg.flags & P.F_RETURN_UNDELIVERABLE)) return;
     const meta = { failures: [{ code, reason, at: this.address }], dest: msg.dest, meta: msg.meta || {} };
-    this._sendFrames(P.encodeSend(msg.src, this.actorAddress, msg.parts, meta, { cmd: CMD.RETURN })).catch(() => {});
+    this._post(P.encodeSend(msg.src, this.actorAddress, msg.parts, meta, { cmd: CMD.RETURN })).catch(() => {});
   }
 
   _onSend(msg) {
@@ -338,6 +430,7 @@ class Client extends EventEmitter {
   _fail(err) {
     if (this.closed !== null) return;
     this.closed = err.reason || err.message;
+    for (const e of this._queue.splice(0)) e.reject(err);
     for (const n of [...this._pending.keys()]) this._settle(n, null, err);
     for (const h of this._ports.values()) if (h.watch) h.watch._end(err);
     clearInterval(this._timer);
@@ -366,7 +459,7 @@ class Client extends EventEmitter {
       { undeliverable: !!opts.undeliverable, ttl: opts.ttl === undefined ? P.DEFAULT_TTL : opts.ttl });
     const size = frames.reduce((s, f) => s + f.length, 0);
     if (size > this.maxMsgBytes) throw new RangeError(`message of ${size} bytes is over max_msg_bytes (${this.maxMsgBytes})`);
-    await this._sendFrames(frames);
+    await this._post(frames);
     return meta.seq;
   }
 
@@ -437,6 +530,7 @@ class Client extends EventEmitter {
       this._byeWaiter = () => resolve(true);
       timer = setTimeout(() => resolve(false), timeout);
     });
+    this._corks = 0; this._flushQueue();   // what is held goes before the BYE
     this._sendFrames(P.encodeControl(CMD.BYE, { reason })).catch(() => {});
     const ok = this._byeReceived || await confirmed;
     clearTimeout(timer);
