@@ -219,10 +219,11 @@ class Client extends EventEmitter {
     const q = this._queue;
     if (!q.length) return Promise.resolve();
     this._queue = []; this._queueBytes = P.HEADER_SIZE;
-    let frames;
-    if (q.length === 1) frames = [q[0].el];
-    else { frames = P.encodeBatch(q.map((e) => e.el)); this.counters.batchesSent++; }
-    const p = this._sendFrames(frames);
+    if (q.length === 1 || !this.batch) {      // (a new BOOTSTRAP may have turned BATCH off)
+      return Promise.all(q.map((e) => this._sendFrames([e.el]).then(e.resolve, (err) => { e.reject(err); }))).then(() => {});
+    }
+    const p = this._sendFrames(P.encodeBatch(q.map((e) => e.el)));
+    this.counters.batchesSent++;
     p.then(() => { for (const e of q) e.resolve(); }, (err) => { for (const e of q) e.reject(err); });
     return p.catch(() => {});
   }

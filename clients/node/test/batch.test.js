@@ -346,3 +346,17 @@ test('close() sends what is held before its BYE', async () => {
   assert.deepEqual(texts(m), ['held', 'held too']);
   f.close();
 });
+
+test('a new BOOTSTRAP without batch turns it off: what is held leaves as lone SENDs', async () => {
+  await withFake(BOOT, async (f, c) => {
+    const reattached = new Promise((r) => c.once('reattached', r));
+    c.cork();
+    c.send(`peer.w<3>:1@${EP}`, ['h1']); c.send(`peer.w<3>:1@${EP}`, ['h2']);
+    await f.send(P.encodeControl(CMD.BOOTSTRAP, { proc: PROC, host: EP, heartbeat_ms: 1000, max_msg_bytes: 1 << 24, incarnation: 8 }));
+    await reattached;
+    assert.equal(c.batch, false);
+    const got = [await f.nextMsg(), await f.nextMsg()];
+    assert.deepEqual(got.map((m) => [m.cmd, texts(m)[0]]), [[CMD.SEND, 'h1'], [CMD.SEND, 'h2']]);
+    c.flush();
+  });
+});
