@@ -360,3 +360,34 @@ test('a new BOOTSTRAP without batch turns it off: what is held leaves as lone SE
     c.flush();
   });
 });
+
+// --- against the real broker ---
+
+const { startBroker, BIN, haveBroker } = require('./helpers');
+
+test('real broker: a corked burst of requests to echo leaves batched and is answered in order', { skip: haveBroker() ? false : 'no zhost-broker in ZHOST_BUILD_DIR', timeout: 60000 }, async (t) => {
+  const b = await startBroker(['--spawn', 'e1=' + BIN('zhost-echo')]);
+  try {
+    const c = await zhost.attach(b.frontend, { label: 'batcher' });
+    try {
+      if (!c.batch) { t.skip('this broker does not negotiate BATCH'); return; }
+      assert.equal(c.batchMaxBytes, 262144);
+      for (let i = 0; ; i++) {                 // the echo proc may still be starting
+        try { await c.request(`echo.e1:1@${b.ep}`, ['up'], { timeout: 500 }); break; } catch (e) { if (i > 50) throw e; await sleep(100); }
+      }
+      const N = 500;
+      const order = [];
+      c.cork();
+      const answers = Array.from({ length: N }, (_, i) =>
+        c.request(`echo.e1:2@${b.ep}`, [`r${i}`]).then((m) => { order.push(i); return m; }));   // port 2: parts back
+      await c.flush();
+      assert.ok(c.counters.batchesSent >= 1, 'the burst left as BATCH frames');
+      const got = await Promise.all(answers);
+      assert.deepEqual(order, Array.from({ length: N }, (_, i) => i), 'answered in order');
+      got.forEach((m, i) => assert.deepEqual([m.src, ...m.parts.map(String)], [`echo.e1@${b.ep}`, `r${i}`]));
+      assert.ok(c.counters.batchesReceived >= 1, `the answers came batched (${c.counters.batchesReceived} BATCH frames)`);
+      // a lone request still works, and ping.js's path (no cork) is unchanged
+      assert.deepEqual((await c.request(`echo.e1:1@${b.ep}`, ['lone'])).parts.map(String), [`echo.e1@${b.ep}`]);
+    } finally { await c.close(); }
+  } finally { assert.equal(await b.stop(), 0); }
+});
