@@ -169,6 +169,8 @@ class Client extends EventEmitter {
     this._batchWanted = opts.batch !== false;
     this.batch = false; this.batchMaxBytes = 0;
     this._stepOpen = false;            // a receive step: from a frame's dispatch to _endStep
+    this._nextPending = 0;             // the step goes on over a frame already waiting:
+    this._nextToken = 0;               // the token of that receive() (see _loop)
     this._corks = 0;                   // open cork() calls
     this._queue = [];                  // posts held for the step's end: {el, resolve, reject}
     this._queueBytes = P.HEADER_SIZE;  // the BATCH frame they would make
@@ -293,19 +295,27 @@ class Client extends EventEmitter {
 
   // Each received frame is dispatched inside a receive step: posts made by handlers, and
   // by the promise reactions a dispatch starts (request() answers), are held. The step
-  // goes on over frames already waiting in the socket (at most STEP_MAX_FRAMES); then
-  // it ends in a microtask queued behind those reactions, so what it held leaves in the
-  // same event-loop turn, before any I/O or timer: no added latency.
+  // ends in a microtask queued behind those reactions, so what it held leaves in the
+  // same event-loop turn, before any I/O or timer: no added latency. When the next frame
+  // is already waiting (sock.readable; receive() then resolves at once), the step goes
+  // on over it, at most STEP_MAX_FRAMES; should that receive() not resolve within this
+  // turn's microtasks after all, a fallback two microtasks later ends the step anyway.
   async _loop() {
     let inStep = 0;
     try {
       for (;;) {
         const frames = await this.sock.receive();
+        this._nextPending = 0;
         this._lastRecv = Date.now();
         if (!this.alive) { this.alive = true; this.emit('alive'); }
         this._stepOpen = true;
         this._dispatch(frames);
-        if (++inStep < STEP_MAX_FRAMES && !this.sock.closed && this.sock.readable) continue;
+        if (++inStep < STEP_MAX_FRAMES && !this.sock.closed && this.sock.readable) {
+          const token = ++this._nextToken;
+          this._nextPending = token;
+          queueMicrotask(() => queueMicrotask(() => { if (this._nextPending === token) { inStep = 0; this._endStep(); } }));
+          continue;
+        }
         inStep = 0;
         queueMicrotask(() => this._endStep());
       }

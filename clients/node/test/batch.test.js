@@ -391,3 +391,17 @@ test('real broker: a corked burst of requests to echo leaves batched and is answ
     } finally { await c.close(); }
   } finally { assert.equal(await b.stop(), 0); }
 });
+
+test('frames already waiting are one receive step: the replies to three lone SENDs leave as one BATCH', async () => {
+  await withFake(BOOT, async (f, c) => {
+    const reply = `peer.w<3>:5@${EP}`;
+    c.port(1, (m) => { c.send(reply, ['re ' + m.parts[0]]); });
+    // hold the event loop while the three reach the client's socket (zeromq's I/O thread)
+    for (const t of ['a', 'b', 'c']) await f.send([toMe(1, t, { seq: 1, reply })]);   // (resolved at once)
+    const until = Date.now() + 200;
+    while (Date.now() < until) { /* busy */ }
+    const m = await f.nextMsg();
+    assert.equal(m.cmd, CMD.BATCH);
+    assert.deepEqual(texts(m), ['re a', 're b', 're c']);
+  });
+});
