@@ -405,3 +405,29 @@ test('frames already waiting are one receive step: the replies to three lone SEN
     assert.deepEqual(texts(m), ['re a', 're b', 're c']);
   });
 });
+
+test('a step does not wait for a frame that is not there: held posts leave in the same turn', async () => {
+  await withFake(BOOT, async (f, c) => {
+    const reply = `peer.w<3>:5@${EP}`;
+    let at = 0;
+    c.port(1, (m) => {
+      c.send(reply, ['re ' + m.parts[0]]); c.send(reply, ['re2 ' + m.parts[0]]);
+      setImmediate(() => { at = at || -1; });     // the turn after the dispatch
+    });
+    // a socket that claims more is waiting, while receive() only resolves in a later turn
+    const sock = c.sock;
+    const later = () => new Promise((resolve, reject) => setImmediate(() => sock.receive().then(resolve, reject)));
+    c.sock = new Proxy(sock, {
+      get: (t, k) => (k === 'readable' ? true : k === 'receive' ? later : typeof t[k] === 'function' ? t[k].bind(t) : t[k]),
+      set: (t, k, v) => { t[k] = v; return true; },
+    });
+    const flushed = c._flushQueue.bind(c);
+    c._flushQueue = () => { if (c._queue.length) at = at || 1; return flushed(); };
+    await f.send([toMe(1, 'x', { seq: 1, reply })]);   // (the loop's pending receive() is the real one)
+    const m = await f.nextMsg();
+    assert.equal(m.cmd, CMD.BATCH);
+    assert.deepEqual(texts(m), ['re x', 're2 x']);
+    assert.equal(at, 1, 'flushed before the next event-loop turn');
+    c.sock = sock;
+  });
+});
