@@ -38,7 +38,7 @@ export interface AttachOptions {
   timeout?: number;
   /** send PINGs and watch the broker's liveness (default true) */
   heartbeat?: boolean;
-  /** ask for BATCH (§9) in ATTACH (default true); false: never send or ask for BATCH frames */
+  /** ask for BATCH (§14) in ATTACH (default true); false: never send or ask for BATCH frames */
   batch?: boolean;
 }
 

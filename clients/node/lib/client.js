@@ -165,7 +165,7 @@ class Client extends EventEmitter {
     this._byeReceived = false; this._byeWaiter = null;
     // messages counts SENDs/RETURNs (BATCH elements each count); batches counts BATCH frames
     this.counters = { pingsSent: 0, pongsSent: 0, pingsReceived: 0, messagesSent: 0, messagesReceived: 0, batchesSent: 0, batchesReceived: 0 };
-    // BATCH (§9): asked for in ATTACH unless opts.batch is false; on once BOOTSTRAP says so
+    // BATCH (§14): asked for in ATTACH unless opts.batch is false; on once BOOTSTRAP says so
     this._batchWanted = opts.batch !== false;
     this.batch = false; this.batchMaxBytes = 0;
     this._stepOpen = false;            // a receive step: from a frame's dispatch to _endStep
@@ -196,7 +196,7 @@ class Client extends EventEmitter {
     return p;
   }
 
-  // --- posting (§9's client rule) ---
+  // --- posting (§14's client rule) ---
   // A SEND or RETURN (its frames). Inside a step (a receive step, or cork() .. flush())
   // on a connection that negotiated BATCH, a one-frame message that fits is held and
   // leaves with the others when the step ends; otherwise what is held goes first, then

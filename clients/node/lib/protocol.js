@@ -1,4 +1,4 @@
-// zhost/lib/protocol.js — ZHP/1 frames and addresses (docs/protocol.md §2–§5, BATCH §9), no sockets.
+// zhost/lib/protocol.js — ZHP/1 frames and addresses (docs/protocol.md §2–§6, BATCH §14), no sockets.
 'use strict';
 const { encode, decode } = require('@msgpack/msgpack');
 
@@ -133,7 +133,7 @@ function decodeMessage(frames) {
   return msg;
 }
 
-// --- BATCH (§9) ---
+// --- BATCH (§14) ---
 // [header 0x12 0 0][u32 L1][element 1] … [u32 Ln][element n]: one frame; each element is
 // a one-frame SEND or RETURN, byte for byte.
 

@@ -1,4 +1,4 @@
-// zhost/test/batch.test.js — BATCH (§9) in the Node client: the codec, and the client
+// zhost/test/batch.test.js — BATCH (§14) in the Node client: the codec, and the client
 // against a fake broker (a zeromq Router in this test that speaks BATCH). No real broker.
 'use strict';
 const test = require('node:test');
