@@ -309,7 +309,8 @@ class Client extends EventEmitter {
         this._lastRecv = Date.now();
         if (!this.alive) { this.alive = true; this.emit('alive'); }
         this._stepOpen = true;
-        this._dispatch(frames);
+        if (frames.length && frames[0].length >= P.HEADER_SIZE && frames[0][3] === CMD.BATCH) await this._onBatch(frames);
+        else this._dispatch(frames);
         if (++inStep < STEP_MAX_FRAMES && !this.sock.closed && this.sock.readable) {
           const token = ++this._nextToken;
           this._nextPending = token;
@@ -340,7 +341,6 @@ class Client extends EventEmitter {
   }
 
   _dispatch(frames) {
-    if (frames.length && frames[0].length >= P.HEADER_SIZE && frames[0][3] === CMD.BATCH) return this._onBatch(frames);
     let msg;
     try { msg = P.decodeMessage(frames); } catch (e) { return; }    // not ZHP/1: dropped
     switch (msg.cmd) {
@@ -362,17 +362,23 @@ class Client extends EventEmitter {
     }
   }
 
-  // Each element in order, exactly as if it had come alone; a bad element is dropped as a
-  // lone one would be, a container fault drops the rest (the elements before it stand).
-  _onBatch(frames) {
+  // Each element in order, exactly as if it had come alone: one microtask between two
+  // elements, as between lone frames already waiting (the loop's await), so the reactions
+  // one element starts (e.g. the code after `await c.watch()`) run before the next. A bad
+  // element is dropped as a lone one would be; a container fault drops the rest (the
+  // elements before it stand).
+  async _onBatch(frames) {
     let walk;
     try { walk = P.walkBatch(frames); } catch (e) { return; }
     this.counters.batchesReceived++;
+    let first = true;
     for (const msg of walk.elements) {
       if (msg instanceof Error) continue;
+      if (!first) await null;
+      first = false;
+      if (this.closed !== null) return;
       this.counters.messagesReceived++;
       if (msg.cmd === CMD.SEND) this._onSend(msg); else this._onReturn(msg);
-      if (this.closed !== null) return;
     }
   }
 
