@@ -161,9 +161,9 @@ test('a received BATCH dispatches its elements in order: handlers, requests, und
     await f.send(P.encodeBatch([toMe(1, 'a'), returnTo(`x.y:1@${EP}`, 'r'), answer, toMe(2, 'b'), toMe(1, 'c')]));
     await answered;
     await sleep(20);
-    // the handlers ran in the order of the elements; the request was settled by the third
-    // element, and its reaction (a promise's) ran right after the frame's dispatch
-    assert.deepEqual(seen, ['port1 a', `undeliverable NO_SUCH_PROC x.y:1@${EP}`, 'port2 b', 'port1 c', 'answer A']);
+    // in the order of the elements, as lone messages: the request settled by the third
+    // element has its reaction run before the fourth is dispatched
+    assert.deepEqual(seen, ['port1 a', `undeliverable NO_SUCH_PROC x.y:1@${EP}`, 'answer A', 'port2 b', 'port1 c']);
     assert.equal(c.counters.batchesReceived, 1);
     assert.equal(c.counters.messagesReceived, 5, 'counters count messages, not frames');
   });
@@ -365,12 +365,14 @@ test('a new BOOTSTRAP without batch turns it off: what is held leaves as lone SE
 
 const { startBroker, BIN, haveBroker } = require('./helpers');
 
-test('real broker: a corked burst of requests to echo leaves batched and is answered in order', { skip: haveBroker() ? false : 'no zhost-broker in ZHOST_BUILD_DIR', timeout: 60000 }, async (t) => {
+const realSkip = haveBroker() ? false : 'no zhost-broker in ZHOST_BUILD_DIR';
+
+test('real broker: a corked burst of requests to echo leaves batched and is answered in order', { skip: realSkip, timeout: 60000 }, async () => {
   const b = await startBroker(['--spawn', 'e1=' + BIN('zhost-echo')]);
   try {
     const c = await zhost.attach(b.frontend, { label: 'batcher' });
     try {
-      if (!c.batch) { t.skip('this broker does not negotiate BATCH'); return; }
+      assert.equal(c.batch, true, 'the broker negotiates BATCH');
       assert.equal(c.batchMaxBytes, 262144);
       for (let i = 0; ; i++) {                 // the echo proc may still be starting
         try { await c.request(`echo.e1:1@${b.ep}`, ['up'], { timeout: 500 }); break; } catch (e) { if (i > 50) throw e; await sleep(100); }
@@ -430,4 +432,34 @@ test('a step does not wait for a frame that is not there: held posts leave in th
     assert.equal(at, 1, 'flushed before the next event-loop turn');
     c.sock = sock;
   });
+});
+
+test('real broker: a handler answering a batched burst answers in BATCH frames; --batch-max-bytes 0 turns it off', { skip: realSkip, timeout: 60000 }, async () => {
+  for (const off of [false, true]) {
+    const b = await startBroker(off ? ['--batch-max-bytes', '0'] : []);
+    try {
+      const server = await zhost.attach(b.frontend, { label: 'server' });
+      const asker = await zhost.attach(b.frontend, { label: 'asker' });
+      assert.equal(server.batch, !off);
+      assert.equal(asker.batch, !off);
+      server.port(1, (m) => { server.send(m.meta.reply, [m.parts[0]], { meta: { seq: m.meta.seq } }); });
+      const N = 300;
+      asker.cork();
+      const answers = Array.from({ length: N }, (_, i) => asker.request(`client.${server.id}:1@${b.ep}`, [`q${i}`]));
+      await asker.flush();
+      const got = await Promise.all(answers);
+      assert.deepEqual(got.map((m) => String(m.parts[0])), Array.from({ length: N }, (_, i) => `q${i}`));
+      assert.equal(server.counters.messagesReceived, N);
+      assert.equal(server.counters.messagesSent, N);
+      if (off) {
+        for (const c of [server, asker]) assert.deepEqual([c.counters.batchesSent, c.counters.batchesReceived], [0, 0]);
+      } else {
+        assert.ok(asker.counters.batchesSent >= 1);
+        assert.ok(server.counters.batchesReceived >= 1, 'the broker forwarded the burst batched');
+        assert.ok(server.counters.batchesSent >= 1, "the handler's answers left batched");
+        assert.ok(server.counters.batchesSent < N / 2, `${server.counters.batchesSent} BATCH frames for ${N} answers`);
+      }
+      await asker.close(); await server.close();
+    } finally { assert.equal(await b.stop(), 0); }
+  }
 });
