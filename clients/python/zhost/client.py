@@ -572,12 +572,16 @@ class Proc(object):
         return self
 
     def flush(self):
-        """Send what is held now (BATCH frames of at most batch_max_bytes; one
-        held message goes as a lone SEND) and end the latest cork(). Raises
-        Timeout, as send() does, when the socket takes nothing within the
-        posts' timeout (those messages are then not sent)."""
+        """End the latest cork(): when no other cork() and no handler holds
+        posts any more, what is held leaves now (BATCH frames of at most
+        batch_max_bytes; a single held message as a lone SEND). flush()
+        without a cork() sends what is held at once, even inside a handler.
+        Raises Timeout, as send() does, when the socket takes nothing within
+        the posts' timeout (those messages are then not sent)."""
         if self._corks > 0:
             self._corks -= 1
+            if self._corks > 0 or self._step_depth > 0:
+                return          # the enclosing cork() or dispatch step sends them
         self._flush_held()
 
     @contextlib.contextmanager
