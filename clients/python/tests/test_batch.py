@@ -502,3 +502,15 @@ def test_a_full_send_queue_times_out_as_a_lone_send_does(fake):
                 c.send(fake.port(1), b"y", timeout=0.2)
     assert not c.corked and c._held == []
     fake.router = fake.ctx.socket(zmq.ROUTER)       # for the fixture's close()
+
+
+def test_bootstrap_liveness_bounds_the_reattach(fake):
+    c = fake.attach({"liveness": 5})
+    assert c.liveness == 5
+    d = FakeBroker()
+    try:
+        p = d.attach({"liveness": None})
+        assert p.liveness == 3                                 # absent: the default
+        p.close(timeout=0.05)
+    finally:
+        d.close()

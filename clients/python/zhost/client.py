@@ -382,6 +382,7 @@ class Proc(object):
         self.endpoint = None
         self.bootstrap = None
         self.heartbeat_ms = DEFAULT_HEARTBEAT_MS
+        self.liveness = LIVENESS             # heartbeats of silence before a drop
         self.max_msg_bytes = 16 << 20
         self.hwm = None
         self.incarnation = None
@@ -530,7 +531,7 @@ class Proc(object):
         if self._attach_pending and self.bootstrap is not None:
             # re-attaching (the broker went silent or said 401): a src on the
             # old proc id would be refused, so wait (bounded) for BOOTSTRAP
-            self._pump(LIVENESS * self.heartbeat, lambda: not self._attach_pending)
+            self._pump(self.liveness * self.heartbeat, lambda: not self._attach_pending)
         dest = str(dest)
         parse_address(dest, "port")
         m = dict(meta) if meta else {}
@@ -695,12 +696,12 @@ class Proc(object):
                 pass
 
     def _maybe_reattach(self):
-        # a broker silent for LIVENESS heartbeats may have restarted: ask
+        # a broker silent for `liveness` heartbeats may have restarted: ask
         # again (the same routing id gets the same BOOTSTRAP from a live broker)
         if self.kind != "attached" or not self._heartbeat_mode or self._closing:
             return
         now = time.monotonic()
-        limit = LIVENESS * self.heartbeat
+        limit = self.liveness * self.heartbeat
         if now - self._last_recv >= limit and now - self._last_attach >= limit:
             self._send_attach()
 
@@ -844,6 +845,9 @@ class Proc(object):
         self._set_address(proc)
         if isinstance(body.get("heartbeat_ms"), int) and body["heartbeat_ms"] > 0:
             self.heartbeat_ms = body["heartbeat_ms"]
+        liveness = body.get("liveness")
+        if isinstance(liveness, int) and not isinstance(liveness, bool) and liveness > 0:
+            self.liveness = liveness
         if isinstance(body.get("max_msg_bytes"), int):
             self.max_msg_bytes = body["max_msg_bytes"]
         self.hwm = body.get("hwm")
@@ -974,7 +978,7 @@ class Proc(object):
                 self._flush_held()     # what is held leaves before BYE
                 if not confirmed:
                     if timeout is None:
-                        timeout = LIVENESS * self.heartbeat
+                        timeout = self.liveness * self.heartbeat
                     self._send_frames(P.encode_control(P.BYE, {"reason": reason}),
                                       timeout=timeout)
                     try:
