@@ -1,0 +1,175 @@
+"""BATCH (docs/protocol.md §9) end to end: the Python client against the real
+broker (conftest.broker), bursts batched both ways and answered in order.
+The client's rule alone, against a fake broker, is in test_batch.py."""
+
+import subprocess
+
+import pytest
+
+import zhost
+from conftest import BROKER_BIN, PY_ECHO, PYTHON
+from test_spawned import wait_ready
+
+
+def _broker_has_batch():
+    try:
+        out = subprocess.run([BROKER_BIN, "--help"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return b"--batch-max-bytes" in out
+
+
+pytestmark = pytest.mark.skipif(not _broker_has_batch(),
+                                reason="the broker at %s has no --batch-max-bytes (BATCH) yet"
+                                % BROKER_BIN)
+
+
+def count_frames(proc):
+    """Count what proc reads: BATCH frames, their elements, lone messages."""
+    seen = {"batch": 0, "elements": 0, "lone": 0}
+    read = proc._read
+
+    def counting(frames):
+        before = len(proc._inbox)
+        read(frames)
+        if frames and frames[0][3:4] == b"\x12":
+            seen["batch"] += 1
+            seen["elements"] += len(proc._inbox) - before
+        else:
+            seen["lone"] += 1
+
+    proc._read = counting
+    return seen
+
+
+def echo_client(proc, actor="echo"):
+    """An attached client answering every message on port 2 with its parts."""
+    port = proc.actor(actor).port(2)
+    port.on_message(lambda m: m.respond(*m.parts))
+    return port
+
+
+def burst(asker, dest, n, answers, size=8):
+    """n requests to dest, corked: answers come to the port `answers`."""
+    with asker.batch():
+        seqs = [asker.send(dest, b"%06d" % i + b"." * size, reply=answers) for i in range(n)]
+    return seqs
+
+
+def collect(asker, port, n, others=(), timeout=10.0):
+    got = []
+    while len(got) < n:
+        for p in others:
+            p.poll(0)
+        got.append(port.recv(timeout=timeout))
+    return got
+
+
+def test_bootstrap_offers_batch(broker, clients):
+    b = broker()
+    a = clients(b.frontend)
+    assert a.bootstrap.get("batch") is True and a.batching
+    assert a.batch_max_bytes == a.bootstrap["batch_max_bytes"] == 262144
+    assert a.bootstrap.get("liveness") == a.liveness == 3
+    off = clients(b.frontend, batch=False)
+    assert not off.batching and off.bootstrap.get("batch") is not True
+
+
+def test_a_burst_to_an_echo_is_answered_batched_in_order(broker, clients):
+    b = broker()
+    asker = clients(b.frontend, label="asker")
+    echo = clients(b.frontend, label="echo")
+    port = echo_client(echo)
+    answers = asker.actor("client").port(1)
+    at_echo, at_asker = count_frames(echo), count_frames(asker)
+    n = 500
+    seqs = burst(asker, port.address, n, answers)
+    got = []
+    while len(got) < n:
+        echo.poll(0.01)
+        asker.poll(0.01)
+        while len(answers):
+            got.append(answers.recv(timeout=0))
+    assert [m.parts[0][:6] for m in got] == [b"%06d" % i for i in range(n)]
+    assert [m.seq for m in got] == seqs
+    assert all(m.src == "echo.%s@%s" % (echo.id, b.ep) for m in got)
+    # both sides read BATCH frames: the asker's corked burst, the echo's
+    # answers made in its handler (one step per read)
+    assert at_echo["batch"] >= 1 and at_echo["elements"] + at_echo["lone"] >= n
+    assert at_asker["batch"] >= 1 and at_asker["batch"] + at_asker["lone"] < n
+
+
+def test_a_burst_to_a_spawned_python_echo(broker, clients):
+    b = broker("--spawn", "pyecho=%s %s" % (PYTHON, PY_ECHO))
+    asker = clients(b.frontend)
+    wait_ready(asker, "pyecho")
+    answers = asker.actor("client").port(1)
+    seen = count_frames(asker)
+    n = 300
+    seqs = burst(asker, "echo.pyecho:2@" + b.ep, n, answers)
+    got = collect(asker, answers, n)
+    assert [m.parts[0][:6] for m in got] == [b"%06d" % i for i in range(n)]
+    assert [m.seq for m in got] == seqs
+    assert seen["batch"] >= 1, seen
+    # request() one at a time still works (one-element steps)
+    assert asker.request("echo.pyecho:2@" + b.ep, b"one", timeout=5) == [b"one"]
+
+
+def test_small_batch_max_bytes_splits_and_keeps_order(broker, clients):
+    b = broker("--batch-max-bytes", "2048")
+    asker = clients(b.frontend)
+    echo = clients(b.frontend)
+    assert asker.batch_max_bytes == 2048
+    port = echo_client(echo)
+    answers = asker.actor("client").port(1)
+    n = 200
+    seqs = burst(asker, port.address, n, answers, size=300)
+    got = []
+    while len(got) < n:
+        echo.poll(0.01)
+        asker.poll(0.01)
+        while len(answers):
+            got.append(answers.recv(timeout=0))
+    assert [m.seq for m in got] == seqs
+    # a message too big for a batch goes alone, in its place
+    with asker.batch():
+        asker.send(port.address, b"a", reply=answers)
+        asker.send(port.address, b"B" * 3000, reply=answers)
+        asker.send(port.address, b"c", b"frame", reply=answers)
+        asker.send(port.address, b"d", reply=answers)
+    got = collect(asker, answers, 4, others=(echo,))
+    assert [m.parts for m in got] == [[b"a"], [b"B" * 3000], [b"c", b"frame"], [b"d"]]
+
+
+def test_batching_off_at_the_broker(broker, clients):
+    b = broker("--batch-max-bytes", "0")
+    asker = clients(b.frontend)
+    echo = clients(b.frontend)
+    assert not asker.batching and asker.bootstrap.get("batch") is not True
+    port = echo_client(echo)
+    answers = asker.actor("client").port(1)
+    seen = count_frames(asker)
+    seqs = burst(asker, port.address, 100, answers)
+    got = []
+    while len(got) < 100:
+        echo.poll(0.01)
+        asker.poll(0.01)
+        while len(answers):
+            got.append(answers.recv(timeout=0))
+    assert [m.seq for m in got] == seqs and seen["batch"] == 0
+
+
+def test_returns_of_a_batched_burst_come_back_in_order(broker, clients):
+    b = broker()
+    a = clients(b.frontend)
+    returned = []
+    a.on_undeliverable(returned.append)
+    with a.batch():
+        seqs = [a.send("x.ghost:1@" + b.ep, b"%d" % i) for i in range(50)]
+    deadline_polls = 200
+    while len(returned) < 50 and deadline_polls:
+        a.poll(0.05)
+        deadline_polls -= 1
+    assert [e.seq for e in returned] == seqs
+    assert {e.code for e in returned} == {"NO_SUCH_PROC"}
