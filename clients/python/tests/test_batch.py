@@ -1,4 +1,4 @@
-"""BATCH (docs/protocol.md §9) in the Python client, against a fake broker: a
+"""BATCH (docs/protocol.md §14) in the Python client, against a fake broker: a
 ZeroMQ ROUTER in the test that answers ATTACH with the BOOTSTRAP a test
 chooses, sends BATCH frames and lone messages, and reads what the client
 sends. The same against the real broker is in test_batch_broker.py.

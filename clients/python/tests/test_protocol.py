@@ -146,7 +146,7 @@ def test_control_frames_and_malformed_heads():
             P.decode([bad])
 
 
-# --- BATCH (§9) -------------------------------------------------------------
+# --- BATCH (§14) -------------------------------------------------------------
 
 def _batch_of(*elements):
     return b"ZH\x01\x12\x00\x00" + b"".join(len(e).to_bytes(4, "big") + e for e in elements)

@@ -8,7 +8,7 @@ code and leaves some of the broker's checks to the broker. The vectors it
 accepts although the broker refuses them are listed in ACCEPTED below, each
 asserted to be accepted, so a codec that grows stricter shows up here.
 
-BATCH (§9): decode() gives the elements as the Messages the same bytes give
+BATCH (§14): decode() gives the elements as the Messages the same bytes give
 alone and refuses a BATCH with any fault whole; batch_elements(), which the
 client dispatches from, yields the elements before a container fault and
 then raises (`elements_before`), and yields a ProtocolError in place of an

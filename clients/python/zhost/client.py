@@ -17,7 +17,7 @@ a small thread then PINGs for it (it does not read or run callbacks).
 Everything that waits takes a timeout; a proc is not thread-safe beyond that
 heartbeat thread (use one proc per thread).
 
-BATCH (docs/protocol.md §9): a proc asks for batching (ATTACH, or READY of a
+BATCH (docs/protocol.md §14): a proc asks for batching (ATTACH, or READY of a
 spawned proc, with batch: true) unless batch=False. Once the broker agreed,
 posts made while the library dispatches received messages (in a handler) or
 between cork() and flush() (``with proc.batch():``) are held and leave
@@ -367,7 +367,7 @@ class Proc(object):
     endpoint, the "@..." of every local address), heartbeat_ms,
     max_msg_bytes, bootstrap (the BOOTSTRAP body, attached clients),
     agent (an Agent), actor(name) for actors, batch_max_bytes (0 unless
-    the broker agreed to BATCH, §9) and batching (whether it did).
+    the broker agreed to BATCH, §14) and batching (whether it did).
     """
 
     def __init__(self, connect_to, routing_id, kind, default_actor, heartbeat, context,
@@ -552,7 +552,7 @@ class Proc(object):
         self._post(frames, timeout)
         return m["seq"]
 
-    # -- batching (§9) ----------------------------------------------------------
+    # -- batching (§14) ----------------------------------------------------------
 
     @property
     def batching(self):
@@ -852,7 +852,7 @@ class Proc(object):
             self.max_msg_bytes = body["max_msg_bytes"]
         self.hwm = body.get("hwm")
         self.incarnation = body.get("incarnation")
-        # §9: BATCH both ways only when the broker says batch: true (to an
+        # §14: BATCH both ways only when the broker says batch: true (to an
         # ATTACH that asked); batch_max_bytes bounds the frames, never over
         # max_msg_bytes
         limit = body.get("batch_max_bytes")
@@ -1107,7 +1107,7 @@ def attach(endpoint, label=None, heartbeat=True, timeout=5.0, actor="client", co
     Returns the Proc; its default actor is `actor`. A refused handshake (a
     key the broker does not allow, CURVE on one side only) raises
     HandshakeFailed at once; no answer at all raises Timeout. batch=True
-    asks for BATCH (§9; proc.batching says whether the broker agreed);
+    asks for BATCH (§14; proc.batching says whether the broker agreed);
     batch=False never sends BATCH and asks for none.
     """
     P.check_endpoint(endpoint)

@@ -10,7 +10,7 @@ Everything here follows docs/protocol.md (the shared contract) and docs/protocol
 * frames (§3, §4, §5): the 6-byte header, control commands with a msgpack
   body, and the SEND/RETURN head ``header D dest S src M meta [inline]``
   (big-endian lengths) followed by payload frames;
-* BATCH (§9): one frame ``[header 0x12 0 0]`` then ``[u32 L][element]`` per
+* BATCH (§14): one frame ``[header 0x12 0 0]`` then ``[u32 L][element]`` per
   element, each element a one-frame SEND or RETURN.
 
 The module is pure: it turns values into lists of ``bytes`` frames and back.
@@ -70,7 +70,7 @@ COMMAND_NAMES = {
     PONG: "PONG", BYE: "BYE", ERROR: "ERROR", STOP: "STOP",
 }
 
-#: BATCH (§9): bytes of an element's length; batch_max_bytes when BOOTSTRAP
+#: BATCH (§14): bytes of an element's length; batch_max_bytes when BOOTSTRAP
 #: says batch without one (the broker's default)
 BATCH_LEN_SIZE = 4
 DEFAULT_BATCH_MAX_BYTES = 256 << 10
@@ -619,7 +619,7 @@ def decode(frames):
     return Message(frames)
 
 
-# --- BATCH (§9) -------------------------------------------------------------
+# --- BATCH (§14) -------------------------------------------------------------
 
 def _element_bytes(element):
     """An element given as bytes or as a one-frame message (encode_send's list)."""
