@@ -146,3 +146,48 @@ def test_returns_of_a_batched_burst_come_back_in_order(broker, clients):
         deadline_polls -= 1
     assert [e.seq for e in returned] == seqs
     assert {e.code for e in returned} == {"NO_SUCH_PROC"}
+
+
+COUNTING_PROC = r'''
+import zhost
+
+proc = zhost.boot(actor="echo")
+seen = {"batch": 0, "lone": 0}
+read = proc._read
+
+
+def counting(frames):
+    seen["batch" if frames and frames[0][3:4] == b"\x12" else "lone"] += 1
+    read(frames)
+
+
+proc._read = counting
+echo = proc.actor("echo")
+echo.port(2, callback=lambda m: m.respond(*m.parts))
+echo.port(3, callback=lambda m: m.respond(b"%d %d %d %d" % (
+    proc.batching, proc.batch_max_bytes, seen["batch"], seen["lone"])))
+proc.on_undeliverable(lambda e: None)
+proc.ready()
+proc.run()
+proc.close()
+'''
+
+
+def test_a_spawned_python_proc_negotiates_batch_through_its_environment(broker, clients,
+                                                                       tmp_path):
+    script = tmp_path / "counting_proc.py"
+    script.write_text(COUNTING_PROC)
+    b = broker("--batch-max-bytes", "65536", "--spawn", "counter=%s %s" % (PYTHON, script))
+    asker = clients(b.frontend)
+    wait_ready(asker, "counter")
+    answers = asker.actor("client").port(1)
+    n = 300
+    seqs = burst(asker, "echo.counter:2@" + b.ep, n, answers)
+    got = collect(asker, answers, n)
+    assert [m.seq for m in got] == seqs
+    batching, limit, batches, lone = map(int, asker.request(
+        "echo.counter:3@" + b.ep, b"?", timeout=5)[0].split())
+    # ZHOST_BATCH_MAX_BYTES reached it, its READY said batch: true, and the
+    # broker sent it BATCH frames
+    assert (batching, limit) == (1, 65536)
+    assert batches >= 1 and batches + lone < n, (batches, lone)
