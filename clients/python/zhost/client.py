@@ -26,9 +26,8 @@ post outside any step leaves at once. Received BATCHes are dispatched element
 by element, exactly as the same messages arriving alone.
 """
 
-import contextlib
-
 import collections
+import contextlib
 import os
 import threading
 import time
