@@ -10,7 +10,9 @@
     split at batch_max_bytes, and a message with payload frames flushes
     what is corked first; no BATCH when BOOTSTRAP says batch false; a
     malformed container keeps the elements before the fault and the proc
-    runs on; a spawned proc says batch in READY from ZHOST_BATCH_MAX_BYTES.
+    runs on; a handler's blocking request is not held in the batch while
+    it waits; a full queue refuses batched posts as lone ones and loses
+    nothing; a spawned proc says batch in READY from ZHOST_BATCH_MAX_BYTES.
 */
 #include <pthread.h>
 #include <setjmp.h>
@@ -724,6 +726,173 @@ test_malformed_container (void **state)
     s_fake_end (&x.fake, &x.proc);
 }
 
+//  A handler that posts, then requests (blocking), then posts again. The
+//  request must not wait corked: the nested step sends [x, request] as a
+//  BATCH before it waits, and the answer comes back.
+typedef struct {
+    zhost_errno_t status;
+    char answer[32];
+} asker_t;
+
+static int
+s_ask (zhost_actor_t *actor, const zhost_msg_t *msg, void *arg)
+{
+    (void)msg;
+    asker_t *a = (asker_t *)arg;
+    zhost_proc_t *proc = zhost_actor_proc (actor);
+    zhost_part_t x = {"x", 1}, q = {"question", 8}, y = {"y", 1};
+    assert_int_equal (zhost_proc_post (proc, actor, SINK, &x, 1, NULL, NULL), 0);
+    zhost_reply_t reply;
+    zhost_proc_request (proc, actor, SINK, &q, 1, 2000, &reply);
+    a->status = reply.status;
+    if (reply.status == ZHOST_OK && reply.part_count)
+        snprintf (a->answer, sizeof a->answer, "%.*s", (int)reply.parts[0].size,
+                  (const char *)reply.parts[0].data);
+    zhost_reply_reset (&reply);
+    assert_int_equal (zhost_proc_post (proc, actor, SINK, &y, 1, NULL, NULL), 0);
+    return 0;
+}
+
+//  The fake's side, on a thread: read [x, question] as one BATCH, answer
+//  the question at its reply port with its seq.
+typedef struct {
+    fake_t *fake;
+    bool saw_batch;
+} answerer_t;
+
+static void *
+s_answer (void *arg)
+{
+    answerer_t *w = (answerer_t *)arg;
+    got_t g;
+    if (!s_fake_recv (w->fake, &g, 2000)) return NULL;
+    zh_batch_iter_t it;
+    zh_error_t err;
+    const uint8_t *elem[2];
+    size_t len[2];
+    if (g.count == 1 && zh_batch_begin (&it, s_data (&g, 0), s_size (&g, 0), &err) == 0 &&
+        zh_batch_next (&it, &elem[0], &len[0], &err) == 1 &&
+        zh_batch_next (&it, &elem[1], &len[1], &err) == 1 &&
+        zh_batch_next (&it, &elem[0], &len[0], &err) == 0) {
+        zh_head_t head;
+        zh_span_t reply;
+        int64_t seq;
+        if (zh_head_decode (&head, elem[1], len[1], &err) == 0 && head.inline_len == 8 &&
+            memcmp (head.inline_part, "question", 8) == 0 &&
+            zh_meta_find_reply (head.meta, head.meta_len, &reply) == 0 &&
+            zh_meta_find_seq (head.meta, head.meta_len, &seq) == 0) {
+            w->saw_batch = true;
+            char dest[1100];
+            snprintf (dest, sizeof dest, "%.*s", (int)reply.len, reply.ptr);
+            uint8_t meta[14] = {0x81, 0xa3, 's', 'e', 'q', 0xd3};
+            for (int i = 0; i < 8; i++)
+                meta[6 + i] = (uint8_t)((uint64_t)seq >> (56 - 8 * i));
+            uint8_t buf[2048];
+            s_fake_send (w->fake, buf,
+                         s_elem (buf, sizeof buf, ZH_SEND, dest, meta, sizeof meta, "answer"));
+        }
+    }
+    s_got_close (&g);
+    return NULL;
+}
+
+static void
+test_request_in_a_handler_is_not_held (void **state)
+{
+    (void)state;
+    fixture_t x;
+    s_setup (&x, true, 4096);
+    asker_t asker = {0};
+    assert_int_equal (zhost_actor_open_port (x.recv, 2, s_ask, &asker), 0);
+    char ask[1100];
+    assert_true (zhost_actor_port_addr (x.recv, 2, ask, sizeof ask) > 0);
+    answerer_t w = {&x.fake, false};
+    pthread_t thread;
+    s_send_lone (&x.fake, ask, "go");
+    assert_int_equal (pthread_create (&thread, NULL, s_answer, &w), 0);
+    for (int i = 0; i < 100 && !asker.answer[0]; i++)
+        zhost_proc_step (x.proc, 10);
+    pthread_join (thread, NULL);
+    assert_true (w.saw_batch);
+    assert_int_equal (asker.status, ZHOST_OK);
+    assert_string_equal (asker.answer, "answer");
+    s_expect_lone (&x, "y"); //  posted after the request, alone in its step
+    s_expect_nothing (&x, 50);
+    s_fake_end (&x.fake, &x.proc);
+}
+
+//  Read what the fake has (lone SENDs and BATCH elements), checking that
+//  the texts count up from *next; step the proc between reads.
+static void
+s_drain_all (fixture_t *x, long *next, long want)
+{
+    for (int idle = 0; idle < 200 && *next < want;) {
+        got_t g;
+        if (!s_fake_recv (&x->fake, &g, 0)) {
+            zhost_proc_step (x->proc, 5);
+            idle++;
+            continue;
+        }
+        idle = 0;
+        zh_batch_iter_t it;
+        zh_error_t err;
+        const uint8_t *elem = s_data (&g, 0);
+        size_t len = s_size (&g, 0);
+        bool batch = elem[3] == ZH_BATCH;
+        if (batch) assert_int_equal (zh_batch_begin (&it, elem, len, &err), 0);
+        while (!batch || zh_batch_next (&it, &elem, &len, &err) == 1) {
+            zh_head_t head;
+            assert_int_equal (zh_head_decode (&head, elem, len, &err), 0);
+            char text[32];
+            snprintf (text, sizeof text, "%.*s", (int)head.inline_len, head.inline_part);
+            assert_int_equal (strtol (text, NULL, 10), *next);
+            (*next)++;
+            if (!batch) break;
+        }
+        s_got_close (&g);
+    }
+}
+
+//  A post that finds the proc's queue full is refused, batched or not
+//  (EAGAIN, as ever), and nothing accepted is lost or reordered.
+static void
+test_full_queue_refuses_and_loses_nothing (void **state)
+{
+    (void)state;
+    fixture_t x;
+    s_setup (&x, true, 4096);
+    long accepted = 0;
+    char text[32];
+    zhost_part_t part = {text, 0};
+    zhost_error_t err;
+    //  The fake reads nothing: the socket fills, then the proc's queue.
+    for (long i = 0; i < 2000000; i++) {
+        part.size = (size_t)snprintf (text, sizeof text, "%ld", accepted);
+        if (zhost_proc_post (x.proc, x.recv, SINK, &part, 1, NULL, &err) != 0) break;
+        accepted++;
+    }
+    assert_int_equal (err.code, ZHOST_E_SOCKET);
+    assert_non_null (strstr (err.message, "queue is full"));
+    //  Corked (and so batched), refused the same way.
+    assert_int_equal (zhost_proc_cork (x.proc), 0);
+    part.size = (size_t)snprintf (text, sizeof text, "%ld", accepted);
+    assert_int_equal (zhost_proc_post (x.proc, x.recv, SINK, &part, 1, NULL, &err), -1);
+    assert_non_null (strstr (err.message, "queue is full"));
+    long next = 0;
+    s_drain_all (&x, &next, accepted / 2);
+    //  Room again: corked posts are taken, and leave after the rest.
+    for (int i = 0; i < 100; i++) {
+        part.size = (size_t)snprintf (text, sizeof text, "%ld", accepted);
+        assert_int_equal (zhost_proc_post (x.proc, x.recv, SINK, &part, 1, NULL, &err), 0);
+        accepted++;
+    }
+    assert_int_equal (zhost_proc_flush (x.proc), 0);
+    s_drain_all (&x, &next, accepted);
+    assert_int_equal (next, accepted);
+    s_expect_nothing (&x, 50);
+    s_fake_end (&x.fake, &x.proc);
+}
+
 //  A spawned proc: READY says batch when ZHOST_BATCH_MAX_BYTES allows.
 static void
 s_spawned (fake_t *f, const char *batch_max, bool want_batch)
@@ -815,6 +984,8 @@ main (void)
         cmocka_unit_test (test_split_at_batch_max_bytes_and_order),
         cmocka_unit_test (test_no_batch_when_bootstrap_says_false),
         cmocka_unit_test (test_malformed_container),
+        cmocka_unit_test (test_request_in_a_handler_is_not_held),
+        cmocka_unit_test (test_full_queue_refuses_and_loses_nothing),
         cmocka_unit_test (test_spawned_proc_negotiates_from_env),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
