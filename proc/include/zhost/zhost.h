@@ -281,8 +281,10 @@ typedef struct {
 //  first part goes inline in the head when it is at most
 //  ZHOST_INLINE_MAX bytes, the others as frames. Never blocks: if the
 //  socket's queue is full the message waits in the proc's own queue, in
-//  order, and is sent by the loop. 0, or -1 (bad dest, proc closed, or
-//  message over the broker's max_msg_bytes) with err if given.
+//  order, and is sent by the loop. Inside a step (or corked) a one-frame
+//  post may wait until the step ends, to leave in a BATCH (see Batching).
+//  0, or -1 (bad dest, proc closed, the proc's queue full, or message
+//  over the broker's max_msg_bytes) with err if given.
 int zhost_proc_post (zhost_proc_t *self, zhost_actor_t *from, const char *dest,
                      const zhost_part_t *parts, size_t count, const zhost_post_opts_t *opts,
                      zhost_error_t *err);
