@@ -95,8 +95,8 @@ struct _zhost_proc_t {
     size_t recv_dest_len; //  0: empty
     zhost_actor_t *recv_actor;
     uint64_t recv_port;
-    //  BATCH (§9). batch_want: we offer it (ZHOST_BATCH is not 0);
-    //  batch_max: the bound the broker gave (BOOTSTRAP batch_max_bytes, or
+    //  BATCH (docs/protocol.md §14). batch_want: we offer it (ZHOST_BATCH
+    //  is not 0); batch_max: the bound the broker gave (BOOTSTRAP batch_max_bytes, or
     //  ZHOST_BATCH_MAX_BYTES), capped; 0 = this proc sends no BATCH.
     //  While a step runs (depth > 0) or the program corked, a one-frame
     //  SEND or RETURN waits here: the first in batch_first (sent lone if

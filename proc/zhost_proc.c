@@ -11,10 +11,10 @@
     when the socket's queue is full, the message waits in the proc's own
     queue (outq), and later messages wait behind it so order is kept.
 
-    PL-3 (batching adds no latency, BATCH of ZHP/1 §9): when the broker
-    takes BATCH, a one-frame SEND or RETURN made while a step runs (in a
-    handler, a bounce, a request's callback) or while the program corked
-    waits in the proc's batch; the step sends it before it ends (and
+    PL-3 (batching adds no latency; BATCH is docs/protocol.md §14): when
+    the broker takes BATCH, a one-frame SEND or RETURN made while a step
+    runs (in a handler, a bounce, a request's callback) or while the
+    program corked waits in the proc's batch; the step sends it before it ends (and
     before it waits, for a handler's blocking request), as BATCH frames of
     at most batch_max bytes. Anything else (payload frames, a control
     command) sends the batch first. A post outside a step, uncorked,
@@ -601,7 +601,7 @@ s_take_bootstrap (zhost_proc_t *self, const zh_body_t *body, zhost_error_t *err)
     if (body->heartbeat_ms > 0 && body->heartbeat_ms <= 3600000)
         self->heartbeat_ms = (int)body->heartbeat_ms;
     self->max_msg_bytes = body->max_msg_bytes;
-    //  §9: batch: true (with its bound, or the default) lets us send BATCH.
+    //  §14: batch: true (with its bound, or the default) lets us send BATCH.
     uint64_t bound = 0;
     if ((body->present & ZH_F_BATCH) && body->batch)
         bound = (body->present & ZH_F_BATCH_MAX_BYTES) ? body->batch_max_bytes : S_BATCH_DEFAULT;
@@ -833,7 +833,7 @@ zhost_proc_ready (zhost_proc_t *self)
     zh_body_t body = {.command = ZH_READY, .present = ZH_F_PROC | ZH_F_PID | ZH_F_BATCH};
     body.proc = zh_span_of (self->addr);
     body.pid = getpid ();
-    body.batch = self->batch_max > 0; //  §9: the broker's bound is in our environment
+    body.batch = self->batch_max > 0; //  §14: the broker's bound is in our environment
     if (s_send_command (self, ZH_READY, &body) != 0) return -1;
     self->ready_sent = true;
     self->status = ZHOST_RUNNING;
@@ -1026,7 +1026,7 @@ s_dispatch (zhost_proc_t *self, zmq_msg_t *frames, size_t count, const zh_head_t
         zhost_dispatch_return (self, frames, count, head);
 }
 
-//  A BATCH (§9): walked in place (nothing allocated), each element
+//  A BATCH (§14): walked in place (nothing allocated), each element
 //  dispatched in order exactly as the same one-frame message alone: its
 //  head points into the BATCH frame, and an empty frame stands for its
 //  own (a bounce moves its RETURN there). A bad element is logged and

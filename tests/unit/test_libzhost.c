@@ -20,10 +20,15 @@
     handles a well-formed SEND as usual; its VmPeak grows by less than
     64 MiB throughout (msgpack-c would reserve gigabytes).
 
-    Third scenario (BATCH, ZHP/1 §9, end to end): `a` corks, requests an
-    echo actor on `b` 200 times and flushes; b answers each in its
-    handler (so a step's replies leave together); every answer comes back
-    to its own request, in order.
+    Third scenario (BATCH, docs/protocol.md §14, end to end): both procs
+    negotiate batching with the broker (BOOTSTRAP's 256 KiB); `a` corks,
+    requests an echo actor on `b` 200 times and flushes, so its requests
+    leave as BATCH frames (what test_libzhost_batch shows against a fake
+    broker) and the broker would refuse them whole were they wrong; b
+    answers each in its handler, so a step's replies leave together too.
+    Every answer comes back to its own request, in order. Then again with
+    b attached under ZHOST_BATCH=0: the broker sends it lone SENDs and
+    takes its lone replies, and a still batches.
 */
 #include <pthread.h>
 #include <setjmp.h>
@@ -433,17 +438,17 @@ s_on_echo (zhost_actor_t *actor, zhost_errno_t status, const zhost_msg_t *msg,
 }
 
 static void
-test_request_reply_echo_batched (void **state)
+s_echo_round (const char *frontend, bool b_batches)
 {
-    (void)state;
-    zh_test_broker_t t;
-    zh_test_broker_new (&t, "--linger", "200ms", "--log-level", "error", NULL);
-    zh_test_broker_run (&t);
     zhost_error_t zerr;
-    zhost_proc_t *a = zhost_proc_attach (t.frontend, "a", &zerr);
+    zhost_proc_t *a = zhost_proc_attach (frontend, "a", &zerr);
     assert_non_null (a);
-    zhost_proc_t *b = zhost_proc_attach (t.frontend, "b", &zerr);
+    if (!b_batches) setenv ("ZHOST_BATCH", "0", 1);
+    zhost_proc_t *b = zhost_proc_attach (frontend, "b", &zerr);
+    unsetenv ("ZHOST_BATCH");
     assert_non_null (b);
+    assert_int_equal (zhost_proc_batch_max_bytes (a), 262144);
+    assert_int_equal (zhost_proc_batch_max_bytes (b), b_batches ? 262144 : 0);
     zhost_actor_t *client = zhost_proc_spawn_actor (a, "client", NULL, NULL);
     zhost_actor_t *echo = zhost_proc_spawn_actor (b, "echo", NULL, NULL);
     assert_int_equal (zhost_actor_open_port (echo, 1, s_echo, NULL), 0);
@@ -465,6 +470,17 @@ test_request_reply_echo_batched (void **state)
         assert_int_equal (s_echoes.order[i], i);
     zhost_proc_destroy (&a);
     zhost_proc_destroy (&b);
+}
+
+static void
+test_request_reply_echo_batched (void **state)
+{
+    (void)state;
+    zh_test_broker_t t;
+    zh_test_broker_new (&t, "--linger", "200ms", "--log-level", "error", NULL);
+    zh_test_broker_run (&t);
+    s_echo_round (t.frontend, true);
+    s_echo_round (t.frontend, false);
     assert_int_equal (zh_test_broker_end (&t), 0);
 }
 

@@ -1,6 +1,7 @@
-/*  test_libzhost_batch.c — libzhost and BATCH (ZHP/1 §9), against a fake
-    broker: a ROUTER in this test that does the handshake and speaks
-    BATCH by hand, so every frame the library sends can be looked at.
+/*  test_libzhost_batch.c — libzhost and BATCH (docs/protocol.md §14),
+    against a fake broker: a ROUTER in this test that does the handshake
+    and speaks BATCH by hand, so every frame the library sends can be
+    looked at.
 
     Scenarios: ATTACH says batch (not with ZHOST_BATCH=0) and BOOTSTRAP's
     bound is taken; BATCH elements are dispatched in order, interleaved

@@ -11,8 +11,8 @@
         handler ──zhost_proc_post──▶ head (+ payload frames) ──DEALER──▶ broker
                                   └──▶ the proc's batch ──(step ends)──▶ BATCH frame
 
-    Batching (BATCH, ZHP/1 §9), on unless ZHOST_BATCH=0: when the broker
-    takes BATCH, the one-frame posts a step makes (its handlers, bounces,
+    Batching (BATCH, docs/protocol.md §14), on unless ZHOST_BATCH=0: when
+    the broker takes BATCH, the one-frame posts a step makes (its handlers, bounces,
     request callbacks) leave together as BATCH frames when the step ends;
     a post outside any step leaves at once, as ever. zhost_proc_cork /
     zhost_proc_flush do the same for a program posting in a loop. A BATCH
@@ -295,7 +295,7 @@ int zhost_actor_reply (zhost_actor_t *self, const zhost_msg_t *msg, const zhost_
                        size_t count);
 
 //  ---------------------------------------------------------------------
-//  Batching (BATCH, ZHP/1 §9)
+//  Batching (BATCH, docs/protocol.md §14)
 //
 //  Negotiated per connection: ATTACH (or READY) says batch: true unless
 //  the environment has ZHOST_BATCH=0 (also false/off/no; 1/true/on/yes or
