@@ -824,7 +824,7 @@ zh_body_encode (const zh_body_t *body, size_t *size)
 int
 zh_batch_begin (zh_batch_iter_t *it, const uint8_t *frame, size_t size, zh_error_t *err)
 {
-    zh_header_t hdr;
+    zh_header_t hdr = {0};
     if (zh_header_check (&hdr, frame, size, err) != 0) return -1;
     if (hdr.command != ZH_BATCH)
         return zh_error_set (err, ZH_ERR_MALFORMED, 3, "not a BATCH: command 0x%02x", hdr.command);
