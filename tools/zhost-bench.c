@@ -2670,12 +2670,16 @@ typedef struct {
     double total_ir;
     size_t messages;
     double per_msg;
-    double ir_b; //  zhost2: broker B's share of total_ir (A's is the rest)
+    double ir_b;     //  zhost2: broker B's share of total_ir (A's is the rest)
+    double marginal; //  zhost-batch: Ir per message without start-up (callgrind_marginal)
     char error[300];
 } cg_result_t;
 
-static cg_result_t cg[SYS_COUNT] = {{.per_msg = NAN}, {.per_msg = NAN}, {.per_msg = NAN},
-                                    {.per_msg = NAN}, {.per_msg = NAN}, {.per_msg = NAN}};
+#define CG_INIT                                                                                    \
+    {                                                                                              \
+        .per_msg = NAN, .marginal = NAN                                                            \
+    }
+static cg_result_t cg[SYS_COUNT] = {CG_INIT, CG_INIT, CG_INIT, CG_INIT, CG_INIT, CG_INIT};
 
 //  Messages and round trips of every run, delivered or not, per system:
 //  the two-broker path's delivery is checked by these (--json "two_broker").
@@ -2939,9 +2943,9 @@ cg_verdict (sys_t s)
 {
     //  The targets are for the 64 B 1->1 run only.
     if (opts.cg_size != 64 || opts.cg_pairs != 1) return "";
-    if (s == SYS_ZHOSTB) {
-        if (isnan (cg[s].per_msg)) return "<= 1,000 n/a";
-        return cg[s].per_msg <= CG_BATCH_TARGET ? "<= 1,000 met" : "<= 1,000 MISSED";
+    if (s == SYS_ZHOSTB) { //  on the figure without start-up (print_callgrind says so)
+        if (isnan (cg[s].marginal)) return "<= 1,000 n/a";
+        return cg[s].marginal <= CG_BATCH_TARGET ? "<= 1,000 met" : "<= 1,000 MISSED";
     }
     if (s != SYS_ZHOST) return "";
     if (isnan (cg[s].per_msg)) return "<= 3,600 n/a";
@@ -2966,8 +2970,12 @@ print_callgrind (void)
     }
     if (cg[SYS_ZHOSTB].run)
         printf ("zhost-batch: per message = per BATCH element; its senders pack up to %d "
-                "SENDs per BATCH frame, the broker forwards them as BATCH frames\n",
-                opts.batch_elements);
+                "SENDs per BATCH frame, the broker forwards them as BATCH frames.\n  Without "
+                "start-up and shutdown ((Ir of %zu msgs - Ir of %zu) / %zu): %s Ir per element, "
+                "the figure the target is for\n",
+                opts.batch_elements, opts.cg_count, opts.cg_count / 10,
+                opts.cg_count - opts.cg_count / 10,
+                fmt_value (a, sizeof a, cg[SYS_ZHOSTB].marginal));
     cg_result_t *two = &cg[SYS_ZHOST2];
     if (two->run && two->messages)
         printf (
@@ -3231,13 +3239,13 @@ print_json (void)
         }
         if (s == SYS_ZHOSTB) {
             printf ("\"batch_elements\": %d, ", opts.batch_elements);
-            json_number ("ir_per_element", cg[s].per_msg, true);
+            //  per element without start-up and shutdown; the goal is on it
+            json_number ("ir_per_element", cg[s].marginal, true);
+            const char *v = cg_verdict ((sys_t)s);
             printf ("\"target\": %d, \"goal\": \"%s\", ", CG_BATCH_TARGET,
-                    opts.cg_size == 64 && opts.cg_pairs == 1
-                        ? (isnan (cg[s].per_msg)              ? "n/a"
-                           : cg[s].per_msg <= CG_BATCH_TARGET ? "met"
-                                                              : "MISSED")
-                        : "n/a");
+                    strstr (v, "MISSED") ? "MISSED"
+                    : strstr (v, "met")  ? "met"
+                                         : "n/a");
         }
         json_number ("ir_per_msg", cg[s].per_msg, false);
         printf ("}");
@@ -3532,6 +3540,28 @@ callgrind_total (const char *path)
     return isnan (totals) ? summary : totals;
 }
 
+//  zhost-batch: the broker's instructions per element without its start-up
+//  and shutdown, which are a large share of a short batched run: a second
+//  run of a tenth of the messages, (Ir(N) - Ir(N/10)) / (N - N/10).
+static void
+callgrind_marginal (void *ctx, sys_t s, const char *dir, cg_result_t *out)
+{
+    char path[PATH_MAX];
+    server_t srv;
+    tp_result_t res;
+    size_t small = opts.cg_count / 10;
+    snprintf (path, sizeof path, "%s/callgrind.%s.small.out", dir, sys_names[s]);
+    if (small == 0 || server_start (&srv, s, path) < 0) return;
+    throughput_run (ctx, &srv, opts.cg_pairs, (size_t)opts.cg_size, small, &res);
+    server_stop (&srv, 120000);
+    double ir = callgrind_total (path);
+    if (res.received == res.expected && out->messages > res.received)
+        out->marginal = (out->total_ir - ir) / (double)(out->messages - res.received);
+    fprintf (stderr, "callgrind %s, %zu msgs per sender: %.0f Ir; marginal %.1f Ir/msg\n",
+             sys_names[s], small, ir, out->marginal);
+    if (!opts.cg_dir) remove (path);
+}
+
 //  One server under callgrind: a 1→1 64 B run, SIGTERM, read the totals.
 static void
 callgrind_one (void *ctx, sys_t s, const char *dir)
@@ -3565,6 +3595,7 @@ callgrind_one (void *ctx, sys_t s, const char *dir)
     if (isnan (out->total_ir))
         snprintf (out->error, sizeof out->error, "no totals in %.200s", path);
     if (!opts.cg_dir) remove (path);
+    if (s == SYS_ZHOSTB && res.received == res.expected) callgrind_marginal (ctx, s, dir, out);
 }
 
 static int
