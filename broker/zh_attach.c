@@ -55,6 +55,41 @@ s_reject (zh_attach_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
 //  ---------------------------------------------------------------------
 //  ATTACH → BOOTSTRAP
 
+//  §14: the body asks for BATCH.
+static bool
+s_asks_batch (const zh_body_t *body)
+{
+    return (body->present & ZH_F_BATCH) && body->batch;
+}
+
+//  Encode the connection's BOOTSTRAP and keep it (resent on re-ATTACH).
+//  0 or -1 (out of memory).
+static int
+s_bootstrap (zh_attach_t *self, zh_conn_t *conn)
+{
+    char proc_addr[ZH_ADDR_MAX + 1];
+    zh_proc_addr_format (proc_addr, sizeof proc_addr, conn->proc_id, self->me->host);
+    zh_body_t boot = {.command = ZH_BOOTSTRAP,
+                      .present = ZH_F_PROC | ZH_F_HOST | ZH_F_AGENT | ZH_F_HEARTBEAT_MS |
+                                 ZH_F_MAX_MSG_BYTES | ZH_F_HWM | ZH_F_INCARNATION | ZH_F_LIVENESS |
+                                 ZH_F_BATCH | ZH_F_BATCH_MAX_BYTES,
+                      .proc = zh_span_of (proc_addr),
+                      .host = zh_span_of (self->me->host),
+                      .agent = zh_span_of (self->me->agent_addr),
+                      .heartbeat_ms = (uint64_t)self->config->heartbeat_ms,
+                      .max_msg_bytes = (uint64_t)self->config->max_msg_bytes,
+                      .hwm = (uint64_t)self->config->hwm,
+                      .incarnation = self->me->incarnation,
+                      .liveness = (uint64_t)self->config->liveness,
+                      .batch = conn->batch,
+                      .batch_max_bytes = (uint64_t)self->config->batch_max_bytes};
+    size_t size = 0;
+    uint8_t *bytes = zh_body_encode (&boot, &size);
+    if (!bytes) return -1;
+    zh_conn_set_bootstrap (conn, bytes, size);
+    return 0;
+}
+
 static void
 s_attach (zh_attach_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len, zh_conn_t *conn,
           const zh_body_t *body, const char *key, int64_t now)
@@ -70,7 +105,13 @@ s_attach (zh_attach_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
                       "this routing id is attached under another CURVE key");
             return;
         }
-        //  AT-1: a reconnect keeps its proc id: the same BOOTSTRAP again.
+        //  AT-1: a reconnect keeps its proc id: the same BOOTSTRAP again,
+        //  but the latest ATTACH decides batching (§14).
+        bool batch = s_asks_batch (body) && self->config->batch_max_bytes > 0;
+        if (batch != conn->batch) {
+            zh_conn_set_batch (conn, batch, (size_t)self->config->batch_max_bytes);
+            if (s_bootstrap (self, conn) != 0) return;
+        }
         zh_send_encoded (self->send, sock, rid, rid_len, ZH_BOOTSTRAP, conn->bootstrap,
                          conn->bootstrap_size);
         return;
@@ -107,27 +148,14 @@ s_attach (zh_attach_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len,
     zh_conn_set_key (conn, key);
     conn->last_recv = conn->last_send = now;
 
-    char proc_addr[ZH_ADDR_MAX + 1];
-    zh_proc_addr_format (proc_addr, sizeof proc_addr, proc_id, self->me->host);
-    zh_body_t boot = {.command = ZH_BOOTSTRAP,
-                      .present = ZH_F_PROC | ZH_F_HOST | ZH_F_AGENT | ZH_F_HEARTBEAT_MS |
-                                 ZH_F_MAX_MSG_BYTES | ZH_F_HWM | ZH_F_INCARNATION,
-                      .proc = zh_span_of (proc_addr),
-                      .host = zh_span_of (self->me->host),
-                      .agent = zh_span_of (self->me->agent_addr),
-                      .heartbeat_ms = (uint64_t)self->config->heartbeat_ms,
-                      .max_msg_bytes = (uint64_t)self->config->max_msg_bytes,
-                      .hwm = (uint64_t)self->config->hwm,
-                      .incarnation = self->me->incarnation};
-    size_t size = 0;
-    uint8_t *bytes = zh_body_encode (&boot, &size);
-    if (!bytes) {
+    zh_conn_set_batch (conn, s_asks_batch (body), (size_t)self->config->batch_max_bytes);
+    if (s_bootstrap (self, conn) != 0) {
         zh_conn_destroy (&conn);
         return;
     }
-    zh_conn_set_bootstrap (conn, bytes, size);
     if (zh_routes_add (self->routes, conn) != 0) return;
-    zh_send_encoded (self->send, sock, rid, rid_len, ZH_BOOTSTRAP, bytes, size);
+    zh_send_encoded (self->send, sock, rid, rid_len, ZH_BOOTSTRAP, conn->bootstrap,
+                     conn->bootstrap_size);
     char q1[96];
     zh_info ("attach", "socket=%s proc=%s label=%s lang=%s pid=%lld curve_key=%s",
              zh_sock_name (sock), proc_id, label,
@@ -201,10 +229,15 @@ s_hello (zh_attach_t *self, zh_sock_t sock, const uint8_t *rid, size_t rid_len, 
         zh_routes_touch (self->routes); //  a new principal: no cache may vouch for it
     }
     conn->last_recv = conn->last_send = now;
+    //  §14: a peer that says batch may send us BATCH on its link.
+    zh_conn_set_batch (conn, s_asks_batch (body), (size_t)self->config->batch_max_bytes);
     zh_body_t welcome = {.command = ZH_WELCOME,
-                         .present = ZH_F_ENDPOINT | ZH_F_INCARNATION,
+                         .present =
+                             ZH_F_ENDPOINT | ZH_F_INCARNATION | ZH_F_BATCH | ZH_F_BATCH_MAX_BYTES,
                          .endpoint = zh_span_of (self->me->host),
-                         .incarnation = self->me->incarnation};
+                         .incarnation = self->me->incarnation,
+                         .batch = conn->batch,
+                         .batch_max_bytes = (uint64_t)self->config->batch_max_bytes};
     zh_send_command (self->send, sock, rid, rid_len, ZH_WELCOME, &welcome);
     zh_info ("peer", "endpoint=%s incarnation=%llu", conn->peer_endpoint,
              (unsigned long long)body->incarnation);

@@ -380,6 +380,12 @@ zh_broker_new (zh_config_t *config, zh_error_t *err)
         zh_error_exit (err, 2, "--frontend: at least one endpoint is needed");
         goto fail;
     }
+    if (config->batch_max_bytes > config->max_msg_bytes) {
+        //  §14: batch_max_bytes is never over max_msg_bytes.
+        zh_info ("batch", "batch_max_bytes=%lld note=\"lowered to --max-msg-bytes\"",
+                 (long long)config->max_msg_bytes);
+        config->batch_max_bytes = config->max_msg_bytes;
+    }
     self->runtime = zh_runtime_new (config, err);
     if (!self->runtime) goto fail;
     self->ctx = zmq_ctx_new ();

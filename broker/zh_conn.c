@@ -29,6 +29,7 @@ zh_conn_destroy (zh_conn_t **self_p)
         zh_conn_t *self = *self_p;
         free (self->peer_endpoint);
         free (self->bootstrap);
+        zh_coalesce_destroy (&self->out);
         free (self);
         *self_p = NULL;
     }
@@ -66,6 +67,16 @@ zh_conn_set_peer_endpoint (zh_conn_t *self, const char *endpoint, size_t len)
     self->peer_endpoint_len = len;
     self->src_cache_len = 0; //  a new principal: nothing is vouched for
     return 0;
+}
+
+void
+zh_conn_set_batch (zh_conn_t *self, bool batch, size_t batch_max)
+{
+    self->batch = batch && batch_max > 0;
+    if (self->out && (!self->batch || batch_max != self->batch_max) &&
+        zh_coalesce_count (self->out) == 0)
+        zh_coalesce_destroy (&self->out); //  made again with the new bound on next use
+    self->batch_max = self->batch ? batch_max : 0;
 }
 
 void

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "zh_addr.h"
+#include "zh_coalesce.h"
 
 typedef enum { ZH_SOCK_FRONTEND = 0, ZH_SOCK_BACKEND, ZH_SOCK_CONTROL, ZH_SOCK_COUNT } zh_sock_t;
 
@@ -58,6 +59,12 @@ struct _zh_conn_t {
     void *link_socket;              //  a peer link of ours: its DEALER (no rid); else NULL
     uint64_t msgs_in;               //  SEND/RETURN received from it
     uint64_t msgs_out;              //  SEND/RETURN delivered to it
+    //  BATCH (docs/protocol.md §14), negotiated in ATTACH/BOOTSTRAP, READY,
+    //  HELLO/WELCOME: it takes BATCH from us and we take BATCH from it.
+    bool batch;         //  negotiated
+    size_t batch_max;   //  the largest BATCH frame toward it
+    zh_coalesce_t *out; //  what the router is batching toward it this turn, or NULL
+    bool out_queued;    //  out is on the router's list of batches to send
 };
 
 //  "frontend", "backend", "control".
@@ -78,6 +85,11 @@ bool zh_conn_key_matches (const zh_conn_t *self, const char *key);
 
 //  Set the principal of a PEER. 0 or -1 on allocation failure.
 int zh_conn_set_peer_endpoint (zh_conn_t *self, const char *endpoint, size_t len);
+
+//  Say whether it batches (§14) and the largest BATCH toward it; turning
+//  batching off drops an empty coalescing buffer (the router sends what a
+//  buffer holds before any handshake command is handled).
+void zh_conn_set_batch (zh_conn_t *self, bool batch, size_t batch_max);
 
 //  Keep the BOOTSTRAP body (takes ownership of body).
 void zh_conn_set_bootstrap (zh_conn_t *self, uint8_t *body, size_t size);

@@ -28,8 +28,8 @@ extern char **environ;
 //  Process launcher
 
 static const char *s_zhost_keys[] = {"ZHOST_PROC", "ZHOST_BACKEND", "ZHOST_HOST",
-                                     "ZHOST_HEARTBEAT_MS"};
-#define S_ZHOST_KEYS 4
+                                     "ZHOST_HEARTBEAT_MS", "ZHOST_BATCH_MAX_BYTES"};
+#define S_ZHOST_KEYS 5
 
 //  Same KEY in two "KEY=VALUE" (or bare KEY) strings.
 static bool
@@ -78,10 +78,10 @@ s_printf (const char *format, ...)
 
 //  The child's environment: the broker's, with the spawn's env over it
 //  (same KEY replaced, the last of repeated keys wins), then the ZHOST_*
-//  variables. owned[] gets the 4 strings made here (the rest is
+//  variables. owned[] gets the S_ZHOST_KEYS strings made here (the rest is
 //  borrowed); free with s_env_free.
 static char **
-s_env_build (const zh_launch_env_t *spec, char *const env[], char *owned[4])
+s_env_build (const zh_launch_env_t *spec, char *const env[], char *owned[S_ZHOST_KEYS])
 {
     size_t n_base = s_list_count (environ), n_env = s_list_count (env);
     char **envp = (char **)calloc (n_base + n_env + S_ZHOST_KEYS + 1, sizeof (char *));
@@ -96,6 +96,7 @@ s_env_build (const zh_launch_env_t *spec, char *const env[], char *owned[4])
     owned[1] = s_printf ("ZHOST_BACKEND=%s", spec->backend);
     owned[2] = s_printf ("ZHOST_HOST=%s", spec->host);
     owned[3] = s_printf ("ZHOST_HEARTBEAT_MS=%lld", (long long)spec->heartbeat_ms);
+    owned[4] = s_printf ("ZHOST_BATCH_MAX_BYTES=%lld", (long long)spec->batch_max_bytes);
     for (size_t i = 0; i < S_ZHOST_KEYS; i++) {
         if (!owned[i]) {
             free (envp);
@@ -107,7 +108,7 @@ s_env_build (const zh_launch_env_t *spec, char *const env[], char *owned[4])
 }
 
 static void
-s_env_free (char **envp, char *owned[4])
+s_env_free (char **envp, char *owned[S_ZHOST_KEYS])
 {
     for (size_t i = 0; i < S_ZHOST_KEYS; i++)
         free (owned[i]);
@@ -202,7 +203,7 @@ zh_launch_process (const zh_launch_env_t *spec, char *const argv[], char *const 
 {
     if (!argv || !argv[0] || !argv[0][0])
         return zh_error_word (err, "SPAWN_FAILED", "'%s': empty argv", spec->name);
-    char *owned[S_ZHOST_KEYS] = {NULL, NULL, NULL, NULL};
+    char *owned[S_ZHOST_KEYS] = {NULL};
     char **envp = s_env_build (spec, env, owned);
     if (!envp) {
         s_env_free (NULL, owned);

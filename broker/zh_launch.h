@@ -36,12 +36,13 @@ typedef int (zh_thread_main_fn) (void *zmq_ctx, const char *proc_addr, const cha
 
 //  What a child is told (the ZHOST_* environment of docs/design.md).
 typedef struct {
-    const char *name;      //  the proc's name, for error messages
-    const char *proc_addr; //  ZHOST_PROC
-    const char *backend;   //  ZHOST_BACKEND (ipc for processes, inproc for threads)
-    const char *host;      //  ZHOST_HOST
-    int64_t heartbeat_ms;  //  ZHOST_HEARTBEAT_MS
-    const cpu_set_t *cpus; //  the CPUs it may run on; NULL: inherit
+    const char *name;        //  the proc's name, for error messages
+    const char *proc_addr;   //  ZHOST_PROC
+    const char *backend;     //  ZHOST_BACKEND (ipc for processes, inproc for threads)
+    const char *host;        //  ZHOST_HOST
+    int64_t heartbeat_ms;    //  ZHOST_HEARTBEAT_MS
+    int64_t batch_max_bytes; //  ZHOST_BATCH_MAX_BYTES (0: the broker takes no BATCH)
+    const cpu_set_t *cpus;   //  the CPUs it may run on; NULL: inherit
 } zh_launch_env_t;
 
 //  Start a program: argv NULL-terminated; extra_env "KEY=VALUE" strings

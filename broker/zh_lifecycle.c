@@ -285,6 +285,7 @@ zh_lifecycle_new (const zh_config_t *config, const zh_lifecycle_setup_t *setup, 
         return NULL;
     }
     if (setup->child_cpus) zh_procs_set_child_cpus (self->procs, setup->child_cpus);
+    zh_procs_set_batch_max (self->procs, config->batch_max_bytes);
     return self;
 }
 
@@ -361,6 +362,10 @@ zh_lifecycle_ready (zh_lifecycle_t *self, const uint8_t *rid, size_t rid_len, co
     zh_conn_t *conn = zh_conn_new (ZH_SOCK_BACKEND, ZH_CONN_PROC, rid, rid_len);
     if (!conn) return; //  out of memory: it stays starting, and times out
     zh_conn_set_proc_id (conn, proc->name);
+    //  §14: it found our limit in ZHOST_BATCH_MAX_BYTES; READY batch: true
+    //  says it takes BATCH.
+    zh_conn_set_batch (conn, (body->present & ZH_F_BATCH) && body->batch,
+                       (size_t)self->config->batch_max_bytes);
     conn->last_recv = conn->last_send = now;
     if (zh_routes_add (self->routes, conn) != 0) return;
     zh_procs_ready (self->procs, proc, now);

@@ -92,9 +92,10 @@ static void
 s_hello (zh_peers_t *self, s_peer_t *peer, int64_t now)
 {
     zh_body_t hello = {.command = ZH_HELLO,
-                       .present = ZH_F_ENDPOINT | ZH_F_INCARNATION,
+                       .present = ZH_F_ENDPOINT | ZH_F_INCARNATION | ZH_F_BATCH,
                        .endpoint = zh_span_of (self->me->host),
-                       .incarnation = self->me->incarnation};
+                       .incarnation = self->me->incarnation,
+                       .batch = self->config->batch_max_bytes > 0};
     zh_wire_send_command (peer->socket, NULL, 0, ZH_HELLO, &hello, ZMQ_DONTWAIT);
     peer->hello_at = now;
     peer->conn->last_send = now;
@@ -482,6 +483,12 @@ zh_peers_command (zh_peers_t *self, zh_conn_t *link, const zh_header_t *hdr, zmq
         }
         peer->known = true;
         peer->incarnation = body.incarnation;
+        //  §14: BATCH on the link if it takes them, no larger than either
+        //  side's bound.
+        size_t theirs = (body.present & ZH_F_BATCH_MAX_BYTES) ? (size_t)body.batch_max_bytes : 0;
+        size_t ours = (size_t)self->config->batch_max_bytes;
+        zh_conn_set_batch (link, (body.present & ZH_F_BATCH) && body.batch,
+                           theirs < ours ? theirs : ours);
         s_set_state (self, peer, S_UP, "welcome");
         s_flush (self, peer, now);
         break;
@@ -548,6 +555,14 @@ zh_peers_tick (zh_peers_t *self, int64_t now)
     return next;
 }
 
+zh_conn_t *
+zh_peers_direct (zh_peers_t *self, const char *ep, size_t len)
+{
+    s_peer_t *peer = s_find (self, ep, len);
+    return peer && peer->state == S_UP && peer->pend_count == 0 && peer->conn->batch ? peer->conn
+                                                                                     : NULL;
+}
+
 void
 zh_peers_info (zh_peers_t *self, size_t i, zh_peer_info_t *info)
 {
@@ -559,7 +574,7 @@ zh_peers_info (zh_peers_t *self, size_t i, zh_peer_info_t *info)
                              .state = s_state_names[peer->state],
                              .pending = peer->pend_count,
                              .pending_bytes = peer->pend_bytes,
-                             .forwarded = peer->forwarded,
+                             .forwarded = peer->forwarded + peer->conn->msgs_out,
                              .received = peer->conn->msgs_in,
                              .returned = returned,
                              .reconnects = peer->reconnects};
@@ -575,7 +590,7 @@ zh_peers_pack (zh_peers_t *self, msgpack_packer *pk)
         msgpack_pack_map (pk, 7);
         zh_pack_kv_str (pk, "state", s_state_names[peer->state]);
         zh_pack_kv_uint (pk, "pending", peer->pend_count);
-        zh_pack_kv_uint (pk, "forwarded", peer->forwarded);
+        zh_pack_kv_uint (pk, "forwarded", peer->forwarded + peer->conn->msgs_out);
         zh_pack_kv_uint (pk, "in", peer->conn->msgs_in);
         zh_pack_str (pk, "returned");
         msgpack_pack_map (pk, ZH_RC_COUNT);

@@ -72,6 +72,12 @@ void zh_peers_destroy (zh_peers_t **self_p);
 int zh_peers_forward (zh_peers_t *self, const char *ep, size_t len, zmq_msg_t *frames, size_t count,
                       int64_t now, zh_rc_t *rc, const char **reason);
 
+//  §14: the link to endpoint when the router may batch onto it directly
+//  (it is up, nothing waits in its pending FIFO (PL-1), and the peer
+//  takes BATCH), or NULL: forward with zh_peers_forward. What the router
+//  batches onto a link counts in the link connection's msgs_out.
+zh_conn_t *zh_peers_direct (zh_peers_t *self, const char *ep, size_t len);
+
 //  The links, for the poll set: a link's connection carries its DEALER
 //  (link_socket) and its principal (the peer's endpoint). i < count.
 size_t zh_peers_count (zh_peers_t *self);

@@ -118,6 +118,7 @@ struct _zh_procs_t {
     char *backend_inproc;     //  the backend of threads
     char *host;               //  ZHOST_HOST, and the endpoint of proc addresses
     int64_t heartbeat_ms;     //  ZHOST_HEARTBEAT_MS
+    int64_t batch_max_bytes;  //  ZHOST_BATCH_MAX_BYTES
     zh_procs_events_t events; //  upward: state changes, STOP to send, bulk stop done
     s_entry_t **entries;      //  in spawn order, retired ones included
     size_t count, capacity;   //  entries used and allocated
@@ -599,6 +600,7 @@ s_launch_env (zh_procs_t *self, const zh_proc_t *proc, const char *backend)
                            .backend = backend,
                            .host = self->host,
                            .heartbeat_ms = self->heartbeat_ms,
+                           .batch_max_bytes = self->batch_max_bytes,
                            .cpus = self->child_cpus_set ? &self->child_cpus : NULL};
     return env;
 }
@@ -1109,6 +1111,12 @@ void
 zh_procs_set_terminal_keep (zh_procs_t *self, size_t keep)
 {
     self->terminal_keep = keep;
+}
+
+void
+zh_procs_set_batch_max (zh_procs_t *self, int64_t batch_max_bytes)
+{
+    self->batch_max_bytes = batch_max_bytes;
 }
 
 void

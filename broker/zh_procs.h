@@ -132,6 +132,10 @@ void zh_procs_destroy (zh_procs_t **self_p);
 //  broker sets its start-up CPUs here when --cpu pins its own threads.
 void zh_procs_set_child_cpus (zh_procs_t *self, const cpu_set_t *cpus);
 
+//  ZHOST_BATCH_MAX_BYTES for the processes spawned from now on (§14; 0:
+//  the broker takes no BATCH).
+void zh_procs_set_batch_max (zh_procs_t *self, int64_t batch_max_bytes);
+
 //  Spawn a process. argv is NULL-terminated; env is a NULL-terminated
 //  list of "KEY=VALUE" merged over the broker's environment, with the
 //  ZHOST_* variables set last. ready_timeout_ms 0 waits forever. Errors,

@@ -338,3 +338,9 @@ zh_send_outbox_depth (zh_send_t *self, size_t *now, size_t *peak)
     *now = self->out_count;
     *peak = self->out_peak;
 }
+
+bool
+zh_send_pending (zh_send_t *self)
+{
+    return self->out_count > 0;
+}

@@ -109,6 +109,9 @@ void zh_send_return_post (zh_send_t *self, zmq_msg_t *frames, size_t count, cons
 //  Take the oldest posted message (the caller closes it with
 //  zh_outmsg_close). true, or false when the outbox is empty.
 bool zh_send_take (zh_send_t *self, zh_outmsg_t *out);
+
+//  True if something was posted and not taken yet.
+bool zh_send_pending (zh_send_t *self);
 void zh_outmsg_close (zh_outmsg_t *msg);
 
 //  The outbox's depth: now, and the most it held at once (metrics).

@@ -608,7 +608,7 @@ s_required_of (uint8_t command)
 {
     switch (command) {
     case ZH_BOOTSTRAP:
-        //  liveness and the batch fields came later (§9): a broker that
+        //  liveness and the batch fields came later (§14): a broker that
         //  does not batch may leave them out.
         return ZH_F_PROC | ZH_F_HOST | ZH_F_AGENT | ZH_F_HEARTBEAT_MS | ZH_F_MAX_MSG_BYTES |
                ZH_F_HWM | ZH_F_INCARNATION;
@@ -819,12 +819,12 @@ zh_body_encode (const zh_body_t *body, size_t *size)
 }
 
 //  ---------------------------------------------------------------------
-//  BATCH (§9)
+//  BATCH (§14)
 
 int
 zh_batch_begin (zh_batch_iter_t *it, const uint8_t *frame, size_t size, zh_error_t *err)
 {
-    zh_header_t hdr = {0};
+    zh_header_t hdr = {0, 0, 0, 0};
     if (zh_header_check (&hdr, frame, size, err) != 0) return -1;
     if (hdr.command != ZH_BATCH)
         return zh_error_set (err, ZH_ERR_MALFORMED, 3, "not a BATCH: command 0x%02x", hdr.command);

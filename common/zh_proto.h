@@ -52,7 +52,7 @@ enum {
     ZH_WELCOME = 0x05,
     ZH_SEND = 0x10,
     ZH_RETURN = 0x11,
-    ZH_BATCH = 0x12, //  §9: many one-frame SENDs and RETURNs in one frame
+    ZH_BATCH = 0x12, //  §14: many one-frame SENDs and RETURNs in one frame
     ZH_PING = 0x20,
     ZH_PONG = 0x21,
     ZH_BYE = 0x22,
@@ -177,8 +177,8 @@ typedef struct {
     zh_span_t dest;           //  ERROR
     int64_t seq;              //  ERROR
     uint64_t timeout_ms;      //  STOP
-    bool batch;               //  ATTACH, BOOTSTRAP, READY, HELLO, WELCOME (§9)
-    uint64_t batch_max_bytes; //  BOOTSTRAP, WELCOME (§9)
+    bool batch;               //  ATTACH, BOOTSTRAP, READY, HELLO, WELCOME (§14)
+    uint64_t batch_max_bytes; //  BOOTSTRAP, WELCOME (§14)
     uint64_t liveness;        //  BOOTSTRAP: heartbeats of silence before a drop
 } zh_body_t;
 
@@ -201,7 +201,7 @@ uint8_t *zh_body_encode (const zh_body_t *body, size_t *size);
 zh_span_t zh_span_of (const char *s);
 
 //  ---------------------------------------------------------------------
-//  BATCH (§9): [header 0x12, ttl 0, flags 0][u32 L1][element 1] … [u32 Ln][element n]
+//  BATCH (§14): [header 0x12, ttl 0, flags 0][u32 L1][element 1] … [u32 Ln][element n]
 //  Each element is, byte for byte, a one-frame SEND or RETURN. The walk is
 //  on the broker's hot path: it allocates nothing and decodes nothing but
 //  the lengths; each element is then checked as a lone message would be.
@@ -223,7 +223,7 @@ int zh_batch_begin (zh_batch_iter_t *it, const uint8_t *frame, size_t size, zh_e
 //  The next element: 1 with *elem and *len set; 0 at the clean end; -1
 //  with err (400) when the container is malformed: a length of 0, a length
 //  that runs past the frame, or bytes left over that cannot hold a length.
-//  Elements returned before a fault stand (§9).
+//  Elements returned before a fault stand (§14).
 int zh_batch_next (zh_batch_iter_t *it, const uint8_t **elem, size_t *len, zh_error_t *err);
 
 //  Append one element (a one-frame SEND or RETURN of len bytes) to a BATCH

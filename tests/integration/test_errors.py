@@ -177,7 +177,7 @@ def test_ready_from_a_proc_not_spawned_is_403(broker, zctx):
 def test_unknown_command_is_404(broker, client):
     b = broker()
     c = client(b, attach=False)
-    for cmd in (0x00, 0x06, 0x12, 0x7E, 0xFF):
+    for cmd in (0x00, 0x06, 0x13, 0x7E, 0xFF):
         c.send_frames([header(cmd)])
         msg = c.recv()
         assert msg.cmd == zhp.ERROR and msg.body["code"] == 404, (hex(cmd), msg)

@@ -37,6 +37,7 @@ HELLO = 0x04
 WELCOME = 0x05
 SEND = 0x10
 RETURN = 0x11
+BATCH = 0x12
 PING = 0x20
 PONG = 0x21
 BYE = 0x22
@@ -45,7 +46,7 @@ STOP = 0x30
 
 COMMAND_NAMES = {
     ATTACH: "ATTACH", BOOTSTRAP: "BOOTSTRAP", READY: "READY", HELLO: "HELLO",
-    WELCOME: "WELCOME", SEND: "SEND", RETURN: "RETURN", PING: "PING",
+    WELCOME: "WELCOME", SEND: "SEND", RETURN: "RETURN", BATCH: "BATCH", PING: "PING",
     PONG: "PONG", BYE: "BYE", ERROR: "ERROR", STOP: "STOP",
 }
 
@@ -306,7 +307,12 @@ class Msg(object):
         self.head = None
         self.body = None
         self.parts = None
-        if self.cmd in (SEND, RETURN):
+        self.elements = None
+        if self.cmd == BATCH:  # §14: one frame of [u32 L][one-frame SEND/RETURN]...
+            if len(self.frames) != 1:
+                raise MalformedError("BATCH with %d frames" % len(self.frames))
+            self.elements = [Msg([e]) for e in split_batch(first)]
+        elif self.cmd in (SEND, RETURN):
             self.head = decode_head(first)
             self.parts = ([self.head.inline] if self.head.inline is not None else []) \
                 + self.frames[1:]
@@ -340,6 +346,34 @@ class Msg(object):
 
 def decode(frames):
     return Msg(frames)
+
+
+def encode_batch(elements, ttl=0, flags=0):
+    """A BATCH frame (§14) of one-frame SENDs/RETURNs (each bytes, or a
+    one-element frame list as encode_send returns it)."""
+    out = header(BATCH, ttl, flags)
+    for e in elements:
+        if isinstance(e, (list, tuple)):
+            assert len(e) == 1, "only one-frame messages are batched"
+            e = e[0]
+        out += struct.pack(">I", len(e)) + e
+    return out
+
+
+def split_batch(frame):
+    """The elements of a BATCH frame, or MalformedError."""
+    off, out = HEADER_SIZE, []
+    if len(frame) == HEADER_SIZE:
+        raise MalformedError("BATCH without elements")
+    while off < len(frame):
+        if len(frame) - off < 4:
+            raise MalformedError("BATCH: bytes left over")
+        (n,) = struct.unpack(">I", frame[off:off + 4])
+        if n == 0 or n > len(frame) - off - 4:
+            raise MalformedError("BATCH: bad length %d" % n)
+        out.append(frame[off + 4:off + 4 + n])
+        off += 4 + n
+    return out
 
 
 def _short(b, n=40):
@@ -391,6 +425,7 @@ class Client(object):
         self.last_sent = time.monotonic()
         self._own_pings = 0
         self.bootstrap = None
+        self.batch_frames = 0   # BATCH frames received (their elements go to the inbox)
         self.proc = None
         self.actor = None
         self.host = None
@@ -470,6 +505,11 @@ class Client(object):
             frames = self.recv_frames(max(0.0, step))
             if frames is not None:
                 msg = self._handle(frames, auto_pong)
+                if msg is not None and msg.cmd == BATCH:
+                    # §14: its elements, in order, as if each had come alone
+                    self.batch_frames += 1
+                    self.inbox.extend(msg.elements)
+                    return self.inbox.popleft()
                 if msg is not None:
                     return msg
                 continue

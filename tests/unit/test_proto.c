@@ -1832,7 +1832,7 @@ test_head_address_kinds (void **state)
 }
 
 //  ---------------------------------------------------------------------
-//  BATCH (§9)
+//  BATCH (§14)
 
 //  A one-frame SEND to dest with inline text, into buf; its length.
 static size_t

@@ -405,7 +405,7 @@ s_check_control (const char *id, const zh_msg_t *msg, const zh_frame_view_t *fra
     return same ? 0 : s_fail (id, "canonical, but zh_body_encode writes other bytes");
 }
 
-//  A BATCH (§9): each element, decoded as the lone one-frame message it
+//  A BATCH (§14): each element, decoded as the lone one-frame message it
 //  is, matches the vector's element; zh_batch_put of the elements gives
 //  the frame back.
 static int

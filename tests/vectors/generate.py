@@ -124,7 +124,7 @@ def bad(id_, desc, frames, code, check, max_msg_bytes=None, elements_before=None
 
 
 def batch(*elements, tail=b"", ttl=0, flags=0):
-    """A BATCH frame (§9): [header 0x12][u32 L][element]... then tail."""
+    """A BATCH frame (§14): [header 0x12][u32 L][element]... then tail."""
     out = hdr(0x12, ttl, flags)
     for e in elements:
         out += struct.pack(">I", len(e)) + e
@@ -154,7 +154,7 @@ def batch_vectors():
     e3 = element("RETURN", SRC, "service@" + EP,
                  {"failures": [{"code": "NO_SUCH_PROC", "reason": "no proc of that id",
                                 "at": EP}], "dest": DEST, "meta": {}}, b"lost", flags=0x02)
-    ok_batch("batch-one-send", "a BATCH of one SEND (§9): [header 0x12 0 0][u32 L][element]", e1)
+    ok_batch("batch-one-send", "a BATCH of one SEND (§14): [header 0x12 0 0][u32 L][element]", e1)
     ok_batch("batch-send-send-return", "three elements, SENDs and a RETURN, kept in order; each "
              "is byte for byte a one-frame message with its own ttl and flags", e1, e2, e3)
     ok_batch("batch-unflagged-empty-part", "an element without RETURN_UNDELIVERABLE and with an "
@@ -208,12 +208,12 @@ def frames_vectors():
     ok_control("bootstrap-max-incarnation", "incarnation is a u64: 2**64-1 fits", "BOOTSTRAP",
                {"proc": "remote<2>@" + EP, "host": EP, "agent": "host_agent.service@" + EP,
                 "heartbeat_ms": 0, "max_msg_bytes": 0, "hwm": 0, "incarnation": U64_MAX})
-    ok_control("bootstrap-batch-fields", "BOOTSTRAP with liveness and the batch fields (§9), "
+    ok_control("bootstrap-batch-fields", "BOOTSTRAP with liveness and the batch fields (§14), "
                "in the C codec's order", "BOOTSTRAP",
                {"proc": "remote<2>@" + EP, "host": EP, "agent": "host_agent.service@" + EP,
                 "heartbeat_ms": 1000, "max_msg_bytes": 16777216, "hwm": 1000,
                 "incarnation": 1, "liveness": 3, "batch": True, "batch_max_bytes": 262144})
-    ok_control("attach-batch", "ATTACH asking for BATCH (§9)", "ATTACH",
+    ok_control("attach-batch", "ATTACH asking for BATCH (§14)", "ATTACH",
                {"lang": "c", "batch": True})
     ok_control("ready-batch", "READY of a spawned proc that takes BATCH", "READY",
                {"proc": "worker@" + EP, "batch": True})
@@ -545,7 +545,7 @@ def main():
     ids = [v["id"] for v in FRAMES]
     assert len(ids) == len(set(ids)), "duplicate vector ids"
     frames_doc = {"format": "zhost-test-vectors/frames", "version": 1,
-                  "protocol": "ZHP/1 (docs/protocol.md §3-§7, §9)", "vectors": FRAMES}
+                  "protocol": "ZHP/1 (docs/protocol.md §3-§7, §14)", "vectors": FRAMES}
     addr_doc = {"format": "zhost-test-vectors/addresses", "version": 1,
                 "protocol": "ZHP/1 addresses (docs/protocol.md §2)",
                 "addresses": ADDRS,
