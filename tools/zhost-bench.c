@@ -20,7 +20,7 @@
     second broker adds (two minus one). Its server cpu is both brokers'.
 
     zhost-batch: the same broker path with clients that negotiate BATCH
-    (docs/protocol.md §9): a sender packs its SENDs into BATCH frames of up
+    (docs/protocol.md §14): a sender packs its SENDs into BATCH frames of up
     to --batch-elements, as a client library does for posts under
     cork/flush; receivers take BATCH frames and lone SENDs alike. Its rtt
     is a lone request/reply over batch-negotiated connections.
@@ -97,7 +97,7 @@
 #define STOP_BYTE  'Q' //  a 1-byte payload that ends an echo
 
 //  SYS_ZHOST2: two brokers, client → broker A → peer link → broker B → client.
-//  SYS_ZHOSTB: one broker, clients that negotiate BATCH (docs/protocol.md §9).
+//  SYS_ZHOSTB: one broker, clients that negotiate BATCH (docs/protocol.md §14).
 //  SYS_NATS: nats-server with libnats clients.
 typedef enum {
     SYS_ZHOST,
@@ -262,7 +262,7 @@ typedef struct {
     char reason[256];
     int64_t heartbeat_ms;
     int64_t code;
-    bool batch;              //  BOOTSTRAP: the broker takes and sends BATCH (§9)
+    bool batch;              //  BOOTSTRAP: the broker takes and sends BATCH (§14)
     int64_t batch_max_bytes; //  BOOTSTRAP: bound of a BATCH frame
 } body_t;
 
@@ -356,7 +356,7 @@ typedef struct {
     bool got_bye;
     size_t returned; //  zhost: RETURNs received
     char error[256]; //  the first failure, "" if none
-    //  zhost-batch (§9): the client says batch: true in ATTACH and the
+    //  zhost-batch (§14): the client says batch: true in ATTACH and the
     //  broker must answer batch: true. A receiver walks the BATCH frame in
     //  frames[0] (in_batch) one element at a time; a sender packs up to
     //  opts.batch_elements SENDs, at most batch_max bytes, into bbuf.
@@ -839,7 +839,7 @@ zhost_on_bootstrap (client_t *c)
     c->last_ping_ns = now_ns ();
     if (c->batch && (!b.batch || b.batch_max_bytes <= ZH_HEADER_SIZE))
         return client_fail (c, "zhost-batch: the broker does not batch (its BOOTSTRAP has no "
-                               "batch: true; a broker without docs/protocol.md §9, or "
+                               "batch: true; a broker without docs/protocol.md §14, or "
                                "--batch-max-bytes 0)");
     c->batch_max = c->batch ? (size_t)b.batch_max_bytes : 0;
     return 0;
@@ -2865,7 +2865,7 @@ print_batch (void)
 {
     if (!opts.enabled[SYS_ZHOSTB] && !opts.enabled[SYS_NATS]) return;
     char v[4][32], q[4][32];
-    printf ("\nbatching (zhost-batch: BATCH frames of up to %d SENDs, docs/protocol.md §9) and "
+    printf ("\nbatching (zhost-batch: BATCH frames of up to %d SENDs, docs/protocol.md §14) and "
             "nats-server (nats) beside zhost and classic:\n%-24s %-6s %12s %12s %12s %12s %9s "
             "%9s %9s %9s\n",
             opts.batch_elements, "measurement", "unit", "zhost-batch", "zhost", "nats", "classic",

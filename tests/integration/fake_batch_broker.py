@@ -1,12 +1,12 @@
 #!/usr/bin/python3
 """fake_batch_broker.py — a stand-in zhost-broker that speaks BATCH
-(docs/protocol.md §9), for test_bench.py: zhost-bench runs it with
+(docs/protocol.md §14), for test_bench.py: zhost-bench runs it with
 `--broker` as it runs the real one (`--frontend tcp://127.0.0.1:0 ...`,
 "frontend ENDPOINT" and "ready" on stdout, SIGTERM to stop).
 
 Just enough of ZHP/1 for the bench's raw clients: ATTACH → BOOTSTRAP (with
 `batch: true` and `batch_max_bytes` when the client asked, unless
-FAKE_BROKER_NO_BATCH is set: then it answers as a broker without §9 does),
+FAKE_BROKER_NO_BATCH is set: then it answers as a broker without §14 does),
 SEND and BATCH routed by the proc id in dest, PING → PONG, BYE → BYE. What
 one loop turn read for a batch-capable receiver goes as one BATCH frame
 (a lone SEND when it is one element), as the real broker coalesces.
