@@ -123,6 +123,41 @@ def test_unknown_system_is_a_usage_error():
     assert "--systems zhost,zhost3" in out.stderr
 
 
+def test_batched_zhost_and_nats_deliver_everything_and_chart(tmp_path):
+    report = run_bench("--systems", "zhost,zhost-batch,classic,nats")
+    assert report["config"]["systems"] == ["zhost", "classic", "zhost-batch", "nats"]
+    assert report["config"]["batch_elements"] == 256
+    check_rows(report, systems=("zhost", "classic", "zhost-batch", "nats"))
+    for row in report["results"]:
+        for key in ("ratio_batch_zhost", "ratio_batch_classic", "ratio_batch_nats",
+                    "ratio_zhost_nats", "ratio_nats_classic"):
+            assert key in row
+    batch = report["batch"]
+    # 20,000 64 B and 2,000 1 KiB messages per sender, 1->1 and 4->4, one run
+    assert batch["expected"] == batch["delivered"] == 5 * 20000 + 5 * 2000
+    assert batch["rtt_expected"] == batch["rtt_done"] == 200
+    assert batch["nats"]["expected"] == batch["nats"]["delivered"] == 5 * 20000 + 5 * 2000
+    assert batch["nats"]["rtt_done"] == 200
+    assert batch["goals"]["throughput_64B_1to1_vs_nats"] in ("met", "MISSED")
+    assert batch["goals"]["rtt_p50_vs_unbatched"] in ("met", "MISSED")
+
+    src = tmp_path / "bench.json"
+    src.write_text(json.dumps(report))
+    svg = tmp_path / "bench.svg"
+    out = subprocess.run(["/usr/bin/python3", CHART, str(src), "-o", str(svg)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    root = ET.parse(svg).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    text = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    for name in ("zhost-batch", "zhost", "nats", "classic"):
+        assert "(%s)" % name in text, (name, text)
+    for label in ("64 B 1\u21921", "64 B 4\u21924", "1 KiB 1\u21921", "1 KiB 4\u21924"):
+        assert label in text
+    # every bar of the four systems in the four groups was measured: no "n/a"
+    assert "n/a" not in text
+
+
 def test_batched_clients_send_and_take_batch_frames(tmp_path):
     """Against a fake broker that speaks BATCH and counts what it sees."""
     stats = tmp_path / "stats.json"
