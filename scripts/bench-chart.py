@@ -21,8 +21,8 @@ GROUPS = [("throughput_64B_1to1", "64 B 1\u21921"), ("throughput_64B_4to4", "64 
 SYSTEMS = [("zhost-batch", "zhost batched", "#1b7837"), ("zhost", "zhost unbatched", "#7fbf7b"),
            ("nats", "nats-server", "#2166ac"), ("classic", "raw forwarder", "#b2abd2")]
 
-W, H = 960, 540
-LEFT, RIGHT, TOP, BOTTOM = 90, 20, 70, 110
+W, H = 960, 560
+LEFT, RIGHT, TOP, BOTTOM = 90, 20, 100, 110
 
 
 def short(v):
@@ -56,24 +56,27 @@ def values(report):
     return out
 
 
-def chart(report):
+def chart(report, note=None):
     vals = values(report)
     top, step = nice_max(max([v for v in vals.values() if v] or [0]) * 1.08)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
     y = lambda v: TOP + plot_h - plot_h * v / top  # noqa: E731
     cfg = report.get("config", {})
-    sub = "tcp on 127.0.0.1, %s msgs (64 B) / %s (1 KiB) per sender, median of %s run(s); %s cpus, %s" % (
-        cfg.get("count", "?"), cfg.get("count_1k", "?"), cfg.get("repeat", "?"),
-        cfg.get("nproc", "?"), cfg.get("cpu", "?"))
+    subs = ["tcp on 127.0.0.1, %s msgs (64 B) and %s (1 KiB) per sender, median of %s run(s)"
+            % (cfg.get("count", "?"), cfg.get("count_1k", "?"), cfg.get("repeat", "?")),
+            "%s cpus, %s" % (cfg.get("nproc", "?"), cfg.get("cpu", "?"))]
     if cfg.get("batch_elements"):
-        sub += "; batched: up to %s SENDs per BATCH frame" % cfg["batch_elements"]
+        subs[1] += "; zhost batched: up to %s SENDs per BATCH frame" % cfg["batch_elements"]
+    if note:
+        subs.append(note)
     s = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
          'font-family="DejaVu Sans, Helvetica, Arial, sans-serif">' % (W, H, W, H),
          '<title>zhost-bench throughput</title>',
          '<rect width="100%" height="100%" fill="white"/>',
          '<text x="%d" y="28" font-size="18" font-weight="bold">zhost-bench: throughput '
          '(messages per second, higher is better)</text>' % LEFT,
-         '<text x="%d" y="48" font-size="12" fill="#444">%s</text>' % (LEFT, escape(sub))]
+         ] + ['<text x="%d" y="%d" font-size="12" fill="#444">%s</text>'
+              % (LEFT, 48 + 16 * i, escape(line)) for i, line in enumerate(subs)]
     # axis and grid
     t = 0.0
     while t <= top + step / 2:
@@ -119,13 +122,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("json", nargs="?", help="zhost-bench --json output (default: stdin)")
     ap.add_argument("-o", "--output", help="the SVG to write (default: stdout)")
+    ap.add_argument("--note", help="one more line under the title (where the figures come from)")
     a = ap.parse_args()
     if a.json:
         with open(a.json) as f:
             report = json.load(f)
     else:
         report = json.load(sys.stdin)
-    svg = chart(report)
+    svg = chart(report, a.note)
     if a.output:
         with open(a.output, "w") as f:
             f.write(svg)
