@@ -1704,6 +1704,8 @@ nats_client_connect (nats_client_t *c, const char *url, bool sendasap)
     if (st == NATS_OK) st = natsOptions_SetURL (o, url);
     if (st == NATS_OK) st = natsOptions_SetAllowReconnect (o, false);
     if (st == NATS_OK) st = natsOptions_SetTimeout (o, opts.timeout_ms);
+    //  A write blocked for --timeout fails the publish (a zhost sender gives up too).
+    if (st == NATS_OK) st = natsOptions_SetWriteDeadline (o, opts.timeout_ms);
     if (st == NATS_OK) st = natsOptions_SetErrorHandler (o, nats_on_error, c);
     if (st == NATS_OK && sendasap) st = natsOptions_SetSendAsap (o, true);
     if (st == NATS_OK) st = natsConnection_Connect (&c->nc, o);
