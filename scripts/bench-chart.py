@@ -111,9 +111,10 @@ def chart(report, note=None):
     lx, ly = LEFT, H - 45
     for sys_key, name, color in SYSTEMS:
         s.append('<rect x="%d" y="%d" width="14" height="14" fill="%s"/>' % (lx, ly, color))
-        s.append('<text x="%d" y="%d" font-size="13" fill="#111">%s (%s)</text>'
-                 % (lx + 20, ly + 12, escape(name), escape(sys_key)))
-        lx += 215
+        label = "%s (%s)" % (name, sys_key)
+        s.append('<text x="%d" y="%d" font-size="13" fill="#111">%s</text>'
+                 % (lx + 20, ly + 12, escape(label)))
+        lx += 20 + int(len(label) * 7.5) + 24  # 13 px text: at most ~7.5 px a character
     s.append('</svg>')
     return "\n".join(s) + "\n"
 
