@@ -95,6 +95,20 @@ struct _zhost_proc_t {
     size_t recv_dest_len; //  0: empty
     zhost_actor_t *recv_actor;
     uint64_t recv_port;
+    //  BATCH (docs/protocol.md §14). batch_want: we offer it (ZHOST_BATCH
+    //  is not 0); batch_max: the bound the broker gave (BOOTSTRAP batch_max_bytes, or
+    //  ZHOST_BATCH_MAX_BYTES), capped; 0 = this proc sends no BATCH.
+    //  While a step runs (depth > 0) or the program corked, a one-frame
+    //  SEND or RETURN waits here: the first in batch_first (sent lone if
+    //  no other joins it), then all of them in batch_buf (allocated once,
+    //  batch_max bytes, reused), batch_used bytes so far.
+    bool batch_want;
+    bool corked; //  zhost_proc_cork, until zhost_proc_flush
+    size_t batch_max;
+    size_t batch_count; //  elements waiting: 0, 1 (in batch_first) or more (in batch_buf)
+    zmq_msg_t batch_first;
+    uint8_t *batch_buf;
+    size_t batch_used;
 };
 
 //  zhost_proc.c
@@ -103,6 +117,10 @@ void zhost_error_put (zhost_error_t *err, zhost_errno_t code, const char *format
     __attribute__ ((format (printf, 3, 4)));
 //  Send frames (taken over: each is closed or moved) in order, queueing
 //  them when the socket is full. 0 or -1 (socket gone).
+//  A one-frame SEND or RETURN made while the proc is corked (a step
+//  runs, or zhost_proc_cork) joins the proc's batch instead; anything
+//  else sends the batch first, so order is kept. -1 with EAGAIN when the
+//  proc's queue is full (batched or not).
 int zhost_send_frames (zhost_proc_t *self, zmq_msg_t *frames, size_t count);
 bool zhost_proc_open (zhost_proc_t *self);
 

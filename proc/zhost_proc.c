@@ -11,6 +11,16 @@
     when the socket's queue is full, the message waits in the proc's own
     queue (outq), and later messages wait behind it so order is kept.
 
+    PL-3 (batching adds no latency; BATCH is docs/protocol.md §14): when
+    the broker takes BATCH, a one-frame SEND or RETURN made while a step
+    runs (in a handler, a bounce, a request's callback) or while the
+    program corked waits in the proc's batch; the step sends it before it ends (and
+    before it waits, for a handler's blocking request), as BATCH frames of
+    at most batch_max bytes. Anything else (payload frames, a control
+    command) sends the batch first. A post outside a step, uncorked,
+    leaves at once as before. A received BATCH is walked in place and each
+    element dispatched as the same message alone.
+
     PL-1 (bounded waits): nothing here waits without a deadline. The loop
     sleeps at most until the next timer (heartbeat, liveness, request
     timeout); attach waits 5 s for BOOTSTRAP; stop waits 3 × heartbeat
@@ -45,12 +55,14 @@ _Static_assert(offsetof (zhost_curve_t, public_key) == offsetof (zh_curve_keys_t
                "curve layout");
 _Static_assert(offsetof (zhost_curve_t, secret_key) == offsetof (zh_curve_keys_t, secret_key),
                "curve layout");
-#define S_LINGER_MS    1000
-#define S_LIVENESS     3
-#define S_BATCH        1000   //  messages handled per step
-#define S_OUTQ_MAX     100000 //  messages waiting in the proc's queue
-#define S_SOCKET_HWM   10000  //  the DEALER's SNDHWM and RCVHWM
-#define S_SMALL_FRAMES 8
+#define S_LINGER_MS     1000
+#define S_LIVENESS      3
+#define S_BATCH         1000   //  messages handled per step
+#define S_OUTQ_MAX      100000 //  messages waiting in the proc's queue
+#define S_SOCKET_HWM    10000  //  the DEALER's SNDHWM and RCVHWM
+#define S_SMALL_FRAMES  8
+#define S_BATCH_DEFAULT 262144  //  batch_max_bytes when BOOTSTRAP says batch but no bound
+#define S_BATCH_CAP     1048576 //  our BATCH frames are at most this, whatever the bound
 
 static volatile sig_atomic_t s_signalled = 0;
 
@@ -160,10 +172,11 @@ s_try_send (zhost_proc_t *self, zmq_msg_t *frames, size_t count)
     return 0;
 }
 
+//  force: past S_OUTQ_MAX (a batch whose posts were accepted already).
 static int
-s_enqueue (zhost_proc_t *self, zmq_msg_t *frames, size_t count)
+s_enqueue (zhost_proc_t *self, zmq_msg_t *frames, size_t count, bool force)
 {
-    if (self->outq_count >= S_OUTQ_MAX) {
+    if (self->outq_count >= S_OUTQ_MAX && !force) {
         errno = EAGAIN;
         return -1;
     }
@@ -218,8 +231,9 @@ s_outq_discard (zhost_proc_t *self)
     self->outq_count = 0;
 }
 
-int
-zhost_send_frames (zhost_proc_t *self, zmq_msg_t *frames, size_t count)
+//  One message the lone way: at once, or behind what waits in outq.
+static int
+s_send_lone (zhost_proc_t *self, zmq_msg_t *frames, size_t count, bool force)
 {
     if (!self->sock) {
         errno = ENOTCONN;
@@ -229,7 +243,124 @@ zhost_send_frames (zhost_proc_t *self, zmq_msg_t *frames, size_t count)
         int rc = s_try_send (self, frames, count);
         if (rc <= 0) return rc;
     }
-    return s_enqueue (self, frames, count);
+    return s_enqueue (self, frames, count, force);
+}
+
+//  PL-3: posts wait in the batch while a step runs or the program corked.
+static bool
+s_batching (zhost_proc_t *self)
+{
+    return self->batch_max && (self->depth > 0 || self->corked);
+}
+
+static void
+s_batch_discard (zhost_proc_t *self)
+{
+    if (self->batch_count == 1) zmq_msg_close (&self->batch_first);
+    self->batch_count = 0;
+    self->batch_used = 0;
+}
+
+//  Send what waits in the batch: one element as a lone message, more as
+//  one BATCH frame. Its posts were accepted, so it may go past the
+//  queue's bound (by one frame: a post finding the queue full is refused,
+//  as a lone one is). 0, or -1 (logged: the socket is gone).
+static int
+s_batch_flush (zhost_proc_t *self)
+{
+    if (self->batch_count == 0) return 0;
+    size_t count = self->batch_count;
+    int rc = -1;
+    if (count == 1)
+        rc = s_send_lone (self, &self->batch_first, 1, true);
+    else {
+        zmq_msg_t frame;
+        if (zmq_msg_init_size (&frame, self->batch_used) == 0) {
+            memcpy (zmq_msg_data (&frame), self->batch_buf, self->batch_used);
+            rc = s_send_lone (self, &frame, 1, true);
+            zmq_msg_close (&frame);
+        }
+    }
+    s_batch_discard (self);
+    if (rc != 0)
+        zh_warn ("send-failed", "proc=%s messages=%zu error=\"%s\"", self->addr, count,
+                 zmq_strerror (errno));
+    return rc;
+}
+
+//  Add a one-frame SEND or RETURN to the batch (taken over: moved, or
+//  copied and left to the caller to close). A batch that cannot hold it
+//  is sent first. 0, or -1 with EAGAIN when the proc's queue is full.
+static int
+s_batch_add (zhost_proc_t *self, zmq_msg_t *frame)
+{
+    if (self->outq_head && self->outq_count >= S_OUTQ_MAX) {
+        errno = EAGAIN;
+        return -1;
+    }
+    const uint8_t *data = (const uint8_t *)zmq_msg_data (frame);
+    size_t size = zmq_msg_size (frame);
+    if (self->batch_count == 1) {
+        size_t first = zmq_msg_size (&self->batch_first);
+        size_t overhead = ZH_HEADER_SIZE + 2 * ZH_BATCH_LEN_SIZE;
+        bool fits = self->batch_max > overhead && first + size <= self->batch_max - overhead;
+        if (fits && !self->batch_buf) self->batch_buf = (uint8_t *)malloc (self->batch_max);
+        if (fits && self->batch_buf) {
+            zh_header_write (self->batch_buf, ZH_BATCH, 0, 0);
+            self->batch_used = ZH_HEADER_SIZE;
+            zh_batch_put (self->batch_buf, self->batch_max, &self->batch_used,
+                          (const uint8_t *)zmq_msg_data (&self->batch_first), first);
+            zh_batch_put (self->batch_buf, self->batch_max, &self->batch_used, data, size);
+            zmq_msg_close (&self->batch_first);
+            self->batch_count = 2;
+            return 0;
+        }
+    } else if (self->batch_count > 1 && zh_batch_put (self->batch_buf, self->batch_max,
+                                                      &self->batch_used, data, size) == 0) {
+        self->batch_count++;
+        return 0;
+    }
+    s_batch_flush (self);
+    zmq_msg_init (&self->batch_first);
+    zmq_msg_move (&self->batch_first, frame);
+    self->batch_count = 1;
+    return 0;
+}
+
+int
+zhost_send_frames (zhost_proc_t *self, zmq_msg_t *frames, size_t count)
+{
+    if (!self->sock) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    if (count == 1 && s_batching (self) && zmq_msg_size (&frames[0]) >= ZH_HEADER_SIZE &&
+        zh_command_has_head (((const uint8_t *)zmq_msg_data (&frames[0]))[3]))
+        return s_batch_add (self, &frames[0]);
+    s_batch_flush (self); //  PL-3: order
+    return s_send_lone (self, frames, count, false);
+}
+
+int
+zhost_proc_cork (zhost_proc_t *self)
+{
+    if (!zhost_proc_open (self)) return -1;
+    self->corked = true;
+    return 0;
+}
+
+int
+zhost_proc_flush (zhost_proc_t *self)
+{
+    self->corked = false;
+    if (!zhost_proc_open (self)) return -1;
+    return s_batch_flush (self);
+}
+
+size_t
+zhost_proc_batch_max_bytes (zhost_proc_t *self)
+{
+    return self->batch_max;
 }
 
 //  A control command: [header] or [header][body] (zh_wire), through the
@@ -311,6 +442,8 @@ s_proc_free (zhost_proc_t **self_p)
     for (size_t i = 0; i < self->actor_count; i++)
         zhost_actor_destroy (&self->actors[i]);
     free (self->actors);
+    s_batch_discard (self);
+    free (self->batch_buf);
     s_outq_discard (self);
     if (self->sock) zmq_close (self->sock);
     if (self->ctx) zmq_ctx_term (self->ctx);
@@ -328,8 +461,42 @@ s_env (const char *key, zhost_error_t *err)
     return value && *value ? value : NULL;
 }
 
+//  ZHOST_BATCH → batch_want: unset, empty, 1, true, on, yes offer BATCH;
+//  0, false, off, no do not (attached and spawned procs alike).
+static int
+s_read_batch_want (zhost_proc_t *self, zhost_error_t *err)
+{
+    static const char *const yes[] = {"", "1", "true", "on", "yes"};
+    static const char *const no[] = {"0", "false", "off", "no"};
+    const char *value = getenv ("ZHOST_BATCH");
+    self->batch_want = true;
+    if (!value) return 0;
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        if (strcmp (value, yes[i]) == 0) return 0;
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if (strcmp (value, no[i]) == 0) {
+            self->batch_want = false;
+            return 0;
+        }
+    zhost_error_put (err, ZHOST_E_ENV_INVALID,
+                     "ZHOST_BATCH=%s is not 1 or 0 (true/false, on/off, yes/no)", value);
+    return -1;
+}
+
+//  The bound we batch to: the broker's, never over max_msg_bytes (when
+//  known) nor S_BATCH_CAP; 0 when either side does not batch.
+static void
+s_set_batch_max (zhost_proc_t *self, uint64_t bound)
+{
+    if (self->max_msg_bytes && bound > self->max_msg_bytes) bound = self->max_msg_bytes;
+    if (bound > S_BATCH_CAP) bound = S_BATCH_CAP;
+    self->batch_max = self->batch_want ? (size_t)bound : 0;
+}
+
 //  ZHOST_PROC → addr, proc_id; ZHOST_HOST → host; ZHOST_BACKEND →
-//  endpoint; ZHOST_HEARTBEAT_MS → heartbeat_ms.
+//  endpoint; ZHOST_HEARTBEAT_MS → heartbeat_ms; ZHOST_BATCH and
+//  ZHOST_BATCH_MAX_BYTES (absent or 0: the broker takes no BATCH) →
+//  batch_want, batch_max.
 static int
 s_read_env (zhost_proc_t *self, zhost_error_t *err)
 {
@@ -377,6 +544,21 @@ s_read_env (zhost_proc_t *self, zhost_error_t *err)
         return -1;
     }
     self->heartbeat_ms = (int)ms;
+    if (s_read_batch_want (self, err) != 0) return -1;
+    const char *bmax = getenv ("ZHOST_BATCH_MAX_BYTES");
+    uint64_t bound = 0;
+    if (bmax && *bmax) {
+        errno = 0;
+        end = NULL;
+        unsigned long long v = strtoull (bmax, &end, 10);
+        if (errno || *end || end == bmax || bmax[0] == '-') {
+            zhost_error_put (err, ZHOST_E_ENV_INVALID,
+                             "ZHOST_BATCH_MAX_BYTES=%s is not a number of bytes", bmax);
+            return -1;
+        }
+        bound = v;
+    }
+    s_set_batch_max (self, bound);
     return 0;
 }
 
@@ -395,8 +577,8 @@ zhost_proc_boot (zhost_error_t *err)
         s_proc_free (&self);
         return NULL;
     }
-    zh_debug ("boot", "proc=%s backend=%s heartbeat_ms=%d", self->addr, self->endpoint,
-              self->heartbeat_ms);
+    zh_debug ("boot", "proc=%s backend=%s heartbeat_ms=%d batch_max_bytes=%zu", self->addr,
+              self->endpoint, self->heartbeat_ms, self->batch_max);
     return self;
 }
 
@@ -419,6 +601,11 @@ s_take_bootstrap (zhost_proc_t *self, const zh_body_t *body, zhost_error_t *err)
     if (body->heartbeat_ms > 0 && body->heartbeat_ms <= 3600000)
         self->heartbeat_ms = (int)body->heartbeat_ms;
     self->max_msg_bytes = body->max_msg_bytes;
+    //  §14: batch: true (with its bound, or the default) lets us send BATCH.
+    uint64_t bound = 0;
+    if ((body->present & ZH_F_BATCH) && body->batch)
+        bound = (body->present & ZH_F_BATCH_MAX_BYTES) ? body->batch_max_bytes : S_BATCH_DEFAULT;
+    s_set_batch_max (self, bound);
     self->status = ZHOST_RUNNING;
     return 0;
 }
@@ -535,6 +722,10 @@ zhost_proc_attach_curve (const char *endpoint, const char *label, const zhost_cu
     }
     zhost_proc_t *self = s_proc_new ();
     if (!self) return NULL;
+    if (s_read_batch_want (self, err) != 0) {
+        s_proc_free (&self);
+        return NULL;
+    }
     snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
     //  16 random bytes, first non-zero, kept for the proc's life (§1).
     uint8_t rid[16];
@@ -549,8 +740,9 @@ zhost_proc_attach_curve (const char *endpoint, const char *label, const zhost_cu
         s_proc_free (&self);
         return NULL;
     }
-    zh_body_t body = {.command = ZH_ATTACH, .present = ZH_F_PID | ZH_F_LANG};
+    zh_body_t body = {.command = ZH_ATTACH, .present = ZH_F_PID | ZH_F_LANG | ZH_F_BATCH};
     body.pid = getpid ();
+    body.batch = self->batch_want;
     body.lang = zh_span_of ("c");
     if (label) {
         body.present |= ZH_F_LABEL;
@@ -565,8 +757,9 @@ zhost_proc_attach_curve (const char *endpoint, const char *label, const zhost_cu
         s_proc_free (&self);
         return NULL;
     }
-    zh_debug ("attach", "proc=%s endpoint=%s heartbeat_ms=%d curve=%s", self->addr, self->endpoint,
-              self->heartbeat_ms, curve ? "on" : "off");
+    zh_debug ("attach", "proc=%s endpoint=%s heartbeat_ms=%d curve=%s batch_max_bytes=%zu",
+              self->addr, self->endpoint, self->heartbeat_ms, curve ? "on" : "off",
+              self->batch_max);
     return self;
 }
 
@@ -637,9 +830,10 @@ zhost_proc_ready (zhost_proc_t *self)
 {
     if (!self->spawned || self->ready_sent) return 0;
     if (!zhost_proc_open (self)) return -1;
-    zh_body_t body = {.command = ZH_READY, .present = ZH_F_PROC | ZH_F_PID};
+    zh_body_t body = {.command = ZH_READY, .present = ZH_F_PROC | ZH_F_PID | ZH_F_BATCH};
     body.proc = zh_span_of (self->addr);
     body.pid = getpid ();
+    body.batch = self->batch_max > 0; //  §14: the broker's bound is in our environment
     if (s_send_command (self, ZH_READY, &body) != 0) return -1;
     self->ready_sent = true;
     self->status = ZHOST_RUNNING;
@@ -666,6 +860,7 @@ s_close (zhost_proc_t *self, const char *format, ...)
     zh_warn ("closed", "proc=%s reason=%s", self->addr,
              zh_log_quote (q, sizeof q, self->reason, strlen (self->reason)));
     zhost_requests_fail_all (self, ZHOST_E_CLOSED, self->reason);
+    s_batch_discard (self);
     s_outq_discard (self);
     if (self->depth == 0 && self->sock) {
         int linger = 0;
@@ -691,6 +886,21 @@ s_drain_outq (zhost_proc_t *self, int64_t deadline)
                  self->addr, self->outq_count);
 }
 
+//  The elements of a BATCH frame up to its end or its first fault.
+static size_t
+s_batch_elements (zmq_msg_t *frame)
+{
+    zh_batch_iter_t it;
+    zh_error_t perr;
+    const uint8_t *elem;
+    size_t len;
+    if (zh_batch_begin (&it, (const uint8_t *)zmq_msg_data (frame), zmq_msg_size (frame), &perr))
+        return 0;
+    while (zh_batch_next (&it, &elem, &len, &perr) == 1)
+        ;
+    return it.index;
+}
+
 //  After our BYE: read until the broker's BYE (bounded). SENDs arriving
 //  now were routed before the broker read our BYE: dropped and counted.
 static bool
@@ -707,6 +917,8 @@ s_await_bye (zhost_proc_t *self, int64_t deadline)
             uint8_t cmd = 0;
             if (zmq_msg_size (&in.frames[0]) >= ZH_HEADER_SIZE)
                 cmd = ((const uint8_t *)zmq_msg_data (&in.frames[0]))[3];
+            if (cmd == ZH_BATCH) //  counters count messages
+                self->dropped += s_batch_elements (&in.frames[0]);
             s_inmsg_close (&in);
             if (cmd == ZH_BYE) return true;
             if (cmd == ZH_PING) s_send_command (self, ZH_PONG, NULL);
@@ -733,6 +945,8 @@ zhost_proc_stop (zhost_proc_t *self, const char *reason)
     if (self->spawned && !self->ready_sent) {
         self->ready_sent = true; //  never READY: the broker would refuse BYE-less exit anyway
     }
+    self->corked = false;
+    s_batch_flush (self); //  on_stop's posts, and what the program corked
     s_drain_outq (self, deadline);
     s_send_bye (self, self->reason);
     s_flush_outq (self);
@@ -798,7 +1012,66 @@ s_handle_control (zhost_proc_t *self, s_inmsg_t *in, const zh_header_t *hdr)
     }
 }
 
+//  A decoded SEND or RETURN, alone or a BATCH element, to its actor.
 static void
+s_dispatch (zhost_proc_t *self, zmq_msg_t *frames, size_t count, const zh_head_t *head)
+{
+    if (!zhost_proc_open (self) || self->status == ZHOST_STOPPING || self->stop_requested) {
+        self->dropped++;
+        return;
+    }
+    if (head->hdr.command == ZH_SEND)
+        zhost_dispatch_send (self, frames, count, head);
+    else
+        zhost_dispatch_return (self, frames, count, head);
+}
+
+//  A BATCH (§14): walked in place (nothing allocated), each element
+//  dispatched in order exactly as the same one-frame message alone: its
+//  head points into the BATCH frame, and an empty frame stands for its
+//  own (a bounce moves its RETURN there). A bad element is logged and
+//  skipped; a malformed container stops the walk, the elements before
+//  the fault stand. Returns the messages it held (at least 1).
+static size_t
+s_handle_batch (zhost_proc_t *self, s_inmsg_t *in, bool oversize)
+{
+    zh_batch_iter_t it;
+    zh_error_t perr;
+    if (in->count != 1 || oversize) {
+        zh_warn ("bad-batch", "proc=%s handled=0 reason=\"%s\"", self->addr,
+                 "a BATCH is one frame");
+        return 1;
+    }
+    if (zh_batch_begin (&it, (const uint8_t *)zmq_msg_data (&in->frames[0]),
+                        zmq_msg_size (&in->frames[0]), &perr) != 0) {
+        zh_warn ("bad-batch", "proc=%s handled=0 reason=\"%s\"", self->addr, perr.reason);
+        return 1;
+    }
+    const uint8_t *elem;
+    size_t len;
+    int rc;
+    while ((rc = zh_batch_next (&it, &elem, &len, &perr)) == 1) {
+        zh_head_t head;
+        zh_error_t eerr;
+        if (zh_head_decode (&head, elem, len, &eerr) != 0) {
+            zh_warn ("bad-message", "proc=%s element=%zu reason=\"%s\"", self->addr, it.index,
+                     eerr.reason);
+            continue;
+        }
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        s_dispatch (self, &frame, 1, &head);
+        zmq_msg_close (&frame);
+    }
+    if (rc < 0)
+        zh_warn ("bad-batch", "proc=%s handled=%zu reason=\"%s\"", self->addr, it.index,
+                 perr.reason);
+    return it.index ? it.index : 1;
+}
+
+//  Handle one message read; returns the messages it held (a BATCH's
+//  elements count one each).
+static size_t
 s_handle (zhost_proc_t *self, s_inmsg_t *in, bool oversize)
 {
     self->last_recv = zhost_now_ms ();
@@ -808,40 +1081,36 @@ s_handle (zhost_proc_t *self, s_inmsg_t *in, bool oversize)
     if (zh_header_check (&hdr, (const uint8_t *)zmq_msg_data (&in->frames[0]),
                          zmq_msg_size (&in->frames[0]), &perr) != 0) {
         zh_warn ("bad-message", "proc=%s reason=\"%s\"", self->addr, perr.reason);
-        return;
+        return 1;
     }
+    if (hdr.command == ZH_BATCH) return s_handle_batch (self, in, oversize);
     if (!zh_command_has_head (hdr.command)) {
         s_handle_control (self, in, &hdr);
-        return;
+        return 1;
     }
     zh_head_t head;
     if (oversize || zh_head_decode (&head, (const uint8_t *)zmq_msg_data (&in->frames[0]),
                                     zmq_msg_size (&in->frames[0]), &perr) != 0) {
         zh_warn ("bad-message", "proc=%s reason=\"%s\"", self->addr,
                  oversize ? "too many frames" : perr.reason);
-        return;
+        return 1;
     }
-    if (self->status == ZHOST_STOPPING || self->stop_requested) {
-        self->dropped++;
-        return;
-    }
-    if (hdr.command == ZH_SEND)
-        zhost_dispatch_send (self, in->frames, in->count, &head);
-    else
-        zhost_dispatch_return (self, in->frames, in->count, &head);
+    s_dispatch (self, in->frames, in->count, &head);
+    return 1;
 }
 
-//  Read and handle up to S_BATCH messages. True if more may be waiting.
+//  Read and handle up to S_BATCH messages (a BATCH's elements count one
+//  each). True if more may be waiting.
 static bool
 s_drain (zhost_proc_t *self)
 {
-    for (int n = 0; n < S_BATCH; n++) {
+    for (size_t n = 0; n < S_BATCH;) {
         if (!zhost_proc_open (self)) return false;
         s_inmsg_t in;
         bool oversize;
         int rc = s_recv (self, &in, &oversize);
         if (rc <= 0) return false;
-        s_handle (self, &in, oversize);
+        n += s_handle (self, &in, oversize);
         s_inmsg_close (&in);
     }
     return true;
@@ -886,6 +1155,9 @@ zhost_proc_step (zhost_proc_t *self, int timeout_ms)
 {
     if (!zhost_proc_open (self)) return -1;
     zhost_proc_ready (self);
+    //  PL-3: nothing corked waits while the proc sleeps (a handler's
+    //  blocking request, the program's own cork).
+    s_batch_flush (self);
     self->depth++;
     int wait = zhost_proc_timeout (self);
     if (timeout_ms >= 0 && timeout_ms < wait) wait = timeout_ms;
@@ -897,8 +1169,12 @@ zhost_proc_step (zhost_proc_t *self, int timeout_ms)
             snprintf (self->reason, sizeof self->reason, "signal %d", (int)s_signalled);
     }
     bool more = s_drain (self);
-    if (zhost_proc_open (self)) s_flush_outq (self);
+    if (zhost_proc_open (self)) {
+        s_batch_flush (self); //  PL-3: the step ends
+        s_flush_outq (self);
+    }
     s_timers (self);
+    if (zhost_proc_open (self)) s_batch_flush (self); //  what request timeouts posted
     self->depth--;
     if (self->depth == 0 && self->status == ZHOST_CLOSED && self->sock) {
         zmq_close (self->sock);

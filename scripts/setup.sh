@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
   libzmq3-dev libczmq-dev libmsgpack-dev libcmocka-dev libmicrohttpd-dev libjansson-dev
+  nats-server libnats-dev
   python3 python3-zmq python3-msgpack python3-pytest python3-venv
   valgrind iproute2 procps
   docker-compose python3-yaml tini

@@ -19,6 +19,15 @@
     path: throughput zhost2 / zhost, rtt of one broker, of two, and what the
     second broker adds (two minus one). Its server cpu is both brokers'.
 
+    zhost-batch: the same broker path with clients that negotiate BATCH
+    (docs/protocol.md §14): a sender packs its SENDs into BATCH frames of up
+    to --batch-elements, as a client library does for posts under
+    cork/flush; receivers take BATCH frames and lone SENDs alike. Its rtt
+    is a lone request/reply over batch-negotiated connections.
+    nats: nats-server (started here on a free loopback port) with libnats
+    clients: natsConnection_Publish in a loop and a flush, async
+    subscriptions counting; rtt by natsConnection_Request.
+
     Each figure is printed beside the same figure for two baselines:
 
       classic  a ROUTER in its own process; a DEALER sends [dest-id][payload];
@@ -66,6 +75,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+#include <nats/nats.h>
 
 #include "zh_pack.h"
 #include "zh_proto.h"
@@ -87,21 +97,26 @@
 #define STOP_BYTE  'Q' //  a 1-byte payload that ends an echo
 
 //  SYS_ZHOST2: two brokers, client → broker A → peer link → broker B → client.
+//  SYS_ZHOSTB: one broker, clients that negotiate BATCH (docs/protocol.md §14).
+//  SYS_NATS: nats-server with libnats clients.
 typedef enum {
     SYS_ZHOST,
     SYS_CLASSIC,
     SYS_BARE,
     SYS_ZHOST2,
+    SYS_ZHOSTB,
+    SYS_NATS,
     SYS_COUNT,
     CHILD_RAW,
     CHILD_LIB
 } sys_t;
-static const char *sys_names[SYS_COUNT] = {"zhost", "classic", "bare", "zhost2"};
+static const char *sys_names[SYS_COUNT] = {"zhost",  "classic",     "bare",
+                                           "zhost2", "zhost-batch", "nats"};
 
 static bool
 sys_is_broker (sys_t s)
 {
-    return s == SYS_ZHOST || s == SYS_ZHOST2;
+    return s == SYS_ZHOST || s == SYS_ZHOST2 || s == SYS_ZHOSTB;
 }
 
 //  ---------------------------------------------------------------------
@@ -129,13 +144,15 @@ typedef struct {
     bool bare_as_zhp; //  pad bare frames to the length of zhost's SEND frames
     bool pin;         //  servers on the last CPU, this process on the others
     bool enabled[SYS_COUNT];
-    bool spawn_mode;       //  --spawn-latency: spawn/stop latency only
-    bool lib_mode;         //  --lib: libzhost beside the raw zhost client only
-    const char *test_proc; //  zh-test-proc, NULL when not found
-    size_t spawn_count;    //  procs spawned, stopped, then bulk-stopped
-    int max_in_flight;     //  of the bulk stop_all
-    size_t lib_cg_count;   //  messages of the client-side callgrind run (0: none)
-    int scrape_hz;         //  --scrape-hz: brokers get --metrics, scraped this often (0: not)
+    bool spawn_mode;         //  --spawn-latency: spawn/stop latency only
+    bool lib_mode;           //  --lib: libzhost beside the raw zhost client only
+    const char *test_proc;   //  zh-test-proc, NULL when not found
+    size_t spawn_count;      //  procs spawned, stopped, then bulk-stopped
+    int max_in_flight;       //  of the bulk stop_all
+    size_t lib_cg_count;     //  messages of the client-side callgrind run (0: none)
+    int scrape_hz;           //  --scrape-hz: brokers get --metrics, scraped this often (0: not)
+    int batch_elements;      //  zhost-batch: most elements a sender puts in one BATCH frame
+    const char *nats_server; //  nats-server, NULL when not found
 } opts_t;
 
 static opts_t opts = {
@@ -152,10 +169,11 @@ static opts_t opts = {
     .cg_pairs = 1,
     .cg_size = 64,
     .client_ctx_own = true,
-    .enabled = {true, true, true, true},
+    .enabled = {true, true, true, true, true, true},
     .spawn_count = 50,
     .max_in_flight = 16,
     .lib_cg_count = 20000,
+    .batch_elements = 256,
 };
 
 static int64_t
@@ -244,6 +262,8 @@ typedef struct {
     char reason[256];
     int64_t heartbeat_ms;
     int64_t code;
+    bool batch;              //  BOOTSTRAP: the broker takes and sends BATCH (§14)
+    int64_t batch_max_bytes; //  BOOTSTRAP: bound of a BATCH frame
 } body_t;
 
 static bool
@@ -279,6 +299,9 @@ body_field (body_t *b, const msgpack_object_kv *kv)
     if (key_is (&kv->key, "reason")) copy_str (b->reason, sizeof b->reason, &kv->val);
     if (key_is (&kv->key, "heartbeat_ms")) b->heartbeat_ms = obj_int (&kv->val);
     if (key_is (&kv->key, "code")) b->code = obj_int (&kv->val);
+    if (key_is (&kv->key, "batch"))
+        b->batch = kv->val.type == MSGPACK_OBJECT_BOOLEAN && kv->val.via.boolean;
+    if (key_is (&kv->key, "batch_max_bytes")) b->batch_max_bytes = obj_int (&kv->val);
 }
 
 //  Decode a control body (an empty one is the empty map). 0 or -1.
@@ -333,6 +356,18 @@ typedef struct {
     bool got_bye;
     size_t returned; //  zhost: RETURNs received
     char error[256]; //  the first failure, "" if none
+    //  zhost-batch (§14): the client says batch: true in ATTACH and the
+    //  broker must answer batch: true. A receiver walks the BATCH frame in
+    //  frames[0] (in_batch) one element at a time; a sender packs up to
+    //  opts.batch_elements SENDs, at most batch_max bytes, into bbuf.
+    bool batch;
+    size_t batch_max; //  BOOTSTRAP's batch_max_bytes
+    bool in_batch;    //  frames[0] is a BATCH being walked with bit
+    zh_batch_iter_t bit;
+    uint8_t *bbuf; //  the BATCH being built (NULL: none yet)
+    size_t bcap;   //  its capacity
+    size_t bused;  //  its bytes so far (0: empty, not even a header)
+    size_t belems; //  its elements
 } client_t;
 
 static int
@@ -357,6 +392,7 @@ client_aborted (const client_t *c)
 static void
 client_release (client_t *c)
 {
+    c->in_batch = false;
     for (int i = 0; i < c->nf; i++)
         zmq_msg_close (&c->frames[i]);
     c->nf = 0;
@@ -487,6 +523,47 @@ zhost_on_control (client_t *c, uint8_t command)
     }
 }
 
+//  zhost-batch: the next element of the BATCH in frames[0], dispatched as
+//  if it had come alone (a RETURN is counted). 1 a payload, 0 the BATCH is
+//  done, -1 a failure.
+static int
+batch_next_payload (client_t *c, const uint8_t **p, size_t *len)
+{
+    for (;;) {
+        const uint8_t *e = NULL;
+        size_t n = 0;
+        zh_error_t err;
+        int rc = zh_batch_next (&c->bit, &e, &n, &err);
+        if (rc <= 0) c->in_batch = false;
+        if (rc == 0) return 0;
+        if (rc < 0) return client_fail (c, "zhost: bad BATCH: %s", err.reason);
+        if (n < ZH_HEADER_SIZE || e[0] != ZH_MAGIC0 || e[1] != ZH_MAGIC1)
+            return client_fail (c, "zhost: BATCH element %zu is not ZHP/1", c->bit.index);
+        if (e[3] == ZH_RETURN) {
+            c->returned++;
+            continue;
+        }
+        if (e[3] != ZH_SEND)
+            return client_fail (c, "zhost: BATCH element %zu: command 0x%02x", c->bit.index, e[3]);
+        if (head_inline_part (e, n, p, len) < 0) return client_fail (c, "zhost: bad head");
+        if (!*p) *p = e + n; //  INLINE clear: an empty payload (no frames in a BATCH)
+        return 1;
+    }
+}
+
+//  A BATCH arrived in frames[0]: start walking it (batch_next_payload).
+static int
+batch_start (client_t *c)
+{
+    zh_error_t err;
+    if (!c->batch) return client_fail (c, "zhost: a BATCH on a connection that did not ask");
+    if (c->nf != 1) return client_fail (c, "zhost: a BATCH of %d frames", c->nf);
+    if (zh_batch_begin (&c->bit, frame_data (c, 0), frame_size (c, 0), &err) < 0)
+        return client_fail (c, "zhost: bad BATCH: %s", err.reason);
+    c->in_batch = true;
+    return 0;
+}
+
 //  The payload of the received message. 1 a payload, 0 a control command
 //  (handled), -1 a failure.
 static int
@@ -509,6 +586,7 @@ client_take_payload (client_t *c, const uint8_t **p, size_t *len)
     default:
         if (n < ZH_HEADER_SIZE || d[0] != ZH_MAGIC0 || d[1] != ZH_MAGIC1)
             return client_fail (c, "zhost: not a ZHP/1 frame (%zu bytes)", n);
+        if (d[3] == ZH_BATCH) return batch_start (c) < 0 ? -1 : batch_next_payload (c, p, len);
         if (d[3] != ZH_SEND) return zhost_on_control (c, d[3]);
         if (head_inline_part (d, n, p, len) < 0) return client_fail (c, "zhost: bad head");
         if (!*p && c->nf > 1) {
@@ -525,6 +603,10 @@ static int
 client_recv_payload (client_t *c, const uint8_t **p, size_t *len, int flags)
 {
     for (;;) {
+        if (c->in_batch) {
+            int more = batch_next_payload (c, p, len);
+            if (more != 0) return more;
+        }
         int rc = client_recv_msg (c, flags);
         if (rc <= 0) return rc;
         rc = client_take_payload (c, p, len);
@@ -595,6 +677,72 @@ client_send_payload (client_t *c, const uint8_t *p, size_t len)
         return send_copy (c, p, len, NULL, 0, 0);
     }
     return send_copy (c, c->prefix, c->prefix_len, p, len, 0);
+}
+
+static void
+free_buf (void *data, void *hint)
+{
+    (void)hint;
+    free (data);
+}
+
+//  zhost-batch: send what is packed, as one BATCH frame that libzmq takes
+//  without copying (a single element goes as the lone SEND it is).
+static int
+batch_flush (client_t *c)
+{
+    if (c->belems == 0) return 0;
+    const size_t first = ZH_HEADER_SIZE + ZH_BATCH_LEN_SIZE;
+    int rc;
+    if (c->belems == 1)
+        rc = send_copy (c, c->bbuf + first, c->bused - first, NULL, 0, 0);
+    else {
+        zmq_msg_t m;
+        zmq_msg_init_data (&m, c->bbuf, c->bused, free_buf, NULL);
+        c->bbuf = NULL; //  libzmq frees it once sent
+        rc = send_retry (c, &m, 0);
+        if (rc < 0) zmq_msg_close (&m);
+    }
+    c->bused = c->belems = 0;
+    return rc;
+}
+
+//  Post one payload as a client library does between cork and flush:
+//  zhost-batch packs it into the BATCH being built (sent at
+//  opts.batch_elements elements, or before batch_max_bytes would be
+//  passed; batch_flush sends the rest); one that cannot fit a BATCH goes
+//  lone, after what is packed. Everyone else sends at once.
+static int
+client_post (client_t *c, const uint8_t *p, size_t len)
+{
+    if (!c->batch) return client_send_payload (c, p, len);
+    size_t elen = c->prefix_len + len, need = ZH_BATCH_LEN_SIZE + elen;
+    if (ZH_HEADER_SIZE + need > c->batch_max)
+        return batch_flush (c) < 0 ? -1 : client_send_payload (c, p, len);
+    if (c->belems && (c->belems >= (size_t)opts.batch_elements || c->bused + need > c->bcap) &&
+        batch_flush (c) < 0)
+        return -1;
+    if (c->bbuf && c->bcap < ZH_HEADER_SIZE + need) {
+        free (c->bbuf);
+        c->bbuf = NULL;
+    }
+    if (!c->bbuf) {
+        size_t cap = ZH_HEADER_SIZE + need * (size_t)opts.batch_elements;
+        c->bcap = cap < c->batch_max ? cap : c->batch_max;
+        if (!(c->bbuf = malloc (c->bcap))) return client_fail (c, "out of memory");
+    }
+    if (c->bused == 0) {
+        zh_header_write (c->bbuf, ZH_BATCH, 0, 0);
+        c->bused = ZH_HEADER_SIZE;
+    }
+    uint8_t *e = c->bbuf + c->bused;
+    e[0] = (uint8_t)(elen >> 24), e[1] = (uint8_t)(elen >> 16), e[2] = (uint8_t)(elen >> 8);
+    e[3] = (uint8_t)elen;
+    memcpy (e + ZH_BATCH_LEN_SIZE, c->prefix, c->prefix_len);
+    if (len) memcpy (e + ZH_BATCH_LEN_SIZE + c->prefix_len, p, len);
+    c->bused += need;
+    c->belems++;
+    return c->belems >= (size_t)opts.batch_elements ? batch_flush (c) : 0;
 }
 
 static size_t seen_prefix[SYS_COUNT]; //  the last head/prefix length each system's clients wrote
@@ -670,6 +818,10 @@ zhost_send_attach (client_t *c)
                       .label = zh_span_of ("bench"),
                       .lang = zh_span_of ("c"),
                       .pid = getpid ()};
+    if (c->batch) {
+        body.present |= ZH_F_BATCH;
+        body.batch = true;
+    }
     return send_control (c, ZH_ATTACH, &body);
 }
 
@@ -685,6 +837,11 @@ zhost_on_bootstrap (client_t *c)
     snprintf (c->host, sizeof c->host, "%s", b.host);
     if (b.heartbeat_ms > 0) c->hb_ns = b.heartbeat_ms * 1000000;
     c->last_ping_ns = now_ns ();
+    if (c->batch && (!b.batch || b.batch_max_bytes <= ZH_HEADER_SIZE))
+        return client_fail (c, "zhost-batch: the broker does not batch (its BOOTSTRAP has no "
+                               "batch: true; a broker without docs/protocol.md §14, or "
+                               "--batch-max-bytes 0)");
+    c->batch_max = c->batch ? (size_t)b.batch_max_bytes : 0;
     return 0;
 }
 
@@ -747,6 +904,7 @@ client_close (client_t **c_p)
     if (!c) return;
     if (c->sys == SYS_ZHOST && c->proc[0] && !c->got_bye) zhost_bye (c);
     client_release (c);
+    free (c->bbuf);
     zmq_close (c->sock);
     if (c->own_ctx) zmq_ctx_term (c->own_ctx);
     free (c);
@@ -1005,10 +1163,13 @@ server_start_pair (server_t *s, const char *cg_out)
     return 0;
 }
 
+static int nats_server_start (server_t *s);
+
 static int
 server_start (server_t *s, sys_t sys, const char *cg_out)
 {
     if (sys == SYS_ZHOST2) return server_start_pair (s, cg_out);
+    if (sys == SYS_NATS) return nats_server_start (s);
     return server_start_as (s, sys, cg_out, false);
 }
 
@@ -1045,7 +1206,7 @@ server_stop (server_t *s, int timeout_ms)
                  sys_names[s->sys], s->scrapes, s->scrapes ? s->scrape_bytes / s->scrapes : 0,
                  (double)s->scrape_max_ns / 1e6);
     }
-    kill (s->pid, SIGTERM);
+    kill (s->pid, s->sys == SYS_NATS ? SIGINT : SIGTERM); //  nats-server: 0 only at SIGINT
     int64_t deadline = now_ns () + (int64_t)timeout_ms * 1000000;
     while (waitpid (s->pid, &status, WNOHANG) == 0) {
         if (now_ns () > deadline) {
@@ -1144,8 +1305,9 @@ sender_main (void *arg)
             if (atomic_load (&run->abort) || now_ns () > run->deadline_ns) break;
             if (c->sys == SYS_ZHOST && client_service (c) < 0) break;
         }
-        if (client_send_payload (c, run->payload, run->size) < 0) break;
+        if (client_post (c, run->payload, run->size) < 0) break;
     }
+    if (i == run->count) batch_flush (c);
     r->done = i;
     return NULL;
 }
@@ -1225,17 +1387,21 @@ link_warmup (client_t *tx, client_t *rx)
 static int
 open_pairs (void *ctx, const server_t *srv, run_t *run, int pairs, client_t **tx, client_t **rx)
 {
-    sys_t sys = srv->sys == SYS_ZHOST2 ? SYS_ZHOST : srv->sys; //  clients speak ZHP/1 alike
+    //  clients speak ZHP/1 alike; zhost-batch's negotiate BATCH
+    sys_t sys = sys_is_broker (srv->sys) ? SYS_ZHOST : srv->sys;
+    bool batch = srv->sys == SYS_ZHOSTB;
     for (int i = 0; i < pairs; i++) {
         rx[i] = client_open (ctx, sys, server_rx_endpoint (srv));
         if (!rx[i]) return -1;
         rx[i]->abort = &run->abort;
+        rx[i]->batch = batch;
         if (client_register (rx[i]) < 0) return -1;
     }
     for (int i = 0; i < pairs; i++) {
         tx[i] = client_open (ctx, sys, srv->endpoint);
         if (!tx[i]) return -1;
         tx[i]->abort = &run->abort;
+        tx[i]->batch = batch;
         tx[i]->progress_ns = &run->progress_ns;
         if (client_register (tx[i]) < 0 || client_set_peer (tx[i], rx[i]) < 0) return -1;
         if (srv->b && link_warmup (tx[i], rx[i]) < 0) return -1;
@@ -1265,10 +1431,14 @@ tp_collect (role_t *rxr, int pairs, int64_t t0, tp_result_t *res)
     res->rate = res->seconds > 0 ? (double)res->received / res->seconds : 0;
 }
 
+static int nats_throughput_run (const server_t *srv, int pairs, size_t size, size_t count,
+                                tp_result_t *res);
+
 static int
 throughput_run (void *ctx, const server_t *srv, int pairs, size_t size, size_t count,
                 tp_result_t *res)
 {
+    if (srv->sys == SYS_NATS) return nats_throughput_run (srv, pairs, size, count, res);
     run_t run = {.size = size, .count = count};
     client_t *cs[2 * MAX_PAIRS] = {0}; //  receivers, then senders
     role_t roles[2 * MAX_PAIRS] = {0};
@@ -1382,9 +1552,12 @@ rtt_stats (int64_t *rtt, size_t n, rtt_result_t *res)
     res->mean_us = sum / (double)n / 1e3;
 }
 
+static int nats_latency_run (const server_t *srv, size_t size, rtt_result_t *res);
+
 static int
 latency_run (void *ctx, const server_t *srv, size_t size, rtt_result_t *res)
 {
+    if (srv->sys == SYS_NATS) return nats_latency_run (srv, size, res);
     run_t run = {.size = size};
     client_t *cs[2] = {0}; //  B (echo), A
     role_t echo = {.run = &run};
@@ -1412,6 +1585,344 @@ latency_run (void *ctx, const server_t *srv, size_t size, rtt_result_t *res)
     free (rtt);
     first_error (cs, 2, res->error, sizeof res->error);
     close_clients (cs, 2);
+    return res->done == res->expected ? 0 : -1;
+}
+
+//  ---------------------------------------------------------------------
+//  nats-server beside them: the server a child process on a free loopback
+//  port (-a 127.0.0.1 -p PORT, no auth), its clients libnats connections
+//  in this process, used as NATS clients are: natsConnection_Publish in a
+//  loop (libnats buffers and its flusher thread writes), a flush at the
+//  end; an async subscription per receiver counting in its callback. Each
+//  client is a connection of its own, as each zhost client has a context
+//  of its own. The rtt run is natsConnection_Request to a subscriber that
+//  answers, both connections with SendAsap (a latency-minded client).
+
+//  A free tcp port on 127.0.0.1 (bound, read, closed), or 0.
+static int
+free_loopback_port (void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
+    if (fd < 0) return 0;
+    if (bind (fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname (fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs (sa.sin_port);
+    close (fd);
+    return port;
+}
+
+//  Does 127.0.0.1:port accept a tcp connection?
+static bool
+port_accepts (int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons ((uint16_t)port),
+                             .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    bool ok = connect (fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close (fd);
+    return ok;
+}
+
+//  Start nats-server and wait (10 s at most) until it accepts
+//  connections. Its output (stdout and stderr) is drained and dropped.
+static int
+nats_server_start (server_t *s)
+{
+    memset (s, 0, sizeof *s);
+    s->sys = SYS_NATS;
+    int port = free_loopback_port ();
+    char port_arg[16];
+    snprintf (port_arg, sizeof port_arg, "%d", port);
+    const char *argv[] = {opts.nats_server, "-a", "127.0.0.1", "-p", port_arg, NULL};
+    int fds[2];
+    if (!port || pipe2 (fds, O_CLOEXEC) < 0) return -1;
+    s->pid = fork ();
+    if (s->pid == 0) {
+        dup2 (fds[1], STDOUT_FILENO);
+        dup2 (fds[1], STDERR_FILENO);
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
+        if (opts.pin) pin_to_cpus (sysconf (_SC_NPROCESSORS_ONLN) - 1, 1);
+        execvp (argv[0], (char *const *)argv);
+        _exit (127);
+    }
+    close (fds[1]);
+    s->out_fd = fds[0];
+    s->running = s->pid > 0 && pthread_create (&s->drainer, NULL, drain_main, s) == 0;
+    snprintf (s->endpoint, sizeof s->endpoint, "nats://127.0.0.1:%d", port);
+    int64_t deadline = now_ns () + (int64_t)10000 * 1000000;
+    while (s->pid > 0 && now_ns () < deadline) {
+        if (port_accepts (port)) return 0;
+        if (waitpid (s->pid, NULL, WNOHANG) != 0) break;
+        msleep (20);
+    }
+    fprintf (stderr, "zhost-bench: %s did not accept connections on port %d within 10 s\n",
+             opts.nats_server, port);
+    if (s->pid > 0) kill (s->pid, SIGKILL), waitpid (s->pid, NULL, 0);
+    if (s->running) pthread_join (s->drainer, NULL);
+    close (s->out_fd);
+    return -1;
+}
+
+//  One NATS client: its connection, and a receiver's counts.
+typedef struct {
+    natsConnection *nc;
+    natsSubscription *sub;
+    char subject[64];
+    size_t size;            //  receiver: expected payload size
+    atomic_size_t received; //  receiver: messages in the callback
+    atomic_size_t bad;      //  receiver: of the wrong size
+    atomic_llong last_ns;   //  receiver: when the last one arrived
+    atomic_int async_err;   //  the error handler's last status (NATS_OK: none)
+    char error[256];
+} nats_client_t;
+
+static void
+nats_on_error (natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    (void)nc, (void)sub;
+    nats_client_t *c = closure;
+    if (c) atomic_store (&c->async_err, (int)err);
+}
+
+static int
+nats_fail (nats_client_t *c, const char *what, natsStatus st)
+{
+    if (!c->error[0]) snprintf (c->error, sizeof c->error, "%s: %s", what, natsStatus_GetText (st));
+    return -1;
+}
+
+//  Connect c to url; sendasap: every publish written at once (rtt).
+static int
+nats_client_connect (nats_client_t *c, const char *url, bool sendasap)
+{
+    natsOptions *o = NULL;
+    natsStatus st = natsOptions_Create (&o);
+    if (st == NATS_OK) st = natsOptions_SetURL (o, url);
+    if (st == NATS_OK) st = natsOptions_SetAllowReconnect (o, false);
+    if (st == NATS_OK) st = natsOptions_SetTimeout (o, opts.timeout_ms);
+    //  A write blocked for --timeout fails the publish (a zhost sender gives up too).
+    if (st == NATS_OK) st = natsOptions_SetWriteDeadline (o, opts.timeout_ms);
+    if (st == NATS_OK) st = natsOptions_SetErrorHandler (o, nats_on_error, c);
+    if (st == NATS_OK && sendasap) st = natsOptions_SetSendAsap (o, true);
+    if (st == NATS_OK) st = natsConnection_Connect (&c->nc, o);
+    natsOptions_Destroy (o);
+    return st == NATS_OK ? 0 : nats_fail (c, "connect", st);
+}
+
+static void
+nats_client_close (nats_client_t *c)
+{
+    if (c->sub) natsSubscription_Destroy (c->sub);
+    if (c->nc) natsConnection_Destroy (c->nc);
+    c->sub = NULL;
+    c->nc = NULL;
+}
+
+//  The receiver's callback: count, check the size, note the time.
+static void
+nats_on_msg (natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc, (void)sub;
+    nats_client_t *c = closure;
+    if ((size_t)natsMsg_GetDataLength (msg) != c->size) atomic_fetch_add (&c->bad, 1);
+    atomic_store (&c->last_ns, now_ns ());
+    atomic_fetch_add (&c->received, 1);
+    natsMsg_Destroy (msg);
+}
+
+//  Subscribe c to its subject, with the pending limits at --hwm messages
+//  (as every zmq socket of the bench), and make sure the server has the
+//  subscription before anyone publishes (a flush is a PING/PONG).
+static int
+nats_subscribe (nats_client_t *c, natsMsgHandler cb)
+{
+    natsStatus st = natsConnection_Subscribe (&c->sub, c->nc, c->subject, cb, c);
+    int msgs = opts.hwm > 0 ? opts.hwm : -1;
+    long long bytes = opts.hwm > 0 ? (long long)opts.hwm * 2048 : -1;
+    if (st == NATS_OK)
+        st = natsSubscription_SetPendingLimits (c->sub, msgs, bytes > INT_MAX ? -1 : (int)bytes);
+    if (st == NATS_OK) st = natsConnection_FlushTimeout (c->nc, opts.timeout_ms);
+    return st == NATS_OK ? 0 : nats_fail (c, "subscribe", st);
+}
+
+typedef struct {
+    nats_client_t *c;
+    run_t *run;
+    size_t done;
+} nats_role_t;
+
+static void *
+nats_sender_main (void *arg)
+{
+    nats_role_t *r = arg;
+    run_t *run = r->run;
+    pthread_barrier_wait (&run->start);
+    size_t i;
+    natsStatus st = NATS_OK;
+    for (i = 0; i < run->count; i++) {
+        if ((i & 1023) == 0 && (atomic_load (&run->abort) || now_ns () > run->deadline_ns)) break;
+        st = natsConnection_Publish (r->c->nc, r->c->subject, run->payload, (int)run->size);
+        if (st != NATS_OK) break;
+    }
+    //  What libnats still buffers goes now; a flush waits for the server's PONG.
+    if (st == NATS_OK) st = natsConnection_FlushTimeout (r->c->nc, opts.timeout_ms);
+    if (st != NATS_OK) nats_fail (r->c, "publish", st), atomic_store (&run->abort, 1);
+    r->done = i;
+    return NULL;
+}
+
+static int
+nats_throughput_run (const server_t *srv, int pairs, size_t size, size_t count, tp_result_t *res)
+{
+    run_t run = {.size = size, .count = count};
+    nats_client_t *cs = calloc (2 * (size_t)pairs, sizeof *cs); //  receivers, then senders
+    nats_role_t roles[MAX_PAIRS] = {0};
+    pthread_t threads[MAX_PAIRS];
+    static unsigned run_id;
+    memset (res, 0, sizeof *res);
+    res->expected = (size_t)pairs * count;
+    run.payload = malloc (size ? size : 1);
+    memset (run.payload, 0xA5, size);
+    int rc = 0;
+    run_id++;
+    for (int i = 0; i < 2 * pairs && rc == 0; i++) {
+        nats_client_t *c = &cs[i];
+        snprintf (c->subject, sizeof c->subject, "bench.%u.%d", run_id, i % pairs);
+        c->size = size;
+        rc = nats_client_connect (c, srv->endpoint, false);
+        if (rc == 0 && i < pairs) rc = nats_subscribe (c, nats_on_msg);
+    }
+    if (rc == 0) {
+        pthread_barrier_init (&run.start, NULL, (unsigned)pairs + 1);
+        run.deadline_ns = now_ns () + (int64_t)opts.time_limit_ms * 1000000;
+        for (int i = 0; i < pairs; i++) {
+            roles[i] = (nats_role_t){.c = &cs[pairs + i], .run = &run};
+            pthread_create (&threads[i], NULL, nats_sender_main, &roles[i]);
+        }
+        double cpu0 = server_cpu_seconds (srv), own0 = process_cpu_seconds (getpid ());
+        pthread_barrier_wait (&run.start);
+        int64_t t0 = now_ns ();
+        for (int i = 0; i < pairs; i++)
+            pthread_join (threads[i], NULL);
+        //  The receivers: until all arrived, --timeout of silence, the
+        //  time limit, or an abort.
+        size_t seen = 0;
+        int64_t progress_ns = now_ns ();
+        for (;;) {
+            size_t got = 0;
+            for (int i = 0; i < pairs; i++)
+                got += atomic_load (&cs[i].received);
+            int64_t now = now_ns ();
+            if (got == res->expected || atomic_load (&run.abort)) break;
+            if (got != seen) seen = got, progress_ns = now;
+            if (now - progress_ns > (int64_t)opts.timeout_ms * 1000000) {
+                snprintf (cs[0].error, sizeof cs[0].error, "silent for %d ms", opts.timeout_ms);
+                break;
+            }
+            if (now > run.deadline_ns) {
+                snprintf (cs[0].error, sizeof cs[0].error, "time limit of %d ms",
+                          opts.time_limit_ms);
+                break;
+            }
+            msleep (1);
+        }
+        int64_t last = t0;
+        for (int i = 0; i < pairs; i++) {
+            res->received += atomic_load (&cs[i].received);
+            if (atomic_load (&cs[i].last_ns) > last) last = atomic_load (&cs[i].last_ns);
+        }
+        res->seconds = (double)(last - t0) / 1e9;
+        res->rate = res->seconds > 0 ? (double)res->received / res->seconds : 0;
+        double cpu1 = server_cpu_seconds (srv), own1 = process_cpu_seconds (getpid ());
+        res->server_cpu_us = cpu0 >= 0 && cpu1 >= 0 && res->received
+                                 ? (cpu1 - cpu0) * 1e6 / (double)res->received
+                                 : NAN;
+        res->client_cpu_us = own0 >= 0 && own1 >= 0 && res->received
+                                 ? (own1 - own0) * 1e6 / (double)res->received
+                                 : NAN;
+        pthread_barrier_destroy (&run.start);
+    }
+    for (int i = 0; i < 2 * pairs; i++) {
+        nats_client_t *c = &cs[i];
+        int64_t dropped = 0;
+        if (c->sub && natsSubscription_GetDropped (c->sub, &dropped) == NATS_OK && dropped)
+            snprintf (c->error, sizeof c->error, "%" PRId64 " dropped by libnats (slow consumer)",
+                      dropped);
+        if (atomic_load (&c->bad))
+            snprintf (c->error, sizeof c->error, "%zu payloads of the wrong size",
+                      atomic_load (&c->bad));
+        int err = atomic_load (&c->async_err);
+        if (err != NATS_OK && !c->error[0])
+            snprintf (c->error, sizeof c->error, "%s", natsStatus_GetText ((natsStatus)err));
+        if (c->error[0] && !res->error[0])
+            snprintf (res->error, sizeof res->error, "%s %d: %s", i < pairs ? "receiver" : "sender",
+                      i % pairs, c->error);
+        nats_client_close (c);
+    }
+    free (cs);
+    free (run.payload);
+    return res->received == res->expected ? 0 : -1;
+}
+
+//  The answering subscriber of the rtt run: the payload back to the reply subject.
+static void
+nats_on_request (natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)sub;
+    nats_client_t *c = closure;
+    natsStatus st = natsConnection_Publish (nc, natsMsg_GetReply (msg), natsMsg_GetData (msg),
+                                            natsMsg_GetDataLength (msg));
+    if (st != NATS_OK) atomic_store (&c->async_err, (int)st);
+    natsMsg_Destroy (msg);
+}
+
+static int
+nats_latency_run (const server_t *srv, size_t size, rtt_result_t *res)
+{
+    nats_client_t cs[2] = {0}; //  B (answers), A (asks)
+    uint8_t payload[1024 + sizeof (uint64_t)] = {0};
+    memset (res, 0, sizeof *res);
+    res->expected = opts.rtt_count;
+    if (size < sizeof (uint64_t) || size > sizeof payload) return -1;
+    snprintf (cs[0].subject, sizeof cs[0].subject, "bench.rtt.%d", (int)getpid ());
+    int rc = nats_client_connect (&cs[0], srv->endpoint, true);
+    if (rc == 0) rc = nats_subscribe (&cs[0], nats_on_request);
+    if (rc == 0) rc = nats_client_connect (&cs[1], srv->endpoint, true);
+    int64_t *rtt = calloc (opts.rtt_count + 1, sizeof *rtt);
+    int64_t deadline = now_ns () + (int64_t)opts.time_limit_ms * 1000000;
+    for (size_t i = 0; rc == 0 && i < opts.warmup + opts.rtt_count && now_ns () < deadline; i++) {
+        uint64_t seq = i + 1;
+        natsMsg *reply = NULL;
+        memcpy (payload, &seq, sizeof seq);
+        int64_t t0 = now_ns ();
+        natsStatus st = natsConnection_Request (&reply, cs[1].nc, cs[0].subject, payload, (int)size,
+                                                opts.timeout_ms);
+        int64_t t = now_ns () - t0;
+        if (st != NATS_OK) {
+            rc = nats_fail (&cs[1], "request", st);
+            break;
+        }
+        bool ok = (size_t)natsMsg_GetDataLength (reply) == size &&
+                  memcmp (natsMsg_GetData (reply), &seq, sizeof seq) == 0;
+        natsMsg_Destroy (reply);
+        if (!ok) {
+            snprintf (cs[1].error, sizeof cs[1].error, "a reply that is not the request's");
+            break;
+        }
+        if (i >= opts.warmup) rtt[res->done++] = t;
+    }
+    rtt_stats (rtt, res->done, res);
+    free (rtt);
+    for (int i = 0; i < 2; i++) {
+        if (cs[i].error[0] && !res->error[0])
+            snprintf (res->error, sizeof res->error, "%s: %s", i ? "asker" : "answerer",
+                      cs[i].error);
+        nats_client_close (&cs[i]);
+    }
     return res->done == res->expected ? 0 : -1;
 }
 
@@ -2161,12 +2672,16 @@ typedef struct {
     double total_ir;
     size_t messages;
     double per_msg;
-    double ir_b; //  zhost2: broker B's share of total_ir (A's is the rest)
+    double ir_b;     //  zhost2: broker B's share of total_ir (A's is the rest)
+    double marginal; //  zhost-batch: Ir per message without start-up (callgrind_marginal)
     char error[300];
 } cg_result_t;
 
-static cg_result_t cg[SYS_COUNT] = {
-    {.per_msg = NAN}, {.per_msg = NAN}, {.per_msg = NAN}, {.per_msg = NAN}};
+#define CG_INIT                                                                                    \
+    {                                                                                              \
+        .per_msg = NAN, .marginal = NAN                                                            \
+    }
+static cg_result_t cg[SYS_COUNT] = {CG_INIT, CG_INIT, CG_INIT, CG_INIT, CG_INIT, CG_INIT};
 
 //  Messages and round trips of every run, delivered or not, per system:
 //  the two-broker path's delivery is checked by these (--json "two_broker").
@@ -2319,6 +2834,63 @@ print_two (void)
             rtt_expected[SYS_ZHOST2]);
 }
 
+//  The goals of batching (docs/performance.md, "Batching and nats-server"):
+//  batched 64 B 1->1 at least nats-server's throughput in the same run; a
+//  lone round trip through a batch-negotiated connection no slower than
+//  through an unbatched one (p50, within RTT_NOISE); the broker at most
+//  CG_BATCH_TARGET instructions per batched 64 B message (--callgrind).
+#define RTT_NOISE       1.05
+#define CG_BATCH_TARGET 1000
+
+static double
+row_ratio_of (int row, sys_t a, sys_t b)
+{
+    return rows[row].value[a] / rows[row].value[b];
+}
+
+static const char *
+batch_tp_verdict (void)
+{
+    return two_verdict (rows[ROW_TP64_1].value[SYS_ZHOSTB], rows[ROW_TP64_1].value[SYS_NATS], true);
+}
+
+static const char *
+batch_rtt_verdict (void)
+{
+    return two_verdict (rows[ROW_P50].value[SYS_ZHOSTB], rows[ROW_P50].value[SYS_ZHOST] * RTT_NOISE,
+                        false);
+}
+
+//  zhost batched and unbatched beside nats-server and the classic forwarder.
+static void
+print_batch (void)
+{
+    if (!opts.enabled[SYS_ZHOSTB] && !opts.enabled[SYS_NATS]) return;
+    char v[4][32], q[4][32];
+    printf ("\nbatching (zhost-batch: BATCH frames of up to %d SENDs, docs/protocol.md §14) and "
+            "nats-server (nats) beside zhost and classic:\n%-24s %-6s %12s %12s %12s %12s %9s "
+            "%9s %9s %9s\n",
+            opts.batch_elements, "measurement", "unit", "zhost-batch", "zhost", "nats", "classic",
+            "b/zhost", "b/classic", "b/nats", "zhost/nats");
+    for (int i = 0; i < ROW_COUNT; i++) {
+        const row_t *r = &rows[i];
+        const double *x = r->value;
+        printf ("%-24s %-6s %12s %12s %12s %12s %9s %9s %9s %9s\n", r->label, r->unit,
+                fmt_value (v[0], sizeof v[0], x[SYS_ZHOSTB]),
+                fmt_value (v[1], sizeof v[1], x[SYS_ZHOST]),
+                fmt_value (v[2], sizeof v[2], x[SYS_NATS]),
+                fmt_value (v[3], sizeof v[3], x[SYS_CLASSIC]),
+                fmt_ratio (q[0], sizeof q[0], x[SYS_ZHOSTB], x[SYS_ZHOST]),
+                fmt_ratio (q[1], sizeof q[1], x[SYS_ZHOSTB], x[SYS_CLASSIC]),
+                fmt_ratio (q[2], sizeof q[2], x[SYS_ZHOSTB], x[SYS_NATS]),
+                fmt_ratio (q[3], sizeof q[3], x[SYS_ZHOST], x[SYS_NATS]));
+    }
+    printf ("  goal: zhost-batch 64 B 1->1 throughput >= nats's: %s\n"
+            "  goal: zhost-batch rtt p50 (a lone request/reply) <= zhost's (x %.2f for noise): "
+            "%s\n",
+            batch_tp_verdict (), RTT_NOISE, batch_rtt_verdict ());
+}
+
 static void
 print_table (void)
 {
@@ -2357,6 +2929,7 @@ print_table (void)
                 fmt_ratio (vs_one, sizeof vs_one, r->value[SYS_ZHOST2], r->value[SYS_ZHOST]));
     }
     print_two ();
+    print_batch ();
     print_ceiling ();
     for (int i = 0; i < ROW_COUNT; i++)
         for (int s = 0; s < SYS_COUNT; s++)
@@ -2370,8 +2943,13 @@ print_table (void)
 static const char *
 cg_verdict (sys_t s)
 {
-    //  The target is for the 64 B 1->1 run only.
-    if (s != SYS_ZHOST || opts.cg_size != 64 || opts.cg_pairs != 1) return "";
+    //  The targets are for the 64 B 1->1 run only.
+    if (opts.cg_size != 64 || opts.cg_pairs != 1) return "";
+    if (s == SYS_ZHOSTB) { //  on the figure without start-up (print_callgrind says so)
+        if (isnan (cg[s].marginal)) return "<= 1,000 n/a";
+        return cg[s].marginal <= CG_BATCH_TARGET ? "<= 1,000 met" : "<= 1,000 MISSED";
+    }
+    if (s != SYS_ZHOST) return "";
     if (isnan (cg[s].per_msg)) return "<= 3,600 n/a";
     return cg[s].per_msg <= CG_TARGET ? "<= 3,600 met" : "<= 3,600 MISSED";
 }
@@ -2381,17 +2959,25 @@ print_callgrind (void)
 {
     char a[32], b[32], vc[32], vb[32];
     printf ("instructions per forwarded %d B message (callgrind, %zu msgs per sender, %d->%d, "
-            "start-up included)\n\n%-8s %16s %10s %11s %8s  %s\n",
+            "start-up included)\n\n%-11s %16s %10s %11s %8s  %s\n",
             opts.cg_size, opts.cg_count, opts.cg_pairs, opts.cg_pairs, "server", "total Ir",
             "Ir/msg", "vs classic", "vs bare", "target");
     for (int s = 0; s < SYS_COUNT; s++) {
         if (!cg[s].run) continue;
-        printf ("%-8s %16s %10s %11s %8s  %s%s%s\n", sys_names[s],
+        printf ("%-11s %16s %10s %11s %8s  %s%s%s\n", sys_names[s],
                 fmt_value (a, sizeof a, cg[s].total_ir), fmt_value (b, sizeof b, cg[s].per_msg),
                 fmt_ratio (vc, sizeof vc, cg[s].per_msg, cg[SYS_CLASSIC].per_msg),
                 fmt_ratio (vb, sizeof vb, cg[s].per_msg, cg[SYS_BARE].per_msg),
                 cg_verdict ((sys_t)s), cg[s].error[0] ? "  ERROR: " : "", cg[s].error);
     }
+    if (cg[SYS_ZHOSTB].run)
+        printf ("zhost-batch: per message = per BATCH element; its senders pack up to %d "
+                "SENDs per BATCH frame, the broker forwards them as BATCH frames.\n  Without "
+                "start-up and shutdown ((Ir of %zu msgs - Ir of %zu) / %zu): %s Ir per element, "
+                "the figure the target is for\n",
+                opts.batch_elements, opts.cg_count, opts.cg_count / 10,
+                opts.cg_count - opts.cg_count / 10,
+                fmt_value (a, sizeof a, cg[SYS_ZHOSTB].marginal));
     cg_result_t *two = &cg[SYS_ZHOST2];
     if (two->run && two->messages)
         printf (
@@ -2539,6 +3125,28 @@ json_lib (void)
     printf ("\"lost\": {\"messages\": %zu, \"round_trips\": %zu}}", l->lost_tp, l->lost_rtt);
 }
 
+//  "batch": zhost batched beside unbatched and nats-server, and the goals.
+static void
+json_batch (void)
+{
+    if ((!opts.enabled[SYS_ZHOSTB] && !opts.enabled[SYS_NATS]) || opts.callgrind || opts.lib_mode ||
+        opts.spawn_mode)
+        return;
+    printf (",\n \"batch\": {\"batch_elements\": %d, \"expected\": %zu, \"delivered\": %zu, "
+            "\"rtt_expected\": %zu, \"rtt_done\": %zu, \"nats\": {\"expected\": %zu, "
+            "\"delivered\": %zu, \"rtt_expected\": %zu, \"rtt_done\": %zu}, ",
+            opts.batch_elements, tp_expected[SYS_ZHOSTB], tp_received[SYS_ZHOSTB],
+            rtt_expected[SYS_ZHOSTB], rtt_done[SYS_ZHOSTB], tp_expected[SYS_NATS],
+            tp_received[SYS_NATS], rtt_expected[SYS_NATS], rtt_done[SYS_NATS]);
+    printf ("\"goals\": {\"throughput_64B_1to1_vs_nats\": \"%s\", ", batch_tp_verdict ());
+    json_number ("throughput_64B_1to1_ratio_nats", row_ratio_of (ROW_TP64_1, SYS_ZHOSTB, SYS_NATS),
+                 true);
+    printf ("\"rtt_p50_vs_unbatched\": \"%s\", ", batch_rtt_verdict ());
+    json_number ("rtt_p50_noise", RTT_NOISE, true);
+    json_number ("rtt_p50_ratio_unbatched", row_ratio_of (ROW_P50, SYS_ZHOSTB, SYS_ZHOST), false);
+    printf ("}}");
+}
+
 //  "two_broker": the two-broker path beside the one-broker path.
 static void
 json_two (void)
@@ -2577,18 +3185,24 @@ json_two (void)
 static void
 print_json (void)
 {
+    char systems[256] = ""; //  the enabled systems, a JSON list's insides
+    for (int s = 0; s < SYS_COUNT; s++)
+        if (opts.enabled[s])
+            snprintf (systems + strlen (systems), sizeof systems - strlen (systems), "%s\"%s\"",
+                      systems[0] ? ", " : "", sys_names[s]);
     char cpu[256];
     cpu_model (cpu, sizeof cpu);
     printf ("{\"config\": {\"count\": %zu, \"count_1k\": %zu, \"rtt_count\": %zu, \"hwm\": %d, "
             "\"repeat\": %d, \"two_broker\": %s, "
             "\"nproc\": %ld, \"cpu\": \"%s\", \"pin\": %s, \"bare_as_zhp\": %s, \"prefix_bytes\": "
             "{\"zhost\": %zu, \"bare\": %zu}, \"client_ctx\": \"%s\", \"io_threads\": %d, "
-            "\"callgrind_pairs\": %d, \"callgrind_size\": %d},\n \"results\": [",
+            "\"callgrind_pairs\": %d, \"callgrind_size\": %d, \"batch_elements\": %d, "
+            "\"systems\": [%s]},\n \"results\": [",
             opts.count, opts.count_1k, opts.rtt_count, opts.hwm, opts.repeat,
             opts.enabled[SYS_ZHOST2] ? "true" : "false", sysconf (_SC_NPROCESSORS_ONLN), cpu,
             opts.pin ? "true" : "false", opts.bare_as_zhp ? "true" : "false",
             seen_prefix[SYS_ZHOST], seen_prefix[SYS_BARE], opts.client_ctx_own ? "own" : "shared",
-            opts.io_threads, opts.cg_pairs, opts.cg_size);
+            opts.io_threads, opts.cg_pairs, opts.cg_size, opts.batch_elements, systems);
     bool first_row = true;
     for (int i = 0; i < ROW_COUNT && !opts.callgrind; i++) {
         row_t *r = &rows[i];
@@ -2603,10 +3217,17 @@ print_json (void)
             json_number (sys_names[s], r->value[s], true);
         json_number ("ratio", row_ratio (r), true);
         json_number ("ratio_zhost2_zhost", r->value[SYS_ZHOST2] / r->value[SYS_ZHOST], true);
+        json_number ("ratio_batch_zhost", row_ratio_of (i, SYS_ZHOSTB, SYS_ZHOST), true);
+        json_number ("ratio_batch_classic", row_ratio_of (i, SYS_ZHOSTB, SYS_CLASSIC), true);
+        json_number ("ratio_batch_nats", row_ratio_of (i, SYS_ZHOSTB, SYS_NATS), true);
+        json_number ("ratio_zhost_nats", row_ratio_of (i, SYS_ZHOST, SYS_NATS), true);
+        json_number ("ratio_nats_classic", row_ratio_of (i, SYS_NATS, SYS_CLASSIC), true);
         json_number ("target", r->target ? r->target : NAN, true);
         json_samples (r);
-        printf ("\"lost\": {\"zhost\": %zu, \"classic\": %zu, \"bare\": %zu, \"zhost2\": %zu}}",
-                r->lost[SYS_ZHOST], r->lost[SYS_CLASSIC], r->lost[SYS_BARE], r->lost[SYS_ZHOST2]);
+        printf ("\"lost\": {");
+        for (int s = 0; s < SYS_COUNT; s++)
+            printf ("%s\"%s\": %zu", s ? ", " : "", sys_names[s], r->lost[s]);
+        printf ("}}");
     }
     printf ("],\n \"callgrind\": {");
     bool first = true;
@@ -2618,11 +3239,22 @@ print_json (void)
             json_number ("total_ir_a", cg[s].total_ir - cg[s].ir_b, true);
             json_number ("total_ir_b", cg[s].ir_b, true);
         }
+        if (s == SYS_ZHOSTB) {
+            printf ("\"batch_elements\": %d, ", opts.batch_elements);
+            //  per element without start-up and shutdown; the goal is on it
+            json_number ("ir_per_element", cg[s].marginal, true);
+            const char *v = cg_verdict ((sys_t)s);
+            printf ("\"target\": %d, \"goal\": \"%s\", ", CG_BATCH_TARGET,
+                    strstr (v, "MISSED") ? "MISSED"
+                    : strstr (v, "met")  ? "met"
+                                         : "n/a");
+        }
         json_number ("ir_per_msg", cg[s].per_msg, false);
         printf ("}");
         first = false;
     }
     printf ("}");
+    json_batch ();
     json_two ();
     json_spawn ();
     json_lib ();
@@ -2910,6 +3542,28 @@ callgrind_total (const char *path)
     return isnan (totals) ? summary : totals;
 }
 
+//  zhost-batch: the broker's instructions per element without its start-up
+//  and shutdown, which are a large share of a short batched run: a second
+//  run of a tenth of the messages, (Ir(N) - Ir(N/10)) / (N - N/10).
+static void
+callgrind_marginal (void *ctx, sys_t s, const char *dir, cg_result_t *out)
+{
+    char path[PATH_MAX];
+    server_t srv;
+    tp_result_t res;
+    size_t small = opts.cg_count / 10;
+    snprintf (path, sizeof path, "%s/callgrind.%s.small.out", dir, sys_names[s]);
+    if (small == 0 || server_start (&srv, s, path) < 0) return;
+    throughput_run (ctx, &srv, opts.cg_pairs, (size_t)opts.cg_size, small, &res);
+    server_stop (&srv, 120000);
+    double ir = callgrind_total (path);
+    if (res.received == res.expected && out->messages > res.received)
+        out->marginal = (out->total_ir - ir) / (double)(out->messages - res.received);
+    fprintf (stderr, "callgrind %s, %zu msgs per sender: %.0f Ir; marginal %.1f Ir/msg\n",
+             sys_names[s], small, ir, out->marginal);
+    if (!opts.cg_dir) remove (path);
+}
+
 //  One server under callgrind: a 1→1 64 B run, SIGTERM, read the totals.
 static void
 callgrind_one (void *ctx, sys_t s, const char *dir)
@@ -2943,6 +3597,7 @@ callgrind_one (void *ctx, sys_t s, const char *dir)
     if (isnan (out->total_ir))
         snprintf (out->error, sizeof out->error, "no totals in %.200s", path);
     if (!opts.cg_dir) remove (path);
+    if (s == SYS_ZHOSTB && res.received == res.expected) callgrind_marginal (ctx, s, dir, out);
 }
 
 static int
@@ -2975,8 +3630,14 @@ usage (FILE *f)
                 "options:\n"
                 "  --broker PATH        zhost-broker (default: $ZHOST_BROKER, next to this\n"
                 "                       program, or ../build-broker/zhost-broker)\n"
-                "  --systems LIST       comma list of zhost,classic,bare,zhost2 (default all;\n"
-                "                       zhost2: two brokers, client -> A -> B -> client)\n"
+                "  --systems LIST       comma list of zhost,classic,bare,zhost2,zhost-batch,nats\n"
+                "                       (default all; zhost2: two brokers, client -> A -> B ->\n"
+                "                       client; zhost-batch: clients that negotiate BATCH,\n"
+                "                       senders packing their SENDs into BATCH frames; nats:\n"
+                "                       nats-server with libnats clients)\n"
+                "  --batch-elements N   zhost-batch: most SENDs per BATCH frame (256; never\n"
+                "                       over the broker's batch_max_bytes)\n"
+                "  --nats-server PATH   nats-server (default: on PATH, or /usr/sbin)\n"
                 "  --count N            messages per sender per 64 B throughput run (1000000)\n"
                 "  --count-1k N         messages per sender per 1 KiB throughput run (250000)\n"
                 "  --rtt-count N        round trips per latency run (20000)\n"
@@ -3052,6 +3713,22 @@ find_test_proc (const char *self)
     return NULL;
 }
 
+//  nats-server: on PATH, else Debian's /usr/sbin/nats-server. NULL if none.
+static const char *
+find_nats_server (void)
+{
+    static char path[PATH_MAX];
+    const char *env = getenv ("PATH");
+    char dirs[4096];
+    snprintf (dirs, sizeof dirs, "%s:/usr/sbin:/usr/local/sbin", env ? env : "/usr/bin:/bin");
+    char *save = NULL;
+    for (char *d = strtok_r (dirs, ":", &save); d; d = strtok_r (NULL, ":", &save))
+        if (snprintf (path, sizeof path, "%s/nats-server", *d ? d : ".") < (int)sizeof path &&
+            file_exists (path))
+            return path;
+    return NULL;
+}
+
 //  A comma list of system names; each must be one. 0 or -1.
 static int
 parse_systems (const char *list)
@@ -3108,6 +3785,7 @@ static const num_opt_t num_opts[] = {
     {"--max-in-flight", NULL, &opts.max_in_flight, 1, 10000},
     {"--lib-callgrind-count", &opts.lib_cg_count, NULL, 0, 10000000},
     {"--scrape-hz", NULL, &opts.scrape_hz, 0, 1000},
+    {"--batch-elements", NULL, &opts.batch_elements, 1, 1000000},
 };
 
 //  A numeric option: set it and return true; false if a is not one.
@@ -3142,6 +3820,8 @@ parse_str_opt (const char *a, const char *v, const char **broker, const char **e
         opts.test_proc = v;
     else if (!strcmp (a, "--broker"))
         *broker = v;
+    else if (!strcmp (a, "--nats-server"))
+        opts.nats_server = v;
     else if (!strcmp (a, "--callgrind-dir"))
         opts.cg_dir = v;
     else if (!strcmp (a, "--client-ctx")) {
@@ -3201,6 +3881,7 @@ parse_args (int argc, char **argv, const char **endpoint)
     }
     opts.broker = broker ? broker : find_broker (opts.self);
     if (!opts.test_proc) opts.test_proc = find_test_proc (opts.self);
+    if (!opts.nats_server) opts.nats_server = find_nats_server ();
     return child;
 }
 
@@ -3216,13 +3897,28 @@ main (int argc, char **argv)
     if (child == CHILD_RAW || child == CHILD_LIB)
         return client_child_main (child == CHILD_LIB, endpoint);
     if (child != SYS_COUNT) return forwarder_main (child, endpoint);
-    if ((opts.enabled[SYS_ZHOST] || opts.enabled[SYS_ZHOST2]) &&
+    if ((opts.enabled[SYS_ZHOST] || opts.enabled[SYS_ZHOST2] || opts.enabled[SYS_ZHOSTB]) &&
         (!opts.broker || !file_exists (opts.broker))) {
         fprintf (stderr, "zhost-bench: no zhost-broker found (--broker PATH); measuring the "
                          "baselines only\n");
-        opts.enabled[SYS_ZHOST] = opts.enabled[SYS_ZHOST2] = false;
-        if (!opts.enabled[SYS_CLASSIC] && !opts.enabled[SYS_BARE]) return 1;
+        opts.enabled[SYS_ZHOST] = opts.enabled[SYS_ZHOST2] = opts.enabled[SYS_ZHOSTB] = false;
     }
+    if (opts.enabled[SYS_NATS] && (!opts.nats_server || !file_exists (opts.nats_server))) {
+        fprintf (stderr, "zhost-bench: no nats-server found (--nats-server PATH; Debian's "
+                         "nats-server package); not measuring nats\n");
+        opts.enabled[SYS_NATS] = false;
+    }
+    if (opts.callgrind && opts.enabled[SYS_NATS]) {
+        //  nats-server is a Go program: valgrind does not count it usefully.
+        if (opts.json == false)
+            fprintf (stderr, "zhost-bench: --callgrind: nats-server is not counted (a Go "
+                             "program under valgrind)\n");
+        opts.enabled[SYS_NATS] = false;
+    }
+    bool any = false;
+    for (int s = 0; s < SYS_COUNT; s++)
+        any |= opts.enabled[s];
+    if (!any) return 1;
     long ncpu = sysconf (_SC_NPROCESSORS_ONLN);
     if (opts.pin && (ncpu < 2 || pin_to_cpus (0, ncpu - 1) < 0)) {
         fprintf (stderr, "zhost-bench: --pin: %s\n",

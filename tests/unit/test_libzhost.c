@@ -19,6 +19,16 @@
     absent: unreadable meta is the empty map), drops the RETURN, then
     handles a well-formed SEND as usual; its VmPeak grows by less than
     64 MiB throughout (msgpack-c would reserve gigabytes).
+
+    Third scenario (BATCH, docs/protocol.md §14, end to end): both procs
+    negotiate batching with the broker (BOOTSTRAP's 256 KiB); `a` corks,
+    requests an echo actor on `b` 200 times and flushes, so its requests
+    leave as BATCH frames (what test_libzhost_batch shows against a fake
+    broker) and the broker would refuse them whole were they wrong; b
+    answers each in its handler, so a step's replies leave together too.
+    Every answer comes back to its own request, in order. Then again with
+    b attached under ZHOST_BATCH=0: the broker sends it lone SENDs and
+    takes its lone replies, and a still batches.
 */
 #include <pthread.h>
 #include <setjmp.h>
@@ -392,12 +402,95 @@ test_meta_that_lies_about_its_size_is_read_as_empty (void **state)
     assert_int_equal (zh_test_broker_end (&t), 0);
 }
 
+//  ---------------------------------------------------------------------
+//  Request/reply echo, batched
+
+static int
+s_echo (zhost_actor_t *actor, const zhost_msg_t *msg, void *arg)
+{
+    (void)arg;
+    return zhost_actor_reply (actor, msg, msg->parts, msg->part_count);
+}
+
+#define ECHO_N 200
+
+typedef struct {
+    int answered;
+    int order[ECHO_N]; //  which request each answer was, in arrival order
+    bool wrong;        //  an answer that is not its request's text
+} echoes_t;
+
+static echoes_t s_echoes;
+
+static void
+s_on_echo (zhost_actor_t *actor, zhost_errno_t status, const zhost_msg_t *msg,
+           const zhost_undeliverable_t *u, void *arg)
+{
+    (void)actor, (void)u;
+    int i = (int)(intptr_t)arg;
+    char want[16];
+    int n = snprintf (want, sizeof want, "echo-%d", i);
+    if (status != ZHOST_OK || msg->part_count != 1 || msg->parts[0].size != (size_t)n ||
+        memcmp (msg->parts[0].data, want, (size_t)n) != 0)
+        s_echoes.wrong = true;
+    if (s_echoes.answered < ECHO_N) s_echoes.order[s_echoes.answered] = i;
+    s_echoes.answered++;
+}
+
+static void
+s_echo_round (const char *frontend, bool b_batches)
+{
+    zhost_error_t zerr;
+    zhost_proc_t *a = zhost_proc_attach (frontend, "a", &zerr);
+    assert_non_null (a);
+    if (!b_batches) setenv ("ZHOST_BATCH", "0", 1);
+    zhost_proc_t *b = zhost_proc_attach (frontend, "b", &zerr);
+    unsetenv ("ZHOST_BATCH");
+    assert_non_null (b);
+    assert_int_equal (zhost_proc_batch_max_bytes (a), 262144);
+    assert_int_equal (zhost_proc_batch_max_bytes (b), b_batches ? 262144 : 0);
+    zhost_actor_t *client = zhost_proc_spawn_actor (a, "client", NULL, NULL);
+    zhost_actor_t *echo = zhost_proc_spawn_actor (b, "echo", NULL, NULL);
+    assert_int_equal (zhost_actor_open_port (echo, 1, s_echo, NULL), 0);
+    char dest[1100];
+    assert_true (zhost_actor_port_addr (echo, 1, dest, sizeof dest) > 0);
+    memset (&s_echoes, 0, sizeof s_echoes);
+    assert_int_equal (zhost_proc_cork (a), 0);
+    for (int i = 0; i < ECHO_N; i++) {
+        char text[16];
+        zhost_part_t part = {text, (size_t)snprintf (text, sizeof text, "echo-%d", i)};
+        assert_true (zhost_proc_request_async (a, client, dest, &part, 1, 5000, s_on_echo,
+                                               (void *)(intptr_t)i) != 0);
+    }
+    assert_int_equal (zhost_proc_flush (a), 0);
+    assert_true (s_pump (a, b, &s_echoes.answered, ECHO_N));
+    assert_int_equal (s_echoes.answered, ECHO_N);
+    assert_false (s_echoes.wrong);
+    for (int i = 0; i < ECHO_N; i++)
+        assert_int_equal (s_echoes.order[i], i);
+    zhost_proc_destroy (&a);
+    zhost_proc_destroy (&b);
+}
+
+static void
+test_request_reply_echo_batched (void **state)
+{
+    (void)state;
+    zh_test_broker_t t;
+    zh_test_broker_new (&t, "--linger", "200ms", "--log-level", "error", NULL);
+    zh_test_broker_run (&t);
+    s_echo_round (t.frontend, true);
+    s_echo_round (t.frontend, false);
+    assert_int_equal (zh_test_broker_end (&t), 0);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_caches_never_hide_a_change),
         cmocka_unit_test (test_meta_that_lies_about_its_size_is_read_as_empty),
+        cmocka_unit_test (test_request_reply_echo_batched),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -144,3 +144,101 @@ def test_control_frames_and_malformed_heads():
                 head[:77] + b"\x00\x00\x00\x01\x01" + head[82:]):  # meta not a map
         with pytest.raises(P.ProtocolError):
             P.decode([bad])
+
+
+# --- BATCH (§14) -------------------------------------------------------------
+
+def _batch_of(*elements):
+    return b"ZH\x01\x12\x00\x00" + b"".join(len(e).to_bytes(4, "big") + e for e in elements)
+
+
+def test_batch_encode_decode_round_trip():
+    dest, src = "echo.e1:2@tcp://h:1", "client.c<2>@tcp://h:1"
+    a = P.encode_send(dest, src, [b"one"], {"seq": 1})
+    b = P.encode_send(dest, src, [b""], undeliverable=False, ttl=3)
+    orig = P.decode(P.encode_send(src.replace("@", ":1@"), dest, [b"x"], {"seq": 7}))
+    r = P.encode_return(orig, "NO_SUCH_PORT", "gone", "c<2>@tcp://h:1", dest)
+    frames = P.encode_batch([a, b[0], r])            # one-frame lists or bytes
+    assert frames == [_batch_of(a[0], b[0], r[0])]
+    assert P.batch_size([a, b, r]) == len(frames[0]) == 6 + 12 + len(a[0] + b[0] + r[0])
+    msg = P.decode(frames)
+    assert (msg.cmd, msg.name, msg.ttl, msg.flags) == (P.BATCH, "BATCH", 0, 0)
+    assert msg.body is None and msg.parts is None and len(msg.elements) == 3
+    for el, lone in zip(msg.elements, (a, b, r)):
+        alone = P.decode(lone)                        # the same as each arriving alone
+        assert el.frames == lone
+        assert (el.cmd, el.ttl, el.flags, el.dest, el.src, el.meta, el.parts) == (
+            alone.cmd, alone.ttl, alone.flags, alone.dest, alone.src, alone.meta, alone.parts)
+    assert msg.elements[0].seq == 1 and msg.elements[1].ttl == 3
+    assert msg.elements[2].cmd == P.RETURN and msg.elements[2].meta["failures"][0]["code"] == \
+        "NO_SUCH_PORT"
+    assert [m.parts for m in P.batch_elements(frames[0])] == [[b"one"], [b""], [b"x"]]
+
+
+def test_batch_encoder_refuses_what_is_never_batched():
+    dest, src = "a.b:1@tcp://h:1", "c.d@tcp://h:1"
+    with pytest.raises(ValueError):
+        P.encode_batch([])                                          # no elements
+    with pytest.raises(ValueError):
+        P.encode_batch([P.encode_send(dest, src, [b"x", b"frame"])])  # payload frames
+    with pytest.raises(ValueError):
+        P.encode_batch([P.encode_control(P.PING)[0]])                 # a control command
+    with pytest.raises(ValueError):
+        P.encode_batch([b"ZH"])                                     # not a message
+    with pytest.raises(ValueError):
+        P.encode_batch([_batch_of(P.encode_send(dest, src, [b"x"])[0])])  # no nesting
+
+
+def test_batch_container_faults():
+    el = P.encode_send("a.b:1@tcp://h:1", "c.d@tcp://h:1", [b"x"])[0]
+    good = _batch_of(el, el)
+    assert len(P.decode([good]).elements) == 2
+    cases = [                                       # (frame, elements before the fault)
+        (b"ZH\x01\x12\x00\x00", 0),                 # no elements
+        (_batch_of(el) + b"\x00\x00\x00\x00", 1),   # a length of 0
+        (_batch_of(el) + b"\x00\x00\x01\x00" + el, 1),   # a length past the frame
+        (_batch_of(el) + b"\x00\x00", 1),           # bytes left over
+        (good[:-1], 1),                             # the last element cut short
+    ]
+    for frame, before in cases:
+        with pytest.raises(P.ProtocolError):
+            P.decode([frame])
+        got = []
+        with pytest.raises(P.ProtocolError):
+            for item in P.batch_elements(frame):
+                got.append(item)
+        assert len(got) == before and all(isinstance(m, P.Message) for m in got), frame
+    for bad in (b"ZH\x01\x12\x40\x00" + good[6:], b"ZH\x01\x12\x00\x02" + good[6:],
+                b"ZH\x02\x12\x00\x00" + good[6:]):   # ttl, flags, version
+        with pytest.raises(P.ProtocolError):
+            P.decode([bad])
+        with pytest.raises(P.ProtocolError):
+            list(P.batch_walk(bad))
+    with pytest.raises(P.ProtocolError):
+        P.decode([good, b"payload"])                # a BATCH is one frame
+
+
+def test_batch_element_faults_are_per_element():
+    el = P.encode_send("a.b:1@tcp://h:1", "c.d@tcp://h:1", [b"x"])[0]
+    ping = P.encode_control(P.PING)[0]
+    frame = _batch_of(el, ping, el[:12], b"ZH\x01\x7f\x00\x00", el)
+    with pytest.raises(P.ProtocolError):
+        P.decode([frame])                           # decode() refuses it whole
+    items = list(P.batch_elements(frame))           # the walk goes on past each
+    assert [type(i).__name__ for i in items] == [
+        "Message", "ProtocolError", "ProtocolError", "ProtocolError", "Message"]
+    assert "element 2" in str(items[1]) and "element 4" in str(items[3])
+    with pytest.raises(P.ProtocolError):
+        P.decode_element(ping)
+    assert P.decode_element(el).parts == [b"x"]
+
+
+def test_batch_body_fields():
+    attach = P.encode_control(P.ATTACH, {"lang": "python", "batch": True})
+    assert attach[1] == bytes.fromhex("82a46c616e67a6707974686f6ea56261746368c3")
+    boot = P.decode(P.encode_control(P.BOOTSTRAP, {
+        "proc": "c<2>@tcp://h:1", "liveness": 3, "batch": True, "batch_max_bytes": 262144}))
+    assert boot.body["batch"] is True and boot.body["batch_max_bytes"] == \
+        P.DEFAULT_BATCH_MAX_BYTES and boot.body["liveness"] == P.DEFAULT_LIVENESS
+    ready = P.decode(P.encode_control(P.READY, {"proc": "w@tcp://h:1", "pid": 1, "batch": True}))
+    assert ready.body == {"proc": "w@tcp://h:1", "pid": 1, "batch": True}

@@ -8,6 +8,13 @@ code and leaves some of the broker's checks to the broker. The vectors it
 accepts although the broker refuses them are listed in ACCEPTED below, each
 asserted to be accepted, so a codec that grows stricter shows up here.
 
+BATCH (§14): decode() gives the elements as the Messages the same bytes give
+alone and refuses a BATCH with any fault whole; batch_elements(), which the
+client dispatches from, yields the elements before a container fault and
+then raises (`elements_before`), and yields a ProtocolError in place of an
+element that does not decode and goes on (`batch-element` vectors). Both
+are asserted for every BATCH vector.
+
 Only json from the standard library and zhost.protocol; runs with Debian's
 /usr/bin/python3 and needs no broker.
 """
@@ -58,7 +65,7 @@ ACCEPTED = {
     # commands and reads a header of any length
     "unknown-command-0x00": "command byte not checked",
     "unknown-command-0x7f": "command byte not checked",
-    "unknown-command-0x12-batch": "command byte not checked",
+    "unknown-command-0x13": "command byte not checked",
     "unknown-command-before-header-rules": "command byte not checked",
     "control-header-7-bytes": "control header length not checked",
     "control-nonzero-ttl": "control ttl/flags not checked",
@@ -98,6 +105,7 @@ ACCEPTED = {
     "send-src-bad-endpoint": "head addresses not parsed",
     "send-src-tcp-port-0": "head addresses not parsed",
     "return-dest-port-address": "head addresses not parsed",
+    "batch-element-bad-dest": "head addresses not parsed (in a BATCH element too)",
     # the size limit is the broker's (after its principal check)
     "control-over-max-msg-bytes": "size is the broker's check",
 }
@@ -132,6 +140,27 @@ def test_vector_files_have_vectors_of_every_kind():
     assert names == set(P.COMMAND_NAMES.values()), "every command has a vector"
 
 
+def _check_message(msg, frames, want, canonical):
+    """A decoded SEND or RETURN (lone, or a BATCH element) against its
+    `decode`; canonical: the encoder writes the same frames from it."""
+    assert (msg.cmd, msg.name, msg.ttl, msg.flags) == (
+        want["command"], want["name"], want["ttl"], want["flags"])
+    assert msg.dest == want["dest"] and msg.src == want["src"]
+    assert P.decode_head(frames[0]).meta_raw.hex() == want["meta_hex"]
+    assert msg.meta == (_py(want["meta"]) if want["meta"] is not None else {})
+    assert [p.hex() for p in msg.parts] == want["parts"]
+    if canonical:
+        parts = [bytes.fromhex(p) for p in want["parts"]]
+        inline = msg.flags & P.F_INLINE
+        again = P.encode_send(
+            want["dest"], want["src"], parts, _py(want["meta"]),
+            undeliverable=bool(msg.flags & P.F_RETURN_UNDELIVERABLE), ttl=msg.ttl,
+            inline_max=len(parts[0]) if inline else -1, cmd=msg.cmd)
+        assert again == frames
+        return again
+    return None
+
+
 @pytest.mark.parametrize("vector", [v for v in FRAMES if "decode" in v], ids=lambda v: v["id"])
 def test_frame_decodes(vector):
     want = vector["decode"]
@@ -140,18 +169,24 @@ def test_frame_decodes(vector):
     assert (msg.cmd, msg.name, msg.ttl, msg.flags) == (
         want["command"], want["name"], want["ttl"], want["flags"])
     if msg.cmd in (P.SEND, P.RETURN):
-        assert msg.dest == want["dest"] and msg.src == want["src"]
-        assert P.decode_head(frames[0]).meta_raw.hex() == want["meta_hex"]
-        assert msg.meta == (_py(want["meta"]) if want["meta"] is not None else {})
-        assert [p.hex() for p in msg.parts] == want["parts"]
+        _check_message(msg, frames, want, vector.get("canonical"))
+    elif msg.cmd == P.BATCH:
+        assert len(frames) == 1 and msg.body is None and msg.parts is None
+        assert len(msg.elements) == len(want["elements"]) >= 1
+        raw = list(P.batch_walk(frames[0]))
+        walked = list(P.batch_elements(frames[0]))
+        assert len(raw) == len(walked) == len(msg.elements)
+        again = []
+        for el, data, alone, el_want in zip(msg.elements, raw, walked, want["elements"]):
+            # each element is exactly the lone one-frame message of its bytes
+            assert el.frames == [data] == alone.frames
+            lone = P.decode([data])
+            assert (lone.cmd, lone.dest, lone.src, lone.meta, lone.parts) == (
+                el.cmd, el.dest, el.src, el.meta, el.parts)
+            again.append(_check_message(el, [data], el_want, vector.get("canonical")))
         if vector.get("canonical"):
-            parts = [bytes.fromhex(p) for p in want["parts"]]
-            inline = msg.flags & P.F_INLINE
-            again = P.encode_send(
-                want["dest"], want["src"], parts, _py(want["meta"]),
-                undeliverable=bool(msg.flags & P.F_RETURN_UNDELIVERABLE), ttl=msg.ttl,
-                inline_max=len(parts[0]) if inline else -1, cmd=msg.cmd)
-            assert again == frames
+            assert P.encode_batch(again) == frames
+            assert P.batch_size(again) == len(frames[0])
     else:
         assert msg.body == _py(want["body"])
         if vector.get("canonical"):
@@ -161,11 +196,37 @@ def test_frame_decodes(vector):
 @pytest.mark.parametrize("vector", [v for v in FRAMES if "error" in v], ids=lambda v: v["id"])
 def test_frame_is_refused(vector):
     frames = _frames(vector)
+    check = vector["error"].get("check")
     if vector["id"] in ACCEPTED:
-        P.decode(frames)  # accepted by this client: see ACCEPTED
+        msg = P.decode(frames)  # accepted by this client: see ACCEPTED
+        if check == "batch-element":
+            assert all(isinstance(e, P.Message) for e in P.batch_elements(frames[0]))
+            assert len(msg.elements) == len(list(P.batch_walk(frames[0])))
         return
     with pytest.raises(P.ProtocolError):
-        P.decode(frames)
+        P.decode(frames)     # a BATCH with any fault is refused whole
+    if check == "batch":
+        # the walk yields the elements before the container fault, then raises
+        before = vector["error"]["elements_before"]
+        got = []
+        with pytest.raises(P.ProtocolError):
+            for item in P.batch_elements(frames[0]):
+                got.append(item)
+        assert len(got) == before and all(isinstance(m, P.Message) for m in got)
+        with pytest.raises(P.ProtocolError):
+            list(P.batch_walk(frames[0]))
+    elif check == "batch-element":
+        # the container is sound: the walk yields every element, the faulty
+        # one as a ProtocolError in its place, and goes on
+        items = list(P.batch_elements(frames[0]))
+        assert len(items) == len(list(P.batch_walk(frames[0])))
+        errors = [i for i in items if isinstance(i, P.ProtocolError)]
+        assert len(errors) == 1
+        assert all(isinstance(i, P.Message) and i.cmd in (P.SEND, P.RETURN)
+                   for i in items if i is not errors[0])
+    elif frames[0][3:4] == bytes([P.BATCH]) and check in ("header", "version"):
+        with pytest.raises(P.ProtocolError):
+            next(P.batch_elements(frames[0]))   # refused before any element
 
 
 def _addr_id(v):

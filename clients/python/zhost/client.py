@@ -16,9 +16,18 @@ a small thread then PINGs for it (it does not read or run callbacks).
 
 Everything that waits takes a timeout; a proc is not thread-safe beyond that
 heartbeat thread (use one proc per thread).
+
+BATCH (docs/protocol.md §14): a proc asks for batching (ATTACH, or READY of a
+spawned proc, with batch: true) unless batch=False. Once the broker agreed,
+posts made while the library dispatches received messages (in a handler) or
+between cork() and flush() (``with proc.batch():``) are held and leave
+together as BATCH frames of at most batch_max_bytes when that step ends; a
+post outside any step leaves at once. Received BATCHes are dispatched element
+by element, exactly as the same messages arriving alone.
 """
 
 import collections
+import contextlib
 import os
 import threading
 import time
@@ -33,6 +42,7 @@ __all__ = ["ZhostError", "Undeliverable", "Timeout", "BrokerError", "AgentError"
            "attach", "boot", "load_curve"]
 
 ONCE_PORT_BASE = 1 << 32      # once ports are numbered from here, per proc
+STEP_MAX_FRAMES = 256         # frames one dispatch step reads before its posts leave
 DEFAULT_HEARTBEAT_MS = 1000
 LIVENESS = 3
 
@@ -355,11 +365,12 @@ class Proc(object):
     address (proc address), id (proc id), endpoint (the broker's advertised
     endpoint, the "@..." of every local address), heartbeat_ms,
     max_msg_bytes, bootstrap (the BOOTSTRAP body, attached clients),
-    agent (an Agent), actor(name) for actors.
+    agent (an Agent), actor(name) for actors, batch_max_bytes (0 unless
+    the broker agreed to BATCH, §14) and batching (whether it did).
     """
 
     def __init__(self, connect_to, routing_id, kind, default_actor, heartbeat, context,
-                 linger_ms=1000, curve=None):
+                 linger_ms=1000, curve=None, batch=True):
         if heartbeat not in (True, False, "thread"):
             raise ValueError("heartbeat is True, False or \"thread\"")
         self.kind = kind                      # "attached" or "spawned"
@@ -370,6 +381,7 @@ class Proc(object):
         self.endpoint = None
         self.bootstrap = None
         self.heartbeat_ms = DEFAULT_HEARTBEAT_MS
+        self.liveness = LIVENESS             # heartbeats of silence before a drop
         self.max_msg_bytes = 16 << 20
         self.hwm = None
         self.incarnation = None
@@ -379,6 +391,14 @@ class Proc(object):
         self.closed = None                    # reason, once closed
         self.returned = []                    # RETURNs read during close() with no handler
         self._heartbeat_mode = heartbeat
+        self.batch_wanted = bool(batch)       # ask for BATCH (ATTACH / READY)
+        self.batch_max_bytes = 0              # > 0 once the broker takes BATCH
+        self._inbox = collections.deque()     # read, not yet dispatched (BATCH elements)
+        self._step_depth = 0                  # dispatch steps under way (nested pumps)
+        self._corks = 0                       # cork() without its flush()
+        self._held = []                       # elements held for the next BATCH
+        self._held_bytes = P.HEADER_SIZE      # the BATCH frame they make
+        self._held_timeout = 0.0
         self._actors = {}
         self._default_actor = default_actor
         self._undeliverable = None
@@ -510,7 +530,7 @@ class Proc(object):
         if self._attach_pending and self.bootstrap is not None:
             # re-attaching (the broker went silent or said 401): a src on the
             # old proc id would be refused, so wait (bounded) for BOOTSTRAP
-            self._pump(LIVENESS * self.heartbeat, lambda: not self._attach_pending)
+            self._pump(self.liveness * self.heartbeat, lambda: not self._attach_pending)
         dest = str(dest)
         parse_address(dest, "port")
         m = dict(meta) if meta else {}
@@ -528,8 +548,80 @@ class Proc(object):
         if size > self.max_msg_bytes:
             raise ValueError("message of %d bytes is over max_msg_bytes (%d)"
                              % (size, self.max_msg_bytes))
-        self._send_frames(frames, timeout)
+        self._post(frames, timeout)
         return m["seq"]
+
+    # -- batching (§14) ----------------------------------------------------------
+
+    @property
+    def batching(self):
+        """True when the broker takes BATCH from this proc (and sends them)."""
+        return self.batch_max_bytes > 0
+
+    @property
+    def corked(self):
+        """True while posts are held for a BATCH: inside a handler, or
+        between cork() and flush() (only when batching was negotiated)."""
+        return self.batching and (self._step_depth > 0 or self._corks > 0)
+
+    def cork(self):
+        """Hold posts (send, reply, request, bounces) until flush(): they then
+        leave together as BATCH frames. Nests; without negotiated batching
+        posts still leave at once. Returns the proc."""
+        self._corks += 1
+        return self
+
+    def flush(self):
+        """End the latest cork(): when no other cork() and no handler holds
+        posts any more, what is held leaves now (BATCH frames of at most
+        batch_max_bytes; a single held message as a lone SEND). flush()
+        without a cork() sends what is held at once, even inside a handler.
+        Raises Timeout, as send() does, when the socket takes nothing within
+        the posts' timeout (those messages are then not sent)."""
+        if self._corks > 0:
+            self._corks -= 1
+            if self._corks > 0 or self._step_depth > 0:
+                return          # the enclosing cork() or dispatch step sends them
+        self._flush_held()
+
+    @contextlib.contextmanager
+    def batch(self):
+        """with proc.batch(): ... — cork() on entry, flush() on exit (also
+        when the block raises)."""
+        self.cork()
+        try:
+            yield self
+        finally:
+            self.flush()
+
+    def _post(self, frames, timeout):
+        """Send a message now, or hold it for a BATCH while corked. A message
+        with payload frames, or too big for a BATCH, goes alone after what is
+        held (so that order is kept)."""
+        if self.corked and len(frames) == 1:
+            need = P.BATCH_LEN_SIZE + len(frames[0])
+            if P.HEADER_SIZE + need <= self.batch_max_bytes:
+                with self._lock:
+                    if self._held_bytes + need > self.batch_max_bytes:
+                        self._flush_held()        # full: that BATCH leaves now
+                    self._held.append(frames[0])
+                    self._held_bytes += need
+                    self._held_timeout = max(self._held_timeout, timeout)
+                return
+        self._flush_held()
+        self._send_frames(frames, timeout)
+
+    def _flush_held(self):
+        if not self._held:
+            return
+        with self._lock:
+            held, timeout = self._held, self._held_timeout
+            self._held, self._held_bytes, self._held_timeout = [], P.HEADER_SIZE, 0.0
+            if len(held) == 1 or not self.batching:
+                for frame in held:          # lone (batching ended by a new BOOTSTRAP)
+                    self._send_frames([frame], timeout)
+            else:
+                self._send_frames(P.encode_batch(held), timeout)
 
     def reply(self, msg, *parts, **kw):
         """Answer a received message at its meta `reply` port, from the actor
@@ -603,12 +695,12 @@ class Proc(object):
                 pass
 
     def _maybe_reattach(self):
-        # a broker silent for LIVENESS heartbeats may have restarted: ask
+        # a broker silent for `liveness` heartbeats may have restarted: ask
         # again (the same routing id gets the same BOOTSTRAP from a live broker)
         if self.kind != "attached" or not self._heartbeat_mode or self._closing:
             return
         now = time.monotonic()
-        limit = LIVENESS * self.heartbeat
+        limit = self.liveness * self.heartbeat
         if now - self._last_recv >= limit and now - self._last_attach >= limit:
             self._send_attach()
 
@@ -616,6 +708,8 @@ class Proc(object):
         body = {"pid": os.getpid(), "lang": "python"}
         if self._label:
             body["label"] = self._label
+        if self.batch_wanted:
+            body["batch"] = True
         self._last_attach = time.monotonic()
         try:
             self.sock.send_multipart(P.encode_control(P.ATTACH, body), flags=zmq.NOBLOCK)
@@ -634,34 +728,80 @@ class Proc(object):
             n = 0
             while True:
                 self._maybe_ping()
+                got, more = self._step(until)
+                n += got
+                if until is not None and until():
+                    return n if count else True
+                if more:
+                    continue     # the step stopped at its bound: read on first
                 now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return n if count else False
                 wait = self.heartbeat / 2 if self._heartbeat_mode else 1.0
                 if deadline is not None:
                     wait = min(wait, deadline - now)
+                self._flush_held()   # nothing waits while we wait (nested pumps)
                 if not self.sock.poll(max(0, int(wait * 1000))) & zmq.POLLIN:
                     self._maybe_reattach()   # only when really nothing came
-                else:
-                    while True:
-                        try:
-                            frames = self.sock.recv_multipart(flags=zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        n += 1
-                        self._last_recv = time.monotonic()
-                        self._dispatch(frames)
-                        self._maybe_ping()   # a flood in must not silence us
-                        if until is not None and until():
-                            return n if count else True
-                if until is not None and until():
-                    return n if count else True
-                if deadline is not None and time.monotonic() >= deadline:
-                    return n if count else False
 
-    def _dispatch(self, frames):
+    def _step(self, until):
+        """One dispatch step: the messages already read (the rest of a BATCH),
+        then what the socket holds, without waiting, at most STEP_MAX_FRAMES
+        frames; posts made meanwhile leave together when the step ends.
+        Returns (messages dispatched, whether it stopped at its bound)."""
+        n = frames_read = 0
+        more = False
+        self._step_depth += 1
         try:
-            msg = Message(frames)
+            while True:
+                if not self._inbox:
+                    if frames_read >= STEP_MAX_FRAMES:
+                        more = True
+                        break
+                    try:
+                        frames = self.sock.recv_multipart(flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    frames_read += 1
+                    self._last_recv = time.monotonic()
+                    self._read(frames)
+                    if not self._inbox:
+                        continue
+                msg = self._inbox.popleft()
+                n += 1
+                self._dispatch_msg(msg)
+                self._maybe_ping()   # a flood in must not silence us
+                if until is not None and until():
+                    break
+        finally:
+            self._step_depth -= 1
+            if self._step_depth == 0 and self._corks == 0:
+                self._flush_held()
+        return n, more
+
+    def _read(self, frames):
+        """Queue what one read gave for dispatch: a message, or each element
+        of a BATCH in order (an element that does not decode is dropped, as a
+        lone message would be; elements before a container fault stand)."""
+        try:
+            if len(frames) >= 1 and frames[0][3:4] == bytes((P.BATCH,)):
+                if len(frames) != 1:
+                    return
+                for item in P.batch_elements(frames[0]):
+                    if not isinstance(item, P.ProtocolError):
+                        self._inbox.append(item)
+                return
+            self._inbox.append(Message(frames))
         except P.ProtocolError:
             return  # not ZHP/1: nothing sensible to answer
+
+    def _dispatch(self, frames):
+        """Dispatch one multipart message as read (a BATCH: its elements)."""
+        self._read(frames)
+        while self._inbox:
+            self._dispatch_msg(self._inbox.popleft())
+
+    def _dispatch_msg(self, msg):
         cmd = msg.cmd
         if cmd == P.SEND:
             self._on_send(msg)
@@ -704,10 +844,21 @@ class Proc(object):
         self._set_address(proc)
         if isinstance(body.get("heartbeat_ms"), int) and body["heartbeat_ms"] > 0:
             self.heartbeat_ms = body["heartbeat_ms"]
+        liveness = body.get("liveness")
+        if isinstance(liveness, int) and not isinstance(liveness, bool) and liveness > 0:
+            self.liveness = liveness
         if isinstance(body.get("max_msg_bytes"), int):
             self.max_msg_bytes = body["max_msg_bytes"]
         self.hwm = body.get("hwm")
         self.incarnation = body.get("incarnation")
+        # §14: BATCH both ways only when the broker says batch: true (to an
+        # ATTACH that asked); batch_max_bytes bounds the frames, never over
+        # max_msg_bytes
+        limit = body.get("batch_max_bytes")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+            limit = P.DEFAULT_BATCH_MAX_BYTES
+        self.batch_max_bytes = (min(limit, self.max_msg_bytes)
+                                if self.batch_wanted and body.get("batch") is True else 0)
         self.agent_address = body.get("agent") or "host_agent.service@%s" % self.endpoint
 
     def _on_broker_error(self, body):
@@ -734,7 +885,7 @@ class Proc(object):
             return
         try:
             frames = P.encode_return(msg, code, reason, self.address, self.address)
-            self._send_frames(frames, timeout=1.0)
+            self._post(frames, timeout=1.0)
         except (AddressError, ValueError, Timeout, Closed):
             pass
 
@@ -787,7 +938,10 @@ class Proc(object):
         if self.kind != "spawned":
             raise ZhostError("READY is for spawned procs")
         self._check_open()
-        self._send_frames(P.encode_control(P.READY, {"proc": self.address, "pid": os.getpid()}))
+        body = {"proc": self.address, "pid": os.getpid()}
+        if self.batching:
+            body["batch"] = True     # the broker's limit came in ZHOST_BATCH_MAX_BYTES
+        self._send_frames(P.encode_control(P.READY, body))
         self._ready_sent = True
         return self
 
@@ -819,9 +973,11 @@ class Proc(object):
             self._closing = True
             confirmed = self._bye_received
             try:
+                self._corks = 0
+                self._flush_held()     # what is held leaves before BYE
                 if not confirmed:
                     if timeout is None:
-                        timeout = LIVENESS * self.heartbeat
+                        timeout = self.liveness * self.heartbeat
                     self._send_frames(P.encode_control(P.BYE, {"reason": reason}),
                                       timeout=timeout)
                     try:
@@ -939,7 +1095,7 @@ def _routing_id():
 
 
 def attach(endpoint, label=None, heartbeat=True, timeout=5.0, actor="client", context=None,
-           curve=None):
+           curve=None, batch=True):
     """Attach to a broker's frontend (or its control socket, for admin ops).
 
     Sends ATTACH and waits for BOOTSTRAP (at most timeout seconds). label
@@ -949,12 +1105,15 @@ def attach(endpoint, label=None, heartbeat=True, timeout=5.0, actor="client", co
     frontend requires CURVE (load_curve() reads it from certificate files).
     Returns the Proc; its default actor is `actor`. A refused handshake (a
     key the broker does not allow, CURVE on one side only) raises
-    HandshakeFailed at once; no answer at all raises Timeout.
+    HandshakeFailed at once; no answer at all raises Timeout. batch=True
+    asks for BATCH (§14; proc.batching says whether the broker agreed);
+    batch=False never sends BATCH and asks for none.
     """
     P.check_endpoint(endpoint)
     if label is not None:
         P.check_label(label)
-    proc = Proc(endpoint, _routing_id(), "attached", actor, heartbeat, context, curve=curve)
+    proc = Proc(endpoint, _routing_id(), "attached", actor, heartbeat, context, curve=curve,
+                batch=batch)
     proc._label = label
     try:
         proc._send_attach()
@@ -996,10 +1155,12 @@ def attach(endpoint, label=None, heartbeat=True, timeout=5.0, actor="client", co
     return proc
 
 
-def boot(actor="main", heartbeat=True, context=None, environ=None):
+def boot(actor="main", heartbeat=True, context=None, environ=None, batch=True):
     """Connect a spawned proc to its broker from ZHOST_PROC, ZHOST_BACKEND,
-    ZHOST_HOST and ZHOST_HEARTBEAT_MS. Install actors, then call proc.ready().
-    BootError names a missing or invalid variable."""
+    ZHOST_HOST, ZHOST_HEARTBEAT_MS and ZHOST_BATCH_MAX_BYTES. Install actors,
+    then call proc.ready(). BootError names a missing or invalid variable.
+    With ZHOST_BATCH_MAX_BYTES set and not 0 (and batch=True), READY says
+    batch: true and the proc sends and takes BATCH frames up to that size."""
     env = os.environ if environ is None else environ
 
     def need(name):
@@ -1029,7 +1190,17 @@ def boot(actor="main", heartbeat=True, context=None, environ=None):
         if not hb_text.isdigit() or int(hb_text) <= 0:
             raise BootError("ZHOST_HEARTBEAT_MS", "%r is not a positive integer" % hb_text)
         heartbeat_ms = int(hb_text)
-    proc = Proc(backend, pa.proc.encode("utf-8"), "spawned", actor, heartbeat, context)
+    bm_text = env.get("ZHOST_BATCH_MAX_BYTES")
+    batch_max_bytes = 0                        # absent or 0: the broker takes no BATCH
+    if bm_text:
+        if not bm_text.isdigit() or not bm_text.isascii():
+            raise BootError("ZHOST_BATCH_MAX_BYTES", "%r is not a non-negative integer"
+                            % bm_text)
+        batch_max_bytes = int(bm_text)
+    proc = Proc(backend, pa.proc.encode("utf-8"), "spawned", actor, heartbeat, context,
+                batch=batch)
+    if batch:
+        proc.batch_max_bytes = batch_max_bytes
     proc._set_address(str(pa))
     if pa.endpoint != host:
         # addresses use the frontend endpoint (ZHOST_HOST)

@@ -9,7 +9,9 @@ Everything here follows docs/protocol.md (the shared contract) and docs/protocol
   number, nothing above 2**64-1);
 * frames (§3, §4, §5): the 6-byte header, control commands with a msgpack
   body, and the SEND/RETURN head ``header D dest S src M meta [inline]``
-  (big-endian lengths) followed by payload frames.
+  (big-endian lengths) followed by payload frames;
+* BATCH (§14): one frame ``[header 0x12 0 0]`` then ``[u32 L][element]`` per
+  element, each element a one-frame SEND or RETURN.
 
 The module is pure: it turns values into lists of ``bytes`` frames and back.
 """
@@ -22,8 +24,9 @@ import msgpack
 
 __all__ = [
     "MAGIC", "VERSION", "HEADER_SIZE", "DEFAULT_TTL", "INLINE_MAX",
-    "ATTACH", "BOOTSTRAP", "READY", "HELLO", "WELCOME", "SEND", "RETURN",
-    "PING", "PONG", "BYE", "ERROR", "STOP", "COMMAND_NAMES",
+    "ATTACH", "BOOTSTRAP", "READY", "HELLO", "WELCOME", "SEND", "RETURN", "BATCH",
+    "BATCH_LEN_SIZE", "DEFAULT_BATCH_MAX_BYTES", "DEFAULT_LIVENESS", "PING", "PONG",
+    "BYE", "ERROR", "STOP", "COMMAND_NAMES",
     "F_RETURN_UNDELIVERABLE", "F_INLINE", "RETURN_CODES", "ERROR_CODES",
     "BASE58", "UINT64_MAX", "AddressError", "ProtocolError",
     "uid58_encode", "uid58_decode", "is_label", "check_label", "check_id",
@@ -31,6 +34,7 @@ __all__ = [
     "actor_address", "port_address", "make_id",
     "pack", "unpack", "check_msgpack", "header", "encode_control", "encode_send",
     "encode_return", "Head", "decode_head", "Message", "decode",
+    "encode_batch", "batch_size", "batch_walk", "decode_element", "batch_elements",
 ]
 
 # --- constants (§3) ---------------------------------------------------------
@@ -53,6 +57,7 @@ HELLO = 0x04
 WELCOME = 0x05
 SEND = 0x10
 RETURN = 0x11
+BATCH = 0x12
 PING = 0x20
 PONG = 0x21
 BYE = 0x22
@@ -61,9 +66,16 @@ STOP = 0x30
 
 COMMAND_NAMES = {
     ATTACH: "ATTACH", BOOTSTRAP: "BOOTSTRAP", READY: "READY", HELLO: "HELLO",
-    WELCOME: "WELCOME", SEND: "SEND", RETURN: "RETURN", PING: "PING",
+    WELCOME: "WELCOME", SEND: "SEND", RETURN: "RETURN", BATCH: "BATCH", PING: "PING",
     PONG: "PONG", BYE: "BYE", ERROR: "ERROR", STOP: "STOP",
 }
+
+#: BATCH (§14): bytes of an element's length; batch_max_bytes when BOOTSTRAP
+#: says batch without one (the broker's default)
+BATCH_LEN_SIZE = 4
+DEFAULT_BATCH_MAX_BYTES = 256 << 10
+#: BOOTSTRAP `liveness` when absent: heartbeats of silence before a drop
+DEFAULT_LIVENESS = 3
 
 F_RETURN_UNDELIVERABLE = 0x01
 F_INLINE = 0x02
@@ -502,10 +514,14 @@ class Message(object):
     Every message: cmd, name, ttl, flags, frames. SEND/RETURN: dest, src,
     meta (a dict; {} when empty or unreadable), parts (the payload: the
     inline part, then each payload frame). Control commands: body (a dict).
+    BATCH: elements (the Messages a lone one-frame SEND or RETURN of the
+    same bytes decodes to, in order); a BATCH with any fault, in the
+    container or in one element, is refused whole (batch_elements() walks
+    one element by element instead).
     """
 
     __slots__ = ("frames", "cmd", "ttl", "flags", "dest", "src", "meta", "inline",
-                 "parts", "body", "port", "proc")
+                 "parts", "body", "port", "proc", "elements")
 
     def __init__(self, frames):
         self.frames = [bytes(f) for f in frames]
@@ -522,7 +538,17 @@ class Message(object):
         self.dest = self.src = self.inline = self.parts = None
         self.meta = None
         self.body = None
-        if self.cmd in (SEND, RETURN):
+        self.elements = None
+        if self.cmd == BATCH:
+            if len(self.frames) != 1:
+                raise ProtocolError("BATCH: %d frames, a BATCH is one frame" % len(self.frames))
+            elements = []
+            for item in batch_elements(first):
+                if isinstance(item, ProtocolError):
+                    raise item
+                elements.append(item)
+            self.elements = elements
+        elif self.cmd in (SEND, RETURN):
             h = decode_head(first)
             self.dest, self.src, self.inline = h.dest, h.src, h.inline
             try:
@@ -579,6 +605,8 @@ class Message(object):
         return ()
 
     def __repr__(self):
+        if self.elements is not None:
+            return "<BATCH of %d: %r>" % (len(self.elements), self.elements)
         if self.parts is not None:
             return "<%s %s -> %s meta=%r parts=%r>" % (
                 self.name, self.src, self.dest, self.meta,
@@ -587,4 +615,110 @@ class Message(object):
 
 
 def decode(frames):
+    """The Message of a list of frames; ProtocolError when they are not ZHP/1."""
     return Message(frames)
+
+
+# --- BATCH (§14) -------------------------------------------------------------
+
+def _element_bytes(element):
+    """An element given as bytes or as a one-frame message (encode_send's list)."""
+    if isinstance(element, (list, tuple)):
+        if len(element) != 1:
+            raise ValueError("a message with %d frames is never batched (only one-frame "
+                             "SENDs and RETURNs)" % len(element))
+        element = element[0]
+    e = _as_bytes(element)
+    if len(e) < HEADER_SIZE or e[:2] != MAGIC or e[2] != VERSION or e[3] not in (SEND, RETURN):
+        raise ValueError("a BATCH element is a one-frame SEND or RETURN")
+    if len(e) > 0xFFFFFFFF:
+        raise ValueError("a BATCH element is at most 2**32-1 bytes")
+    return e
+
+
+def batch_size(elements):
+    """The bytes of the BATCH frame encode_batch(elements) writes."""
+    return HEADER_SIZE + sum(BATCH_LEN_SIZE + len(_element_bytes(e)) for e in elements)
+
+
+def encode_batch(elements):
+    """[frame] of a BATCH: [header 0x12 0 0] then [u32 length][element] for
+    each element in order. An element is the one frame of a SEND or RETURN
+    (bytes, or the one-frame list encode_send / encode_return give);
+    ValueError for none, for a message with payload frames of its own, or
+    for anything that is not a SEND or RETURN."""
+    elements = [_element_bytes(e) for e in elements]
+    if not elements:
+        raise ValueError("a BATCH holds at least one element")
+    out = [header(BATCH)]
+    for e in elements:
+        out.append(struct.pack(">I", len(e)))
+        out.append(e)
+    return [b"".join(out)]
+
+
+def batch_walk(frame):
+    """Yield the bytes of each element of a BATCH frame, in order, without
+    decoding them. The header must be a BATCH of version 1 with ttl and
+    flags 0 (ProtocolError before anything is yielded). A container fault
+    (no elements, a length of 0, a length running past the frame, bytes
+    left over that cannot hold a length) raises ProtocolError when the walk
+    reaches it: the elements before it have been yielded (the broker
+    handles those, then answers ERROR 400)."""
+    frame = bytes(frame)
+    if len(frame) < HEADER_SIZE or frame[:2] != MAGIC:
+        raise ProtocolError("short header or bad magic")
+    if frame[2] != VERSION:
+        raise ProtocolError("unsupported version %d" % frame[2])
+    if frame[3] != BATCH:
+        raise ProtocolError("not a BATCH: command 0x%02x" % frame[3])
+    if frame[4] or frame[5]:
+        raise ProtocolError("BATCH: ttl and flags must be 0")
+    end = len(frame)
+    if end == HEADER_SIZE:
+        raise ProtocolError("BATCH: no elements")
+    pos = HEADER_SIZE
+    index = 0
+    while pos < end:
+        left = end - pos
+        if left < BATCH_LEN_SIZE:
+            raise ProtocolError("BATCH: %d bytes left after element %d, too few for a length"
+                                % (left, index))
+        (n,) = struct.unpack_from(">I", frame, pos)
+        if n == 0:
+            raise ProtocolError("BATCH: element %d has length 0" % (index + 1))
+        if n > left - BATCH_LEN_SIZE:
+            raise ProtocolError("BATCH: element %d claims %d bytes, %d are left"
+                                % (index + 1, n, left - BATCH_LEN_SIZE))
+        pos += BATCH_LEN_SIZE
+        index += 1
+        yield frame[pos:pos + n]
+        pos += n
+
+
+def decode_element(data):
+    """The Message of one BATCH element: a one-frame SEND or RETURN, decoded
+    exactly as that message arriving alone. ProtocolError otherwise (a
+    control command or an unknown one is not batched)."""
+    data = bytes(data)
+    if len(data) < HEADER_SIZE or data[:2] != MAGIC:
+        raise ProtocolError("short header or bad magic")
+    if data[2] != VERSION:
+        raise ProtocolError("unsupported version %d" % data[2])
+    if data[3] not in (SEND, RETURN):
+        raise ProtocolError("%s: only SEND and RETURN are batched"
+                            % COMMAND_NAMES.get(data[3], "command 0x%02x" % data[3]))
+    return Message([data])
+
+
+def batch_elements(frame):
+    """Walk a BATCH frame element by element: yields, in order, the Message
+    of each element, or a ProtocolError (naming the element) for an element
+    that does not decode, and goes on with the next; a container fault
+    raises ProtocolError where the walk meets it (see batch_walk). This is
+    what a receiver dispatches from; decode() refuses such a BATCH whole."""
+    for index, data in enumerate(batch_walk(frame), 1):
+        try:
+            yield decode_element(data)
+        except ProtocolError as e:
+            yield ProtocolError("BATCH element %d: %s" % (index, e))

@@ -9,6 +9,14 @@
                                            ──▶ RETURN → actor's undeliverable handler
                                            ──▶ PING / STOP / BYE (the runtime's own)
         handler ──zhost_proc_post──▶ head (+ payload frames) ──DEALER──▶ broker
+                                  └──▶ the proc's batch ──(step ends)──▶ BATCH frame
+
+    Batching (BATCH, docs/protocol.md §14), on unless ZHOST_BATCH=0: when
+    the broker takes BATCH, the one-frame posts a step makes (its handlers, bounces,
+    request callbacks) leave together as BATCH frames when the step ends;
+    a post outside any step leaves at once, as ever. zhost_proc_cork /
+    zhost_proc_flush do the same for a program posting in a loop. A BATCH
+    received is dispatched element by element, each as if it came alone.
 
     A proc is either spawned by the broker (zhost_proc_boot: everything
     comes from the ZHOST_* environment) or attached to a broker from
@@ -159,13 +167,17 @@ typedef struct {
 //  address), ZHOST_BACKEND (endpoint to connect to), ZHOST_HOST (the
 //  frontend endpoint of every local address) and ZHOST_HEARTBEAT_MS; a
 //  missing or invalid one is ZHOST_E_ENV_MISSING / _INVALID with a message
-//  naming it. Connects a DEALER whose ROUTING_ID is the proc id. READY is
+//  naming it. Optional: ZHOST_BATCH_MAX_BYTES (the broker's BATCH bound;
+//  absent or 0: no batching) and ZHOST_BATCH (see Batching below); READY
+//  says batch: true when both allow it. Connects a DEALER whose ROUTING_ID is the proc id. READY is
 //  NOT sent yet: it goes out on the first zhost_proc_ready, run, step or
 //  post, so install your actors first. Returns NULL on failure.
 zhost_proc_t *zhost_proc_boot (zhost_error_t *err);
 
 //  Attach to a broker's frontend (or control socket) at endpoint as a
-//  client: ATTACH {label, pid, lang "c"} → BOOTSTRAP, waiting at most 5 s.
+//  client: ATTACH {label, pid, lang "c", batch} → BOOTSTRAP, waiting at
+//  most 5 s. batch is true unless ZHOST_BATCH says 0 (see Batching; a
+//  ZHOST_BATCH that does not parse is ZHOST_E_ENV_INVALID).
 //  label may be NULL (the proc is then remote<uid58>). The routing id is
 //  16 random bytes, kept for the life of the proc, so a reconnect keeps
 //  the proc id while the broker lives. An ERROR answer is ZHOST_E_REFUSED.
@@ -269,8 +281,10 @@ typedef struct {
 //  first part goes inline in the head when it is at most
 //  ZHOST_INLINE_MAX bytes, the others as frames. Never blocks: if the
 //  socket's queue is full the message waits in the proc's own queue, in
-//  order, and is sent by the loop. 0, or -1 (bad dest, proc closed, or
-//  message over the broker's max_msg_bytes) with err if given.
+//  order, and is sent by the loop. Inside a step (or corked) a one-frame
+//  post may wait until the step ends, to leave in a BATCH (see Batching).
+//  0, or -1 (bad dest, proc closed, the proc's queue full, or message
+//  over the broker's max_msg_bytes) with err if given.
 int zhost_proc_post (zhost_proc_t *self, zhost_actor_t *from, const char *dest,
                      const zhost_part_t *parts, size_t count, const zhost_post_opts_t *opts,
                      zhost_error_t *err);
@@ -279,6 +293,40 @@ int zhost_proc_post (zhost_proc_t *self, zhost_actor_t *from, const char *dest,
 //  no reply port.
 int zhost_actor_reply (zhost_actor_t *self, const zhost_msg_t *msg, const zhost_part_t *parts,
                        size_t count);
+
+//  ---------------------------------------------------------------------
+//  Batching (BATCH, docs/protocol.md §14)
+//
+//  Negotiated per connection: ATTACH (or READY) says batch: true unless
+//  the environment has ZHOST_BATCH=0 (also false/off/no; 1/true/on/yes or
+//  unset: on); the broker's BOOTSTRAP batch and batch_max_bytes (a
+//  spawned proc: ZHOST_BATCH_MAX_BYTES) say whether, and how big, this
+//  proc may send BATCH frames. A BATCH received is always handled.
+//
+//  When batching is on, a post of one frame (no payload part but the
+//  inline one, at most ZHOST_INLINE_MAX bytes) made while a step runs
+//  (inside a handler, a bounce, a request callback) or while corked
+//  waits in the proc's batch and leaves when the step ends (and before
+//  any step waits): as BATCH frames of at most batch_max_bytes (1 MiB at
+//  most), a lone one as a plain SEND. Any other message (payload frames,
+//  too big, a control command) sends the batch first: order is kept. A
+//  post outside a step, uncorked, leaves at once as a lone SEND. A post
+//  that finds the proc's queue full is refused (-1) as ever; an accepted
+//  one is never dropped by batching.
+
+//  Batch the posts made outside a step too, until zhost_proc_flush (a
+//  step, a stop or destroy also sends what waits; the cork holds).
+//  Without batching (not negotiated) posts still leave at once. 0, or -1
+//  when the proc is stopped or closed.
+int zhost_proc_cork (zhost_proc_t *self);
+
+//  Send what waits in the batch now and end the cork. 0, or -1 (the
+//  proc is stopped or closed, or the socket failed: logged).
+int zhost_proc_flush (zhost_proc_t *self);
+
+//  The BATCH frame bound this proc sends with; 0 when it sends none
+//  (the broker said no, ZHOST_BATCH=0, or not attached yet).
+size_t zhost_proc_batch_max_bytes (zhost_proc_t *self);
 
 //  ---------------------------------------------------------------------
 //  Request / reply
@@ -341,7 +389,9 @@ int zhost_proc_fd (zhost_proc_t *self);
 int zhost_proc_timeout (zhost_proc_t *self);
 
 //  Wait up to timeout_ms (0: no wait, -1: until the next timer) for work
-//  and do it: up to 1000 messages, the send queue, the timers. Returns 0
+//  and do it: up to 1000 messages (a BATCH's elements count one each),
+//  then the batch its handlers made (see Batching), the send queue, the
+//  timers. Returns 0
 //  while the proc runs and nothing is left, 1 when messages may still be
 //  waiting (call it again before waiting on the fd), -1 once the proc has
 //  stopped or closed (see zhost_proc_status and zhost_proc_exit_code).
