@@ -35,11 +35,11 @@ def short(v):
 
 
 def nice_max(v):
-    """The least 1, 2, 2.5 or 5 x 10^n at or above v (and 4 or 5 ticks below it)."""
+    """The least 1, 2, 2.5, 4, 5, 6 or 8 x 10^n at or above v (and 4 to 6 ticks below it)."""
     if v <= 0:
         return 1.0, 0.25
     exp = 10 ** math.floor(math.log10(v))
-    for m, step in ((1, 0.25), (2, 0.5), (2.5, 0.5), (5, 1), (10, 2.5)):
+    for m, step in ((1, 0.25), (2, 0.5), (2.5, 0.5), (4, 1), (5, 1), (6, 1), (8, 2), (10, 2.5)):
         if m * exp >= v:
             return m * exp, step * exp
     return 10 * exp, 2.5 * exp
