@@ -394,6 +394,9 @@ zh_broker_new (zh_config_t *config, zh_error_t *err)
         goto fail;
     }
     zmq_ctx_set (self->ctx, ZMQ_BLOCKY, 0);
+    //  libzmq's default is 1023 sockets a context: the links alone may take
+    //  ZH_PEER_SOCKETS each (PL-5), besides thread procs and our own.
+    zmq_ctx_set (self->ctx, ZMQ_MAX_SOCKETS, (int)(config->max_peers * ZH_PEER_SOCKETS + 1024));
     if (config->cpus && zh_runtime_pin_setup (self->runtime, self->ctx, err) != 0) goto fail;
     if (config->curve_secret || config->curve_allow || config->curve_admin || config->curve_peers) {
         self->curve = zh_curve_new (self->ctx, config->curve_secret, config->curve_allow,

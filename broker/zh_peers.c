@@ -43,6 +43,7 @@ typedef struct {
     bool dialled;                   //  it was dialled before
     void *monitor;                  //  PAIR reading the DEALER's handshake events (PL-4)
     char failure[100];              //  the last handshake failure, "" after a success
+    int64_t last_used;              //  when a message was last given to it (PL-5)
 } s_peer_t;
 
 struct _zh_peers_t {
@@ -56,6 +57,9 @@ struct _zh_peers_t {
     size_t count, room;        //  links and slots
     uint64_t monitors;         //  monitor endpoints made (each inproc name is new)
 };
+
+static void s_peer_free (s_peer_t *peer);
+static bool s_reap (zh_peers_t *self, size_t i, int64_t now);
 
 zh_peers_t *
 zh_peers_new (void *ctx, const zh_config_t *config, const zh_self_t *me, zh_send_t *send,
@@ -399,11 +403,27 @@ zh_peers_forward (zh_peers_t *self, const char *ep, size_t len, zmq_msg_t *frame
                   int64_t now, zh_rc_t *rc, const char **reason)
 {
     s_peer_t *peer = s_find (self, ep, len);
+    size_t max = (size_t)self->config->max_peers;
+    if (!peer && self->count >= max) {
+        //  PL-5: at the bound, a forgotten link makes room, or nothing does.
+        for (size_t i = self->count; i-- > 0 && self->count >= max;)
+            s_reap (self, i, now);
+        if (self->count >= max) {
+            *rc = ZH_RC_HOST_UNREACHABLE;
+            *reason = "too many links to other brokers (--max-peers): none is idle enough to "
+                      "forget";
+            char q[ZH_ADDR_MAX + 8];
+            zh_warn ("peer-link", "endpoint=%s refused=\"--max-peers %zu reached\"",
+                     zh_log_quote (q, sizeof q, ep, len), max);
+            return -1;
+        }
+    }
     if (!peer && !(peer = s_peer_new (self, ep, len))) {
         *rc = ZH_RC_HOST_UNREACHABLE;
         *reason = "out of memory for a peer link";
         return -1;
     }
+    peer->last_used = now;
     if (peer->state == S_CLOSED && self->curve &&
         !zh_curve_has_peer (self->curve, peer->endpoint)) {
         //  PL-4: a configuration error, returned at once.
@@ -519,9 +539,30 @@ zh_peers_command (zh_peers_t *self, zh_conn_t *link, const zh_header_t *hdr, zmq
     }
 }
 
+//  PL-5: a link that is not up, holds nothing and was given nothing for
+//  the idle bound is forgotten: its socket closes (no more redials of an
+//  endpoint nobody uses) and its slot is free. Returns true if it went.
+static bool
+s_reap (zh_peers_t *self, size_t i, int64_t now)
+{
+    s_peer_t *peer = self->peers[i];
+    int64_t idle = self->config->delivery_timeout_ms > ZH_PEER_IDLE_MIN_MS
+                       ? self->config->delivery_timeout_ms
+                       : ZH_PEER_IDLE_MIN_MS;
+    if (peer->state == S_UP || peer->pend_count || now - peer->last_used < idle) return false;
+    zh_info ("peer-link", "endpoint=%s state=forgotten reason=\"not up and unused for %lld ms\"",
+             peer->endpoint, (long long)(now - peer->last_used));
+    s_peer_free (peer);
+    memmove (&self->peers[i], &self->peers[i + 1], (self->count - i - 1) * sizeof (s_peer_t *));
+    self->count--;
+    return true;
+}
+
 int64_t
 zh_peers_tick (zh_peers_t *self, int64_t now)
 {
+    for (size_t i = self->count; i-- > 0;)
+        s_reap (self, i, now);
     int64_t hb = self->config->heartbeat_ms;
     int64_t expiry = hb * self->config->liveness;
     int64_t next = -1;
@@ -601,6 +642,22 @@ zh_peers_pack (zh_peers_t *self, msgpack_packer *pk)
     }
 }
 
+//  Close a link and free it (what waits is dropped: the caller says why).
+static void
+s_peer_free (s_peer_t *peer)
+{
+    while (peer->pend_count) {
+        s_pending_t p = s_dequeue (peer);
+        zh_outmsg_close (&p.msg);
+    }
+    free (peer->pending);
+    s_unmonitor (peer, peer->socket);
+    if (peer->socket) zmq_close (peer->socket);
+    zh_conn_destroy (&peer->conn);
+    free (peer->endpoint);
+    free (peer);
+}
+
 void
 zh_peers_destroy (zh_peers_t **self_p)
 {
@@ -611,16 +668,7 @@ zh_peers_destroy (zh_peers_t **self_p)
         if (peer->pend_count)
             zh_warn ("peer-link", "endpoint=%s pending=%zu note=\"dropped at exit\"",
                      peer->endpoint, peer->pend_count);
-        while (peer->pend_count) {
-            s_pending_t p = s_dequeue (peer);
-            zh_outmsg_close (&p.msg);
-        }
-        free (peer->pending);
-        s_unmonitor (peer, peer->socket);
-        if (peer->socket) zmq_close (peer->socket);
-        zh_conn_destroy (&peer->conn);
-        free (peer->endpoint);
-        free (peer);
+        s_peer_free (peer);
     }
     free (self->peers);
     free (self);

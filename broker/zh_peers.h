@@ -30,7 +30,13 @@
     PL-4 (CURVE): with a broker certificate, a link dials as a CURVE
     client with the server key --curve-peers holds for its endpoint; a
     message for an endpoint with no such key is refused HOST_UNREACHABLE
-    at once (a configuration error, not an outage). A link's handshake is
+    at once (a configuration error, not an outage).
+    PL-5 (bounded): at most --max-peers links. A link that is not up,
+    holds nothing and was given nothing for the delivery timeout (at least
+    ZH_PEER_IDLE_MIN_MS) is forgotten: its sockets close and its slot is
+    free. Past the bound with none to forget, a message for a new endpoint
+    is refused HOST_UNREACHABLE at once. A SEND to a made-up endpoint
+    costs sockets for a delivery timeout, not for ever. A link's handshake is
     watched (a socket monitor): a refusal is logged once, and the
     messages that then wait out the delivery timeout are returned saying
     why (e.g. the peer does not know our key).
@@ -55,6 +61,8 @@
 
 #define ZH_PEER_PENDING_BYTES  (64 * 1024 * 1024) //  bytes waiting per link at most
 #define ZH_PEER_BACKOFF_MAX_MS 5000               //  libzmq's redial interval at most
+#define ZH_PEER_IDLE_MIN_MS    1000               //  PL-5's idle bound at least
+#define ZH_PEER_SOCKETS        3 //  zmq sockets a link takes (DEALER, monitor pair)
 
 typedef struct _zh_peers_t zh_peers_t;
 

@@ -69,6 +69,7 @@ typedef struct {
     int64_t max_msg_bytes;        //  default 16 MiB
     int64_t batch_max_bytes;      //  default 256 KiB, 0: no batching (§14)
     int64_t hwm;                  //  default 10000
+    int64_t max_peers;            //  links to other brokers at once, default 1024
     int64_t ttl;                  //  default 64
     zh_spawn_spec_t spawns[ZH_CONFIG_LIST_MAX];
     size_t spawn_count;

@@ -181,3 +181,34 @@ def test_a_restarted_peer_is_a_new_incarnation(broker, client, tmp_path):
     msg = sender.wait_for(lambda m: m.cmd == zhp.RETURN, timeout=5)
     zhp.check_return(msg, "NO_SUCH_PROC", sent, b_ep, ttl=63)
     assert "state=restarted" in a.stderr_tail(200)
+
+
+def test_links_are_bounded_and_unused_dead_links_are_forgotten(broker, client):
+    """PL-5: with --max-peers 3, SENDs to three made-up endpoints take the
+    three links; a fourth endpoint is refused HOST_UNREACHABLE at once.
+    Once the three have returned their messages and sat unused for the
+    delivery timeout, they are forgotten (stats no longer lists them, the
+    log says so) and the fourth endpoint gets a link."""
+    b = broker("--max-peers", "3", "--delivery-timeout", "1s")
+    c = client(b, "c")
+    dead = ["tcp://127.0.0.1:%d" % free_port() for _ in range(4)]
+    for ep in dead[:3]:
+        c.send("x.y:1@" + ep, [b"to nobody"])
+    t0 = time.monotonic()
+    sent = c.send("x.y:1@" + dead[3], [b"one too many"])
+    first = c.expect(zhp.RETURN, timeout=5)
+    assert time.monotonic() - t0 < 0.9  # at once, not at the delivery timeout
+    failure = zhp.check_return(first, "HOST_UNREACHABLE", sent, b.ep)
+    assert "--max-peers" in failure["reason"], failure
+    ctl = client(b, via="control")
+    assert sorted(ctl.request("stats")["peers"]) == sorted(dead[:3])
+    for _ in range(3):  # the three at their deadline
+        assert c.expect(zhp.RETURN, timeout=5).meta["failures"][0]["code"] == "HOST_UNREACHABLE"
+    deadline = time.monotonic() + 10
+    while ctl.request("stats")["peers"]:
+        assert time.monotonic() < deadline, ctl.request("stats")["peers"]
+        time.sleep(0.05)  # poll interval
+    assert b.stderr_text().count("state=forgotten") == 3
+    c.send("x.y:1@" + dead[3], [b"now there is room"])
+    assert list(ctl.request("stats")["peers"]) == [dead[3]]
+    assert c.try_recv(0.5) is None  # waiting for its link, not refused
