@@ -43,7 +43,7 @@ typedef struct {
     bool dialled;                   //  it was dialled before
     void *monitor;                  //  PAIR reading the DEALER's handshake events (PL-4)
     char failure[100];              //  the last handshake failure, "" after a success
-    int64_t last_used;              //  when a message was last given to it (PL-5)
+    int64_t last_used;              //  when it was last given or last held a message (PL-5)
 } s_peer_t;
 
 struct _zh_peers_t {
@@ -539,8 +539,8 @@ zh_peers_command (zh_peers_t *self, zh_conn_t *link, const zh_header_t *hdr, zmq
     }
 }
 
-//  PL-5: a link that is not up, holds nothing and was given nothing for
-//  the idle bound is forgotten: its socket closes (no more redials of an
+//  PL-5: a link that is not up and has held nothing and been given
+//  nothing for the idle bound is forgotten: its socket closes (no more redials of an
 //  endpoint nobody uses) and its slot is free. Returns true if it went.
 static bool
 s_reap (zh_peers_t *self, size_t i, int64_t now)
@@ -549,6 +549,7 @@ s_reap (zh_peers_t *self, size_t i, int64_t now)
     int64_t idle = self->config->delivery_timeout_ms > ZH_PEER_IDLE_MIN_MS
                        ? self->config->delivery_timeout_ms
                        : ZH_PEER_IDLE_MIN_MS;
+    if (peer->pend_count) peer->last_used = now; //  holding counts as use: idle from when it let go
     if (peer->state == S_UP || peer->pend_count || now - peer->last_used < idle) return false;
     zh_info ("peer-link", "endpoint=%s state=forgotten reason=\"not up and unused for %lld ms\"",
              peer->endpoint, (long long)(now - peer->last_used));

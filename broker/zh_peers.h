@@ -31,9 +31,9 @@
     client with the server key --curve-peers holds for its endpoint; a
     message for an endpoint with no such key is refused HOST_UNREACHABLE
     at once (a configuration error, not an outage).
-    PL-5 (bounded): at most --max-peers links. A link that is not up,
-    holds nothing and was given nothing for the delivery timeout (at least
-    ZH_PEER_IDLE_MIN_MS) is forgotten: its sockets close and its slot is
+    PL-5 (bounded): at most --max-peers links. A link that is not up and
+    has held nothing and been given nothing for the delivery timeout (at
+    least ZH_PEER_IDLE_MIN_MS) is forgotten: its sockets close and its slot is
     free. Past the bound with none to forget, a message for a new endpoint
     is refused HOST_UNREACHABLE at once. A SEND to a made-up endpoint
     costs sockets for a delivery timeout, not for ever. A link's handshake is
