@@ -11,6 +11,7 @@
 
 #include "zh_log.h"
 #include "zh_pack.h"
+#include "zh_table.h"
 #include "zh_wire.h"
 
 typedef enum { S_CLOSED = 0, S_HELLO, S_UP } s_state_t;
@@ -53,8 +54,9 @@ struct _zh_peers_t {
     zh_send_t *send;           //  frames out, RETURNs to the outbox
     zh_curve_t *curve;         //  our certificate and the peers' keys (PL-4), or NULL
     zh_watch_t *watch;         //  link changes go there (watch op)
-    s_peer_t **peers;          //  every link, in the order first used
+    s_peer_t **peers;          //  every link, in the order first used (the poll set's)
     size_t count, room;        //  links and slots
+    zh_table_t *by_endpoint;   //  endpoint → link: the lookup of every forwarded message
     uint64_t monitors;         //  monitor endpoints made (each inproc name is new)
 };
 
@@ -73,6 +75,10 @@ zh_peers_new (void *ctx, const zh_config_t *config, const zh_self_t *me, zh_send
     self->send = send;
     self->curve = curve;
     self->watch = watch;
+    if (!(self->by_endpoint = zh_table_new ())) {
+        free (self);
+        return NULL;
+    }
     return self;
 }
 
@@ -253,11 +259,7 @@ s_close (zh_peers_t *self, s_peer_t *peer, const char *why)
 static s_peer_t *
 s_find (zh_peers_t *self, const char *ep, size_t len)
 {
-    for (size_t i = 0; i < self->count; i++)
-        if (strlen (self->peers[i]->endpoint) == len &&
-            memcmp (self->peers[i]->endpoint, ep, len) == 0)
-            return self->peers[i];
-    return NULL;
+    return (s_peer_t *)zh_table_lookup (self->by_endpoint, ep, len);
 }
 
 static s_peer_t *
@@ -283,6 +285,10 @@ s_peer_new (zh_peers_t *self, const char *ep, size_t len)
     }
     memcpy (peer->endpoint, ep, len);
     peer->endpoint[len] = 0;
+    if (zh_table_insert (self->by_endpoint, peer->endpoint, len, peer) != 0) {
+        s_peer_free (peer);
+        return NULL;
+    }
     self->peers[self->count++] = peer;
     return peer;
 }
@@ -553,6 +559,7 @@ s_reap (zh_peers_t *self, size_t i, int64_t now)
     if (peer->state == S_UP || peer->pend_count || now - peer->last_used < idle) return false;
     zh_info ("peer-link", "endpoint=%s state=forgotten reason=\"not up and unused for %lld ms\"",
              peer->endpoint, (long long)(now - peer->last_used));
+    zh_table_delete (self->by_endpoint, peer->endpoint, strlen (peer->endpoint));
     s_peer_free (peer);
     memmove (&self->peers[i], &self->peers[i + 1], (self->count - i - 1) * sizeof (s_peer_t *));
     self->count--;
@@ -672,6 +679,7 @@ zh_peers_destroy (zh_peers_t **self_p)
         s_peer_free (peer);
     }
     free (self->peers);
+    zh_table_destroy (&self->by_endpoint);
     free (self);
     *self_p = NULL;
 }
