@@ -222,10 +222,6 @@ s_batch_add (zh_router_t *self, zh_conn_t *to, s_msg_t *m)
         return false;
     }
     if (!to->out && !(to->out = zh_coalesce_new (to->batch_max))) return false;
-    if (!zh_coalesce_fits (to->out, m->size)) {
-        s_batch_send (self, to); //  full: it leaves, and a new one starts
-        if (!zh_coalesce_fits (to->out, m->size)) return false;
-    }
     if (!to->out_queued) {
         if (self->batch_count == self->batch_room) {
             size_t room = self->batch_room ? self->batch_room * 2 : 64;
@@ -238,9 +234,12 @@ s_batch_add (zh_router_t *self, zh_conn_t *to, s_msg_t *m)
         to->out_queued = true;
     }
     //  An element's bytes are copied; a received frame is moved in (CO-1).
-    if (zh_coalesce_add (to->out, m->frames ? &m->frames[0] : NULL, m->data, m->size) != 0)
-        return false;
-    return true;
+    //  Full (CO-2): the batch leaves and a new one starts with this one.
+    zmq_msg_t *frame = m->frames ? &m->frames[0] : NULL;
+    if (zh_coalesce_add (to->out, frame, m->data, m->size) == 0) return true;
+    if (zh_coalesce_count (to->out) == 0) return false; //  fits in no batch
+    s_batch_send (self, to);
+    return zh_coalesce_add (to->out, frame, m->data, m->size) == 0;
 }
 
 //  Before a lone message to conn (a RETURN, an ERROR): its batch leaves
