@@ -385,24 +385,21 @@ size_t
 zh_attach_revoke (zh_attach_t *self)
 {
     if (!self->curve) return 0;
-    size_t gone = 0;
-    bool again = true;
-    //  Removing invalidates the walk: start over after each removal.
-    while (again) {
-        again = false;
-        for (zh_conn_t *conn = zh_routes_first (self->routes, ZH_SOCK_FRONTEND); conn;
-             conn = zh_routes_next (self->routes, ZH_SOCK_FRONTEND)) {
-            if (s_key_still_ok (self, conn)) continue;
-            char name[96];
-            zh_info ("revoked", "conn=%s key=%s reason=\"its CURVE key is no longer allowed\"",
-                     zh_conn_name (conn, name, sizeof name), conn->key);
-            zh_send_bye (self->send, ZH_SOCK_FRONTEND, conn->rid, conn->rid_len,
-                         "CURVE key revoked");
-            zh_routes_remove (self->routes, conn, "CURVE key revoked");
-            gone++;
-            again = true;
-            break;
-        }
+    //  The walk may not remove: note who goes, then remove them.
+    size_t count = zh_routes_count (self->routes, ZH_SOCK_FRONTEND), gone = 0;
+    zh_conn_t **going = count ? (zh_conn_t **)malloc (count * sizeof *going) : NULL;
+    if (count && !going) return 0; //  out of memory: the next reload tries again
+    for (zh_conn_t *conn = zh_routes_first (self->routes, ZH_SOCK_FRONTEND); conn;
+         conn = zh_routes_next (self->routes, ZH_SOCK_FRONTEND))
+        if (gone < count && !s_key_still_ok (self, conn)) going[gone++] = conn;
+    for (size_t i = 0; i < gone; i++) {
+        zh_conn_t *conn = going[i];
+        char name[96];
+        zh_info ("revoked", "conn=%s key=%s reason=\"its CURVE key is no longer allowed\"",
+                 zh_conn_name (conn, name, sizeof name), conn->key);
+        zh_send_bye (self->send, ZH_SOCK_FRONTEND, conn->rid, conn->rid_len, "CURVE key revoked");
+        zh_routes_remove (self->routes, conn, "CURVE key revoked");
     }
+    free (going);
     return gone;
 }
