@@ -191,44 +191,66 @@ s_render_procs (zh_metrics_t *self, FILE *out)
                  (unsigned long long)by[s]);
 }
 
-//  Messages in from the peer broker at endpoint over its own link to us
-//  (its HELLO'd connections on our frontend: a link carries one way).
-static uint64_t
-s_inbound (zh_metrics_t *self, const char *endpoint)
+//  One link as a scrape shows it: what zh_peers says, plus what came in
+//  from that broker over its own link to us (a link carries one way).
+typedef struct {
+    zh_peer_info_t info; //  the link, from zh_peers_info
+    uint64_t received;   //  info.received plus its HELLO'd connections' messages in
+} s_link_t;
+
+//  Every link, taken once per scrape (NULL with *n 0 when there are none
+//  or memory ran out).
+static s_link_t *
+s_links (zh_metrics_t *self, size_t *n)
 {
-    uint64_t n = 0;
-    size_t len = strlen (endpoint);
-    for (zh_conn_t *c = zh_routes_first (self->parts.routes, ZH_SOCK_FRONTEND); c;
-         c = zh_routes_next (self->parts.routes, ZH_SOCK_FRONTEND))
-        if (c->kind == ZH_CONN_PEER && c->peer_endpoint_len == len &&
-            memcmp (c->peer_endpoint, endpoint, len) == 0)
-            n += c->msgs_in;
-    return n;
+    *n = zh_peers_count (self->parts.peers);
+    s_link_t *links = *n ? (s_link_t *)calloc (*n, sizeof *links) : NULL;
+    if (!links) {
+        *n = 0;
+        return NULL;
+    }
+    for (size_t i = 0; i < *n; i++) {
+        zh_peers_info (self->parts.peers, i, &links[i].info);
+        links[i].received = links[i].info.received;
+    }
+    return links;
 }
 
-//  True if we have a link of our own to conn's endpoint.
-static bool
-s_is_link (zh_peers_t *peers, const zh_conn_t *conn)
+//  The link whose endpoint a peer connection said in HELLO, or NULL.
+static s_link_t *
+s_link_of (s_link_t *links, size_t n, const zh_conn_t *conn)
 {
-    for (size_t i = 0; i < zh_peers_count (peers); i++) {
-        zh_peer_info_t info;
-        zh_peers_info (peers, i, &info);
-        if (strlen (info.endpoint) == conn->peer_endpoint_len &&
-            memcmp (info.endpoint, conn->peer_endpoint, conn->peer_endpoint_len) == 0)
-            return true;
-    }
-    return false;
+    for (size_t i = 0; i < n; i++)
+        if (strlen (links[i].info.endpoint) == conn->peer_endpoint_len &&
+            memcmp (links[i].info.endpoint, conn->peer_endpoint, conn->peer_endpoint_len) == 0)
+            return &links[i];
+    return NULL;
 }
 
 static void
 s_render_peers (zh_metrics_t *self, FILE *out)
 {
-    zh_peers_t *peers = self->parts.peers;
-    size_t n = zh_peers_count (peers);
-    struct {
+    size_t n;
+    s_link_t *links = s_links (self, &n);
+    zh_routes_t *routes = self->parts.routes;
+    for (zh_conn_t *c = zh_routes_first (routes, ZH_SOCK_FRONTEND); c;
+         c = zh_routes_next (routes, ZH_SOCK_FRONTEND)) {
+        s_link_t *link =
+            c->kind == ZH_CONN_PEER && c->peer_endpoint ? s_link_of (links, n, c) : NULL;
+        if (link) link->received += c->msgs_in;
+    }
+    s_head (out, "peer_state", "gauge",
+            "A link's state: 1 for the state it is in (closed, hello, up).");
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < ZH_PEER_STATES; k++) {
+            fputs ("zhost_peer_state{endpoint=\"", out);
+            s_label (out, links[i].info.endpoint);
+            fprintf (out, "\",state=\"%s\"} %d\n", zh_peer_state_names[k],
+                     strcmp (links[i].info.state, zh_peer_state_names[k]) == 0);
+        }
+    static const struct {
         const char *name, *type, *help;
     } series[] = {
-        {"peer_state", "gauge", "A link's state: 1 for the state it is in (closed, hello, up)."},
         {"peer_pending_messages", "gauge", "Messages waiting for a link to come up."},
         {"peer_pending_bytes", "gauge", "Bytes waiting for a link to come up."},
         {"peer_forwarded_total", "counter", "Messages sent on a link."},
@@ -238,53 +260,44 @@ s_render_peers (zh_metrics_t *self, FILE *out)
         {"peer_reconnects_total", "counter",
          "Times a link went back to HELLO or was dialled again."},
     };
+    enum { RECEIVED = 3 }; //  series[RECEIVED] also counts peers without a link of ours
     for (size_t s = 0; s < sizeof series / sizeof series[0]; s++) {
         s_head (out, series[s].name, series[s].type, series[s].help);
         for (size_t i = 0; i < n; i++) {
-            zh_peer_info_t info;
-            zh_peers_info (peers, i, &info);
-            if (s == 0) {
-                for (int k = 0; k < ZH_PEER_STATES; k++) {
-                    fputs ("zhost_peer_state{endpoint=\"", out);
-                    s_label (out, info.endpoint);
-                    fprintf (out, "\",state=\"%s\"} %d\n", zh_peer_state_names[k],
-                             strcmp (info.state, zh_peer_state_names[k]) == 0);
-                }
-                continue;
-            }
-            uint64_t v = s == 1   ? info.pending
-                         : s == 2 ? info.pending_bytes
-                         : s == 3 ? info.forwarded
-                         : s == 4 ? info.received + s_inbound (self, info.endpoint)
-                         : s == 5 ? info.returned
-                                  : info.reconnects;
+            const s_link_t *l = &links[i];
+            uint64_t v = s == 0   ? l->info.pending
+                         : s == 1 ? l->info.pending_bytes
+                         : s == 2 ? l->info.forwarded
+                         : s == 3 ? l->received
+                         : s == 4 ? l->info.returned
+                                  : l->info.reconnects;
             fprintf (out, "zhost_%s{endpoint=\"", series[s].name);
-            s_label (out, info.endpoint);
+            s_label (out, l->info.endpoint);
             fprintf (out, "\"} %llu\n", (unsigned long long)v);
         }
+        if (s != RECEIVED) continue;
         //  A peer that sends to us but we never sent to has no link of
         //  ours: what came in from it still counts.
-        if (s == 4)
-            for (zh_conn_t *c = zh_routes_first (self->parts.routes, ZH_SOCK_FRONTEND); c;
-                 c = zh_routes_next (self->parts.routes, ZH_SOCK_FRONTEND)) {
-                if (c->kind != ZH_CONN_PEER || !c->peer_endpoint || s_is_link (peers, c)) continue;
-                fputs ("zhost_peer_received_total{endpoint=\"", out);
-                s_label (out, c->peer_endpoint);
-                fprintf (out, "\"} %llu\n", (unsigned long long)c->msgs_in);
-            }
+        for (zh_conn_t *c = zh_routes_first (routes, ZH_SOCK_FRONTEND); c;
+             c = zh_routes_next (routes, ZH_SOCK_FRONTEND)) {
+            if (c->kind != ZH_CONN_PEER || !c->peer_endpoint || s_link_of (links, n, c)) continue;
+            fputs ("zhost_peer_received_total{endpoint=\"", out);
+            s_label (out, c->peer_endpoint);
+            fprintf (out, "\"} %llu\n", (unsigned long long)c->msgs_in);
+        }
     }
+    free (links);
 }
 
 static void
 s_render_queues (zh_metrics_t *self, FILE *out)
 {
-    size_t now = 0, peak = 0, pending = 0;
+    size_t now = 0, peak = 0, pending = 0, n;
     zh_send_outbox_depth (self->parts.send, &now, &peak);
-    for (size_t i = 0; i < zh_peers_count (self->parts.peers); i++) {
-        zh_peer_info_t info;
-        zh_peers_info (self->parts.peers, i, &info);
-        pending += info.pending;
-    }
+    s_link_t *links = s_links (self, &n);
+    for (size_t i = 0; i < n; i++)
+        pending += links[i].info.pending;
+    free (links);
     s_head (out, "queue_depth", "gauge",
             "Messages the broker holds: outbox (posted by the agent, timeouts and returns, "
             "routed each loop turn) and peer_pending (waiting for links to come up).");

@@ -273,3 +273,20 @@ def test_a_taken_metrics_port_exits_1_naming_it(tmp_path):
     rc, err = r.returncode, r.stderr
     assert rc == 1 and "--metrics %d: cannot listen" % port in err, (rc, err)
     assert "in use" in err, err
+
+
+def test_a_peer_that_only_sends_to_us_is_counted(broker, client):
+    """B never sends to A, so B has no link of its own to A: what A's link
+    brought in still shows under A's endpoint, and B counts no link."""
+    b = broker("--metrics", "0")
+    a = broker()
+    r = client(b, "r")
+    s = client(a, "s")
+    for i in range(4):
+        s.send(r.port(1), [b"one way %d" % i], returnable=False)
+        assert r.expect(zhp.SEND, timeout=10).parts == [b"one way %d" % i]
+    sb = scrape(b)
+    assert value(sb, "zhost_peer_received_total", endpoint=a.ep) == 4
+    assert value(sb, "zhost_connections", kind="link") == 0
+    assert value(sb, "zhost_connections", kind="peer") == 1
+    assert not [k for k in sb if k[0] == "zhost_peer_state"]
