@@ -274,3 +274,29 @@ def test_mutated_batches_never_hurt_the_broker(broker, client):
         if m is not None and m.cmd == zhp.SEND and m.parts[0].startswith(b"after"):
             got.append(m.parts[0])
     assert got == [b"after %d" % i for i in range(5)]
+
+
+def test_a_batch_for_a_vanished_receiver_returns_each_flagged_element(broker, client):
+    """R's socket closes without BYE: its connection is still listed (until
+    liveness), but libzmq no longer has its routing id, so the BATCH the
+    broker made for R is refused at send: each flagged element comes back
+    PROC_GONE, the unflagged one is dropped and counted."""
+    b = broker()
+    a = attach_batch(client, b, "a")
+    r = attach_batch(client, b, "r")
+    port = r.port(1)
+    r.close()
+    ctl = client(b, via="control")
+    dropped_before = ctl.request("stats")["dropped"]
+    deadline = time.monotonic() + 10
+    returned = []
+    while not returned:
+        assert time.monotonic() < deadline, "no PROC_GONE for a vanished receiver"
+        a.send_frames([zhp.encode_batch([element(a, port, b"f1", seq=1),
+                                         element(a, port, b"u", seq=2, flags=0),
+                                         element(a, port, b"f3", seq=3)])])
+        returned = [m for m in a.drain(0.2) if m.cmd == zhp.RETURN]
+    assert [m.meta["meta"]["seq"] for m in returned][-2:] == [1, 3], returned
+    assert all(m.meta["failures"][0]["code"] == "PROC_GONE" for m in returned)
+    assert "connection is gone" in returned[-1].meta["failures"][0]["reason"]
+    assert ctl.request("stats")["dropped"] > dropped_before

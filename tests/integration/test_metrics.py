@@ -290,3 +290,17 @@ def test_a_peer_that_only_sends_to_us_is_counted(broker, client):
     assert value(sb, "zhost_connections", kind="link") == 0
     assert value(sb, "zhost_connections", kind="peer") == 1
     assert not [k for k in sb if k[0] == "zhost_peer_state"]
+
+
+def test_an_ipv6_address_binds_and_answers(broker):
+    """[::1]:0 listens on IPv6 loopback and says where, bracketed."""
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError as e:
+        pytest.skip("this machine has no IPv6 loopback: %s" % e)
+    b = broker("--metrics", "[::1]:0")
+    assert b.metrics.startswith("[::1]:"), b.metrics
+    status, _, body = http(b.metrics, "/healthz")
+    assert (status, body) == (200, "serving\n")

@@ -195,3 +195,26 @@ def test_a_peer_key_removed_on_sighup_ends_that_peers_session(broker, client, zc
     assert "revoked" in raw.expect(zhp.BYE, timeout=5).body["reason"]
     raw.send_frames(zhp.control(zhp.HELLO, {"endpoint": b_site.ep, "incarnation": 7}))
     raw.expect_error(403, timeout=5)
+
+
+def test_a_bad_certificate_keeps_the_keys_in_use(broker, client, zctx, tmp_path):
+    """A stray file in --curve-peers: SIGHUP reads the directories all or
+    nothing, so it logs result=partial naming the file, the peer key in use
+    stays (its HELLO is still welcomed) and nothing is revoked."""
+    (tmp_path / "keys").mkdir()
+    allow = tmp_path / "allow"
+    allow.mkdir()
+    a_site, b_site = Site(tmp_path, "a"), Site(tmp_path, "b")
+    a_site.trust(b_site)
+    a = broker(*a_site.args(allow), frontend=(a_site.ep,))
+    raw = curve_raw(zctx, a, a_site, b_site)
+    raw.send_frames(zhp.control(zhp.HELLO, {"endpoint": b_site.ep, "incarnation": 7}))
+    raw.expect(zhp.WELCOME, timeout=5)
+    (a_site.peers / "junk.key").write_text("not a certificate\n")
+    text = hup(a, 1)
+    assert "reload result=partial" in text and "junk.key" in text, text
+    assert "curve=reloaded" not in text
+    assert raw.try_recv(0.3) is None  # no BYE: nothing was revoked
+    again = curve_raw(zctx, a, a_site, b_site)
+    again.send_frames(zhp.control(zhp.HELLO, {"endpoint": b_site.ep, "incarnation": 8}))
+    again.expect(zhp.WELCOME, timeout=5)
