@@ -472,23 +472,24 @@ s_handle_send (zh_router_t *self, zh_conn_t *conn, s_msg_t *m, size_t total, con
 static void
 s_handle_element (zh_router_t *self, zh_conn_t *conn, uint8_t *data, size_t size, const char *key)
 {
+    if (size >= ZH_HEADER_SIZE && zh_command_has_head (data[3])) {
+        //  As a lone SEND/RETURN: zh_head_decode checks the header itself.
+        zmq_msg_t spare;
+        s_msg_t m = {NULL, 1, data, size, &spare};
+        s_handle_send (self, conn, &m, size, key);
+        if (m.frames) zmq_msg_close (&spare); //  it was made (and maybe sent: closing is safe)
+        return;
+    }
     zh_header_t hdr;
     zh_error_t err;
     if (zh_header_check (&hdr, data, size, &err) != 0) {
         s_refuse (self, conn, err.code, err.reason, NULL);
         return;
     }
-    if (!zh_command_has_head (hdr.command)) {
-        char reason[80];
-        snprintf (reason, sizeof reason, "a BATCH element is a SEND or RETURN, not %s",
-                  zh_command_name (hdr.command));
-        s_refuse (self, conn, ZH_ERR_MALFORMED, reason, NULL);
-        return;
-    }
-    zmq_msg_t spare;
-    s_msg_t m = {NULL, 1, data, size, &spare};
-    s_handle_send (self, conn, &m, size, key);
-    if (m.frames) zmq_msg_close (&spare); //  it was made (and maybe sent: closing is safe)
+    char reason[80];
+    snprintf (reason, sizeof reason, "a BATCH element is a SEND or RETURN, not %s",
+              zh_command_name (hdr.command));
+    s_refuse (self, conn, ZH_ERR_MALFORMED, reason, NULL);
 }
 
 //  A BATCH frame (§14) from a connection that finished its handshake: the

@@ -110,7 +110,7 @@ def test_a_malformed_container_delivers_the_elements_before_the_fault(broker, cl
 
 
 def test_each_element_is_handled_as_a_lone_message(broker, client):
-    """A PING element, an unknown command, a spoofed src, ttl 0, a dest
+    """A PING element, an unknown command, a SEND of version 2, a spoofed src, ttl 0, a dest
     that does not exist: each gets its own answer, and the good elements
     around them are delivered in order."""
     b = broker()
@@ -120,17 +120,18 @@ def test_each_element_is_handled_as_a_lone_message(broker, client):
         element(a, a.port(1), b"first", seq=1),
         zhp.header(zhp.PING),
         zhp.header(0x7f),
+        b"ZH\x02" + element(a, a.port(1), b"version 2")[3:],
         element(a, a.port(1), b"spoofed", seq=2, src=victim.actor),
         element(a, a.port(1), b"expired", seq=3, ttl=0),
         element(a, "nosuch.x:1@" + b.ep, b"nowhere", seq=4),
         element(a, a.port(1), b"last", seq=5),
     ]
     a.send_frames([zhp.encode_batch(elements)])
-    got = [a.recv(timeout=5) for _ in range(7)]
+    got = [a.recv(timeout=5) for _ in range(8)]
     assert [m.parts[0] for m in got if m.cmd == zhp.SEND] == [b"first", b"last"]
     errors = [m.body for m in got if m.cmd == zhp.ERROR]
-    assert [e["code"] for e in errors] == [400, 404, 403], errors
-    assert errors[2]["seq"] == 2 and errors[2]["dest"] == a.port(1)
+    assert [e["code"] for e in errors] == [400, 404, 426, 403], errors
+    assert errors[3]["seq"] == 2 and errors[3]["dest"] == a.port(1)
     returns = [m for m in got if m.cmd == zhp.RETURN]
     assert [r.meta["failures"][0]["code"] for r in returns] == ["TTL_EXPIRED", "NO_SUCH_PROC"]
     assert victim.try_recv(0.2) is None
