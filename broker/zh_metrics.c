@@ -39,38 +39,6 @@ struct _zh_metrics_t {
 };
 
 //  ---------------------------------------------------------------------
-//  The address
-
-//  PORT, HOST:PORT or [V6]:PORT into host and port text. 0 or -1.
-static int
-s_split (const char *addr, char *host, size_t host_size, char *port, size_t port_size)
-{
-    const char *colon = strrchr (addr, ':');
-    const char *h = "127.0.0.1";
-    size_t hlen = strlen (h);
-    const char *p = addr;
-    if (colon) {
-        h = addr;
-        hlen = (size_t)(colon - addr);
-        p = colon + 1;
-        if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
-            h++;
-            hlen -= 2;
-        } else if (memchr (h, ':', hlen))
-            return -1; //  a bare IPv6 address needs brackets
-    }
-    if (hlen == 0 || hlen >= host_size || strlen (p) == 0 || strlen (p) >= port_size) return -1;
-    for (const char *c = p; *c; c++)
-        if (*c < '0' || *c > '9') return -1;
-    if (atol (p) > 65535) return -1;
-    memcpy (host, h, hlen);
-    host[hlen] = 0;
-    if (strcmp (host, "*") == 0) snprintf (host, host_size, "0.0.0.0");
-    snprintf (port, port_size, "%s", p);
-    return 0;
-}
-
-//  ---------------------------------------------------------------------
 //  Rendering: Prometheus text format 0.0.4
 
 //  A label value with \, " and newline escaped (the format's rule).
@@ -466,12 +434,10 @@ s_mhd_log (void *cls, const char *fmt, va_list ap)
 zh_metrics_t *
 zh_metrics_new (const char *addr, const zh_metrics_parts_t *parts, zh_error_t *err)
 {
-    char host[64], port[8];
-    if (s_split (addr, host, sizeof host, port, sizeof port) != 0) {
-        zh_error_exit (err, 2,
-                       "--metrics %.80s: not an address (PORT, HOST:PORT or [IPV6]:PORT, e.g. "
-                       "9100 or 0.0.0.0:9100)",
-                       addr);
+    char host[ZH_HOST_MAX + 1], port[8];
+    zh_error_t why;
+    if (zh_hostport_split (addr, host, sizeof host, port, sizeof port, &why) != 0) {
+        zh_error_exit (err, 2, "--metrics %s (e.g. 9100 or 0.0.0.0:9100)", why.reason);
         return NULL;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC,

@@ -818,24 +818,44 @@ s_check_cpus (const char *value, zh_error_t *why)
     return zh_cpu_list_parse (value, &set, why);
 }
 
-//  PORT, HOST:PORT or [V6]:PORT (the broker resolves HOST when it starts).
+int
+zh_hostport_split (const char *addr, char *host, size_t host_size, char *port, size_t port_size,
+                   zh_error_t *why)
+{
+    const char *colon = strrchr (addr, ':');
+    const char *h = "127.0.0.1", *p = addr;
+    size_t hlen = strlen (h);
+    if (colon) {
+        h = addr;
+        hlen = (size_t)(colon - addr);
+        p = colon + 1;
+        if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']')
+            h++, hlen -= 2;
+        else if (memchr (h, ':', hlen))
+            hlen = 0; //  a bare IPv6 address needs brackets
+        if (hlen == 0)
+            return zh_error_set (why, ZH_ERR_MALFORMED, 0,
+                                 "'%.80s' is not PORT, HOST:PORT or [IPV6]:PORT", addr);
+    }
+    size_t digits = strspn (p, "0123456789");
+    if (digits == 0 || digits > 5 || p[digits] || atol (p) > 65535)
+        return zh_error_set (why, ZH_ERR_MALFORMED, 0,
+                             "'%.80s': the port must be a number from 0 to 65535", addr);
+    if (hlen >= host_size || digits >= port_size)
+        return zh_error_set (why, ZH_ERR_MALFORMED, 0, "'%.80s': the host is too long", addr);
+    memcpy (host, h, hlen);
+    host[hlen] = 0;
+    if (strcmp (host, "*") == 0) snprintf (host, host_size, "0.0.0.0");
+    memcpy (port, p, digits + 1);
+    return 0;
+}
+
+//  --metrics: PORT, HOST:PORT or [V6]:PORT (the broker resolves HOST when it starts).
 static int
 s_check_metrics (const char *value, zh_error_t *why)
 {
-    const char *colon = strrchr (value, ':');
-    const char *port = colon ? colon + 1 : value;
-    if (colon) {
-        size_t hlen = (size_t)(colon - value);
-        bool bracketed = hlen >= 2 && value[0] == '[' && value[hlen - 1] == ']';
-        if (hlen == 0 || (!bracketed && memchr (value, ':', hlen)))
-            return zh_error_set (why, ZH_ERR_MALFORMED, 0,
-                                 "'%.80s' is not PORT, HOST:PORT or [IPV6]:PORT", value);
-    }
-    size_t digits = strspn (port, "0123456789");
-    if (digits == 0 || digits > 5 || port[digits] || atol (port) > 65535)
-        return zh_error_set (why, ZH_ERR_MALFORMED, 0,
-                             "'%.80s': the port must be a number from 0 to 65535", value);
-    return 0;
+    char host[ZH_HOST_MAX + 1], port[8];
+    return zh_hostport_split (value, host, sizeof host, port, sizeof port, why);
 }
 
 //  CF-1: the first value a source gives a list empties it

@@ -139,6 +139,14 @@ int zh_cpu_list_parse (const char *text, cpu_set_t *set, zh_error_t *err);
 //  Write set as a CPU list ("0,2-3") into buf (truncated to size); buf.
 char *zh_cpu_list_format (const cpu_set_t *set, char *buf, size_t size);
 
+//  Split a listening address: PORT (host 127.0.0.1), HOST:PORT or
+//  [IPV6]:PORT (brackets dropped; a host of * is 0.0.0.0) into host and
+//  port text (port: digits, 0..65535). 0, or -1 with why saying what is
+//  wrong. --metrics uses it.
+#define ZH_HOST_MAX 255 //  host text at most
+int zh_hostport_split (const char *addr, char *host, size_t host_size, char *port, size_t port_size,
+                       zh_error_t *why);
+
 //  Print the --help text: usage, then every flag with its environment
 //  variable and default.
 void zh_config_help (FILE *out, const char *program);

@@ -945,6 +945,20 @@ test_metrics_addresses_are_checked (void **state)
         assert_string_equal (config->metrics, good[i]);
         zh_config_destroy (&config);
     }
+    struct {
+        const char *addr, *host, *port;
+    } split[] = {{"9100", "127.0.0.1", "9100"},
+                 {"[::1]:0", "::1", "0"},
+                 {"*:7", "0.0.0.0", "7"},
+                 {"metrics.example:65535", "metrics.example", "65535"}};
+    for (size_t i = 0; i < sizeof split / sizeof split[0]; i++) {
+        char host[ZH_HOST_MAX + 1], port[8];
+        zh_error_t err;
+        assert_int_equal (
+            zh_hostport_split (split[i].addr, host, sizeof host, port, sizeof port, &err), 0);
+        assert_string_equal (host, split[i].host);
+        assert_string_equal (port, split[i].port);
+    }
     const char *bad[] = {"x", "65536", "::1:9100", ":9100", "host:", "1234567", "9100x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *argv[] = {"zhost-broker", "--metrics", (char *)bad[i], NULL};
