@@ -10,6 +10,24 @@
 #include <string.h>
 #include <zmq.h>
 
+#define S_CERT_FILE_MAX 65536 //  a zcert file is a few hundred bytes
+
+//  True if path is a readable ZPL file. zcert_load (zconfig_load) leaks its
+//  zfile_t on a file that is not ZPL (czmq 4.2), which a SIGHUP reload of a
+//  directory holding a stray file would repeat: check the text first, the
+//  way zh_config reads its file (zconfig_chunk_load frees what it makes).
+static bool
+s_is_zpl (const char *path)
+{
+    zchunk_t *text = zchunk_slurp (path, S_CERT_FILE_MAX + 1);
+    bool ok = text && zchunk_size (text) > 0 && zchunk_size (text) <= S_CERT_FILE_MAX;
+    zconfig_t *root = ok ? zconfig_chunk_load (text) : NULL;
+    zchunk_destroy (&text);
+    ok = root != NULL;
+    zconfig_destroy (&root);
+    return ok;
+}
+
 zcert_t *
 zh_cert_load (const char *file, bool need_secret, const char *what, zh_error_t *err)
 {
@@ -23,6 +41,13 @@ zh_cert_load (const char *file, bool need_secret, const char *what, zh_error_t *
     snprintf (base, sizeof base, "%s", file);
     size_t len = strlen (base);
     if (len > 7 && strcmp (base + len - 7, "_secret") == 0) base[len - 7] = 0;
+    //  The file zcert_load will read: NAME_secret if it is there, else NAME.
+    char secret[4096 + 8];
+    snprintf (secret, sizeof secret, "%s_secret", base);
+    if (!s_is_zpl (zsys_file_exists (secret) ? secret : base)) {
+        zh_error_exit (err, 2, "%s %s: not a readable zcert certificate", what, file);
+        return NULL;
+    }
     zcert_t *cert = zcert_load (base); //  NULL when neither file is there
     if (!cert) {
         zh_error_exit (err, 2, "%s %s: not a readable zcert certificate", what, file);
